@@ -1,0 +1,5 @@
+"""dynafolio: dynamic portfolio allocation research with one honest backtest engine."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
