@@ -1,0 +1,19 @@
+"""Backtest engine: one accounting of drift, turnover and costs for every strategy."""
+
+from __future__ import annotations
+
+from dynafolio.backtest.constraints import PortfolioConstraints
+from dynafolio.backtest.costs import CostModel, ProportionalCost
+from dynafolio.backtest.engine import Simulation, decision_rows, run_backtest, simulate
+from dynafolio.backtest.result import BacktestResult
+
+__all__ = [
+    "BacktestResult",
+    "CostModel",
+    "PortfolioConstraints",
+    "ProportionalCost",
+    "Simulation",
+    "decision_rows",
+    "run_backtest",
+    "simulate",
+]

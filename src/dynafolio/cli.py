@@ -1,0 +1,180 @@
+"""Command-line interface: ``dynafolio run`` and ``dynafolio data``.
+
+The CLI only parses arguments, composes the experiment layer and prints; errors the user
+can fix are printed as one clear message with a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from dynafolio.errors import DynafolioError  # noqa: E402
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Dynamic portfolio allocation research: learned and classical allocators, one honest engine.")
+data_app = typer.Typer(no_args_is_help=True, help="Embedded datasets: list them and inspect one.")
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def _user_errors():
+    """Turn the project's exceptions into a one-line message and exit code 2."""
+    try:
+        yield
+    except DynafolioError as error:
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+
+
+@app.command()
+def run(
+    experiment: Annotated[str, typer.Argument(help="Experiment to run (default: s1).")] = "s1",
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML/TOML file overriding the experiment's defaults.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="CSV/Parquet price file to use instead of the embedded dataset.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parent folder of the run directory.")] = Path("runs"),
+    seed: Annotated[int | None, typer.Option("--seed", help="First random seed.")] = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", help="Number of seeds for learned strategies.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smoke-test budgets: one seed, smallest training budgets.")] = False,
+) -> None:
+    """Run an experiment and write its run directory (metrics, weights, plots, report.html)."""
+    from dynafolio.experiments import DEFAULT_EXPERIMENT, EXPERIMENTS
+    from dynafolio.experiments.artifacts import build_manifest, write_run
+    from dynafolio.experiments.config import load_config_file, merge, validate_config
+    from dynafolio.experiments.runner import load_prices, run_experiment
+    from dynafolio.report import write_report
+
+    with _user_errors():
+        if experiment not in EXPERIMENTS:
+            raise DynafolioError(
+                f"unknown experiment {experiment!r}; available: {', '.join(sorted(EXPERIMENTS))} "
+                f"(default {DEFAULT_EXPERIMENT})"
+            )
+        settings = EXPERIMENTS[experiment]()
+        source = "defaults"
+        if config is not None:
+            settings = merge(settings, load_config_file(config))
+            source = str(config)
+        overrides: dict[str, Any] = {}
+        if data is not None:
+            overrides["data"] = {"path": str(data)}
+        if seed is not None:
+            overrides["seed"] = seed
+        if seeds is not None:
+            overrides["n_seeds"] = seeds
+        if quick:
+            overrides["n_seeds"] = 1
+        cfg = validate_config(merge(settings, overrides), source)
+        prepared = load_prices(cfg)
+        if data is not None and config is None:
+            cfg, dropped = _fit_defaults_to_data(cfg, prepared)
+            for line in dropped:
+                console.print(f"[yellow]note:[/] {line}")
+        console.print(
+            f"[bold]{cfg.title or cfg.name}[/]\n{prepared.source}: {prepared.prices.shape[1]} assets, "
+            f"{len(prepared.prices)} periods ({prepared.prices.index[0].date()}..{prepared.prices.index[-1].date()})"
+        )
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            def factory(description: str, total: int):
+                task = bar.add_task(description, total=total)
+                return lambda n: bar.advance(task, n)
+
+            result = run_experiment(cfg, prepared=prepared, progress=factory)
+        manifest = build_manifest(cfg, result, prepared.source, prepared.source_sha256)
+        run_dir = write_run(result, manifest, out, write_report)
+    _print_results(result)
+    console.print(f"\nRun directory: [bold]{run_dir}[/]  (open {run_dir / 'report.html'})")
+
+
+def _fit_defaults_to_data(cfg, prepared):
+    """Drop default strategies that need what a user's file lacks (asset classes, an index)."""
+    from dynafolio.experiments.config import BuyAndHoldSpec, CompositeSpec
+
+    kept, dropped = [], []
+    for spec in cfg.strategies:
+        if isinstance(spec, CompositeSpec) and not prepared.asset_classes:
+            dropped.append("asset-class composite skipped: the data file carries no asset classes")
+        elif isinstance(spec, BuyAndHoldSpec) and spec.asset not in prepared.prices.columns:
+            dropped.append(f"{spec.asset} buy & hold skipped: {spec.asset} is not in the data file")
+        else:
+            kept.append(spec)
+    return cfg.model_copy(update={"strategies": tuple(kept)}), dropped
+
+
+def _print_results(result) -> None:
+    from dynafolio.report.tables import COLUMN_LABELS, format_table
+
+    shown = format_table(result.table)
+    table = Table(title=f"{result.title}\nTest period {result.test_dates[0].date()} .. "
+                        f"{result.test_dates[-1].date()} ({len(result.test_dates)} periods, net of costs)",
+                  title_justify="left")
+    table.add_column("Strategy", no_wrap=True)
+    for column in shown.columns:
+        table.add_column(COLUMN_LABELS.get(column, column), justify="right")
+    for name, row in shown.iterrows():
+        style = "bold" if name == result.benchmark else None
+        table.add_row(str(name), *[str(v) for v in row], style=style)
+    console.print(table)
+    for line in result.findings:
+        console.print(f"• {line}", highlight=False)
+    for line in result.notes:
+        console.print(f"[dim]note: {line}[/]", highlight=False)
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the embedded datasets."""
+    from dynafolio.data import list_datasets, load_dataset
+
+    with _user_errors():
+        table = Table(title="Embedded datasets", title_justify="left")
+        for column in ("Name", "Assets", "From", "To", "Frequency", "Source"):
+            table.add_column(column)
+        for info in list_datasets():
+            prices = load_dataset(info.name)
+            table.add_row(info.name, str(prices.shape[1]), str(prices.index[0].date()),
+                          str(prices.index[-1].date()), info.frequency, info.source)
+        console.print(table)
+
+
+@data_app.command("show")
+def data_show(name: Annotated[str, typer.Argument(help="Dataset name, e.g. multiasset.")]) -> None:
+    """Show a dataset's assets, classes, date ranges and first valid date per asset."""
+    from dynafolio.data import dataset_info, describe_prices, load_dataset
+
+    with _user_errors():
+        info = dataset_info(name)
+        prices = load_dataset(name)
+        described = describe_prices(prices, asset_classes=info.asset_classes)
+        console.print(f"[bold]{info.name}[/]: {info.description}\nSource: {info.source}\nLicense: {info.license}")
+        table = Table(title_justify="left")
+        table.add_column("Asset", no_wrap=True)
+        for column in described.columns:
+            table.add_column(str(column).replace("_", " "), justify="right")
+        for asset, row in described.iterrows():
+            table.add_row(str(asset), *[_fmt(v) for v in row])
+        console.print(table)
+
+
+def _fmt(value: Any) -> str:
+    if hasattr(value, "date") and callable(value.date):
+        return str(value.date())
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    return str(value)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

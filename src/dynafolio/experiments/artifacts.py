@@ -1,0 +1,137 @@
+"""Write a run directory atomically: everything lands in a hidden temporary folder that is
+renamed into place only once complete, so a failed run leaves nothing that looks finished."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import platform
+import re
+import shutil
+import sys
+import uuid
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dynafolio.experiments.config import ExperimentConfig
+from dynafolio.experiments.result import ExperimentResult
+
+_PACKAGES = ("dynafolio", "numpy", "pandas", "scipy", "skfolio", "scikit-learn", "cvxpy-base",
+             "matplotlib", "pydantic", "torch", "stable_baselines3", "gymnasium")
+
+
+def slug(name: str) -> str:
+    """File-system friendly version of a strategy name."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in _PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def build_manifest(config: ExperimentConfig, result: ExperimentResult, source: str,
+                   source_sha256: str) -> dict[str, Any]:
+    prices = result.prices
+    prepared = pd.util.hash_pandas_object(prices, index=True).to_numpy().tobytes()
+
+    return {
+        "experiment": config.name,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "seed": config.seed,
+        "seeds": list(config.seeds),
+        "config": config.model_dump(mode="json"),
+        "data": {
+            "source": source,
+            "sha256": source_sha256,
+            "prepared_sha256": hashlib.sha256(prepared).hexdigest(),
+            "assets": list(prices.columns),
+            "first_date": str(prices.index[0].date()),
+            "last_date": str(prices.index[-1].date()),
+            "n_periods": int(len(prices)),
+            "periods_per_year": result.periods_per_year,
+        },
+        "split": {
+            "train": [str(result.train_dates[0].date()), str(result.train_dates[-1].date())],
+            "test": [str(result.test_dates[0].date()), str(result.test_dates[-1].date())],
+            "n_train": int(len(result.train_dates)),
+            "n_test": int(len(result.test_dates)),
+        },
+        "versions": package_versions(),
+    }
+
+
+def write_run(
+    result: ExperimentResult,
+    manifest: dict[str, Any],
+    out_dir: Path,
+    write_report: Callable[[ExperimentResult, Path, dict[str, Any]], Path],
+) -> Path:
+    """Write every artifact of ``result`` under ``out_dir/<experiment>-<timestamp>``.
+
+    Returns the final run directory. On any error the temporary folder is removed and the
+    error propagates.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    final = out_dir / f"{result.experiment}-{stamp}"
+    suffix = 1
+    while final.exists():
+        suffix += 1
+        final = out_dir / f"{result.experiment}-{stamp}-{suffix}"
+    partial = out_dir / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
+    partial.mkdir()
+    try:
+        _write_tables(result, partial)
+        write_report(result, partial, manifest)
+        # The manifest goes last: its presence marks a complete run.
+        (partial / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        partial.rename(final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return final
+
+
+def _write_tables(result: ExperimentResult, run_dir: Path) -> None:
+    table = result.table.copy()
+    table.to_csv(run_dir / "metrics.csv", index_label="strategy")
+    per_seed = result.metrics.reset_index()
+    (run_dir / "metrics.json").write_text(json.dumps({
+        "periods_per_year": result.periods_per_year,
+        "test_period": [str(result.test_dates[0].date()), str(result.test_dates[-1].date())],
+        "benchmark": result.benchmark,
+        "table": json.loads(table.reset_index(names="strategy").to_json(orient="records")),
+        "per_seed": json.loads(per_seed.to_json(orient="records")),
+        "stress": json.loads(result.stress.to_json(orient="records", date_format="iso"))
+        if not result.stress.empty else [],
+        "findings": list(result.findings),
+        "notes": list(result.notes),
+    }, indent=2))
+    per_seed.to_csv(run_dir / "metrics_per_seed.csv", index=False)
+    if not result.stress.empty:
+        result.stress.to_csv(run_dir / "stress.csv", index=False)
+    if not result.rolling.empty:
+        result.rolling.to_csv(run_dir / "rolling_alpha_beta.csv", index_label="date")
+    returns = pd.concat([runs.mean_net_returns() for runs in result.strategies], axis=1)
+    returns.to_csv(run_dir / "net_returns.csv", index_label="date")
+    weights_dir = run_dir / "weights"
+    ledgers_dir = run_dir / "ledgers"
+    weights_dir.mkdir()
+    ledgers_dir.mkdir()
+    for runs in result.strategies:
+        for seed, run in zip(runs.seeds, runs.runs, strict=True):
+            tag = slug(runs.name) + (f"-seed{seed}" if len(runs.runs) > 1 else "")
+            run.weights.to_csv(weights_dir / f"{tag}.csv", index_label="date", float_format="%.6g")
+            run.ledger.to_csv(ledgers_dir / f"{tag}.csv", index_label="date", float_format="%.8g")

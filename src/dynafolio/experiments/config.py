@@ -1,0 +1,160 @@
+"""Typed, frozen experiment configuration, validated once (pydantic).
+
+A config file (YAML or TOML) is merged over an experiment's defaults and validated here;
+errors name the offending key. The validated object is written into the run manifest and
+never mutated afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dynafolio.errors import ConfigError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Frozen):
+    """Where prices come from and how they are prepared."""
+
+    dataset: str = Field("multiasset", description="embedded dataset name (ignored when path is set)")
+    path: Path | None = Field(None, description="CSV/Parquet price file (wide or long) instead of a dataset")
+    assets: tuple[str, ...] | None = Field(None, description="subset of assets; default all")
+    start: dt.date | None = Field(None, description="first date kept")
+    end: dt.date | None = Field(None, description="last date kept")
+    frequency: str = Field("W", description="D, W (weekly, Friday close), M or Q")
+    max_gap: int = Field(5, ge=0, description="longest run of missing prices forward-filled (rows of the source data)")
+
+
+class SplitConfig(_Frozen):
+    """Chronological train/test split: a fraction or a first test date."""
+
+    train_fraction: float | None = Field(0.7, gt=0.0, lt=1.0)
+    test_start: dt.date | None = None
+
+
+class BacktestConfig(_Frozen):
+    """Engine settings shared by every strategy of the experiment."""
+
+    transaction_cost: float = Field(0.001, ge=0.0, lt=1.0, description="cost per unit of one-way turnover")
+    rebalance_every: int = Field(1, ge=1, description="trade every k periods; weights drift in between")
+    long_only: bool = True
+    max_gross_leverage: float = Field(1.0, gt=0.0)
+    max_position: float = Field(1.0, gt=0.0, le=10.0)
+    risk_free_rate: float = Field(0.0, ge=-0.05, le=0.5, description="annual rate for Sharpe/Sortino")
+
+
+class EqualWeightSpec(_Frozen):
+    kind: Literal["equal_weight"]
+
+
+class BuyAndHoldSpec(_Frozen):
+    kind: Literal["buy_and_hold"]
+    asset: str = "SPY"
+
+
+class CompositeSpec(_Frozen):
+    kind: Literal["asset_class_composite"]
+
+
+class EstimatedSpec(_Frozen):
+    kind: Literal["inverse_volatility", "minimum_variance", "max_sharpe", "hrp", "herc"]
+    estimation: Literal["static", "rolling", "expanding"] = "rolling"
+    window: int | None = Field(104, ge=2, description="estimation window in periods (rolling)")
+    min_coverage: float = Field(0.9, gt=0.0, le=1.0)
+    min_periods: int = Field(26, ge=2)
+
+    @model_validator(mode="after")
+    def _rolling_needs_window(self) -> EstimatedSpec:
+        if self.estimation == "rolling" and self.window is None:
+            raise ValueError("a rolling estimate needs `window` (periods)")
+        return self
+
+
+StrategySpec = Annotated[
+    EqualWeightSpec | BuyAndHoldSpec | CompositeSpec | EstimatedSpec,
+    Field(discriminator="kind"),
+]
+
+
+class ExperimentConfig(_Frozen):
+    """One experiment: data, split, engine settings, strategies, seeds, stress windows."""
+
+    name: str
+    title: str = ""
+    data: DataConfig = DataConfig()
+    split: SplitConfig = SplitConfig()
+    backtest: BacktestConfig = BacktestConfig()
+    strategies: tuple[StrategySpec, ...]
+    seed: int = Field(0, ge=0, description="first seed; learned strategies run seeds seed..seed+n_seeds-1")
+    n_seeds: int = Field(3, ge=1, description="seeds per learned strategy (deterministic rules run once)")
+    benchmark: str = Field("Equal weight", description="strategy name the others are compared with")
+    index_asset: str = Field("SPY", description="asset used for rolling alpha/beta")
+    rolling_window: int = Field(26, ge=4, description="periods of the rolling alpha/beta window")
+    stress_windows: dict[str, tuple[dt.date, dt.date]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentConfig:
+        if not self.strategies:
+            raise ValueError("`strategies` is empty: list at least one strategy")
+        for name, (start, end) in self.stress_windows.items():
+            if end < start:
+                raise ValueError(f"stress window {name!r} ends before it starts")
+        return self
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(range(self.seed, self.seed + self.n_seeds))
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file into a plain dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            raise ConfigError(f"config file {path}: use a .yaml, .yml or .toml file")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"config file {path} is not valid {path.suffix[1:].upper()}: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; lists and scalars in ``override`` replace those in ``base``."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def validate_config(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Validate a dict into an :class:`ExperimentConfig`; errors name each bad key."""
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+            given = problem.get("input")
+            shown = "" if isinstance(given, dict) else f" (got {given!r})"
+            lines.append(f"  {key}: {problem['msg']}{shown}")
+        raise ConfigError(f"invalid {source}:\n" + "\n".join(lines)) from None

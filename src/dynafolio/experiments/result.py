@@ -1,0 +1,87 @@
+"""What an experiment run produces, before it is written to disk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from dynafolio.backtest.result import BacktestResult
+
+
+@dataclass(frozen=True)
+class StrategyRuns:
+    """Backtests of one strategy configuration, one per seed (one for deterministic rules)."""
+
+    name: str
+    runs: tuple[BacktestResult, ...]
+    seeds: tuple[int, ...]
+    learned: bool = False
+
+    @property
+    def first(self) -> BacktestResult:
+        return self.runs[0]
+
+    def mean_net_returns(self) -> pd.Series:
+        """Per-period net return averaged across seeds (for plots; metrics use each seed)."""
+        return pd.concat([r.net_returns for r in self.runs], axis=1).mean(axis=1).rename(self.name)
+
+    def mean_weights(self) -> pd.DataFrame:
+        """Held weights averaged across seeds, ``(n_periods, n_assets)``."""
+        return sum(r.weights for r in self.runs) / len(self.runs)
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """Everything a report needs about one experiment run.
+
+    Attributes
+    ----------
+    experiment : str
+        Experiment name (``s1`` ...).
+    title : str
+        One-line human description.
+    strategies : tuple of StrategyRuns
+        In display order.
+    metrics : pd.DataFrame
+        One row per (strategy, seed): index ``strategy``, columns ``seed`` + the keys of
+        :func:`dynafolio.metrics.summary`.
+    table : pd.DataFrame
+        One row per strategy (index), columns ``<metric>`` (mean over seeds) and
+        ``<metric>_std`` (standard deviation over seeds, NaN with one seed), plus ``n_seeds``.
+    stress : pd.DataFrame
+        Metrics over named stress windows that overlap the test period: columns
+        ``strategy``, ``window``, ``start``, ``end`` + summary keys (means over seeds).
+    prices : pd.DataFrame
+        The prepared prices the experiment used (after cleaning and resampling).
+    train_dates, test_dates : pd.DatetimeIndex
+        The chronological split.
+    periods_per_year : int
+    asset_classes : dict
+        Asset -> class, where known.
+    benchmark : str
+        Name of the strategy other strategies are compared with (equal weight by default).
+    rolling : pd.DataFrame
+        Rolling annualised alpha and beta of each strategy's net returns against the index
+        asset; columns a MultiIndex ``(strategy, "alpha" | "beta")``. Empty without an index.
+    findings : tuple of str
+        Plain-language statements for the report (who beats the benchmark, who does not).
+    notes : tuple of str
+        Caveats: fallbacks used, assets missing, windows not covered, source discrepancies.
+    """
+
+    experiment: str
+    title: str
+    strategies: tuple[StrategyRuns, ...]
+    metrics: pd.DataFrame
+    table: pd.DataFrame
+    stress: pd.DataFrame
+    prices: pd.DataFrame
+    train_dates: pd.DatetimeIndex
+    test_dates: pd.DatetimeIndex
+    periods_per_year: int
+    asset_classes: dict[str, str] = field(default_factory=dict)
+    benchmark: str = "Equal weight"
+    rolling: pd.DataFrame = field(default_factory=pd.DataFrame)
+    findings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()

@@ -1,0 +1,286 @@
+"""Run an experiment: load data, split, backtest every strategy over its seeds, score.
+
+The runner only composes lower layers (data → strategies → backtest → metrics); writing
+files is :mod:`dynafolio.experiments.artifacts`' job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from dynafolio import metrics
+from dynafolio.backtest import PortfolioConstraints, ProportionalCost, run_backtest
+from dynafolio.data import dataset_info, load_dataset, read_prices
+from dynafolio.data.validate import check_history, check_n_assets
+from dynafolio.errors import ConfigError, DataError
+from dynafolio.experiments.config import (
+    BuyAndHoldSpec,
+    CompositeSpec,
+    EqualWeightSpec,
+    EstimatedSpec,
+    ExperimentConfig,
+    StrategySpec,
+)
+from dynafolio.experiments.result import ExperimentResult, StrategyRuns
+from dynafolio.features import periods_per_year, prepare_prices
+from dynafolio.seeding import seed_everything
+from dynafolio.splits import chronological_split
+from dynafolio.strategies import (
+    AssetClassCompositeStrategy,
+    BuyAndHoldStrategy,
+    EqualWeightStrategy,
+    HERCStrategy,
+    HRPStrategy,
+    InverseVolatilityStrategy,
+    MaxSharpeStrategy,
+    MinimumVarianceStrategy,
+    Strategy,
+)
+
+_ESTIMATED = {
+    "inverse_volatility": InverseVolatilityStrategy,
+    "minimum_variance": MinimumVarianceStrategy,
+    "max_sharpe": MaxSharpeStrategy,
+    "hrp": HRPStrategy,
+    "herc": HERCStrategy,
+}
+
+# Progress callback: (description, total steps) -> step function.
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Prices on the experiment's frequency and where they came from."""
+
+    prices: pd.DataFrame
+    source: str
+    source_sha256: str
+    asset_classes: dict[str, str]
+
+
+def load_prices(config: ExperimentConfig) -> PreparedData:
+    """Load, subset, clean and resample the experiment's prices."""
+    data = config.data
+    if data.path is not None:
+        raw = read_prices(data.path)
+        source = str(data.path)
+        digest = hashlib.sha256(data.path.read_bytes()).hexdigest()
+        classes: dict[str, str] = {}
+    else:
+        raw = load_dataset(data.dataset)
+        source = f"dataset:{data.dataset}"
+        digest = hashlib.sha256(raw.to_csv().encode()).hexdigest()
+        classes = dict(dataset_info(data.dataset).asset_classes)
+    if data.assets is not None:
+        missing = [a for a in data.assets if a not in raw.columns]
+        if missing:
+            raise DataError(
+                f"{source}: assets {missing} are not in the data; available: {list(raw.columns)}"
+            )
+        raw = raw.loc[:, list(data.assets)]
+    if data.start is not None or data.end is not None:
+        raw = raw.loc[pd.Timestamp(data.start or raw.index[0]) : pd.Timestamp(data.end or raw.index[-1])]
+    raw = raw.dropna(axis=1, how="all")
+    if raw.shape[0] < 2 or raw.shape[1] == 0:
+        raise DataError(f"{source}: no prices left between {data.start} and {data.end}")
+    prices = prepare_prices(raw, frequency=data.frequency, max_gap=data.max_gap)
+    return PreparedData(prices, source, digest, {a: c for a, c in classes.items() if a in prices})
+
+
+def build_strategy(spec: StrategySpec, asset_classes: dict[str, str], risk_free_per_period: float) -> Strategy:
+    """Instantiate the strategy a config entry describes."""
+    if isinstance(spec, EqualWeightSpec):
+        return EqualWeightStrategy()
+    if isinstance(spec, BuyAndHoldSpec):
+        return BuyAndHoldStrategy(asset=spec.asset)
+    if isinstance(spec, CompositeSpec):
+        if not asset_classes:
+            raise ConfigError(
+                "strategies: asset_class_composite needs asset classes, which only embedded "
+                "datasets provide; remove it when using --data FILE"
+            )
+        return AssetClassCompositeStrategy(asset_classes)
+    if isinstance(spec, EstimatedSpec):
+        kwargs = dict(
+            estimation=spec.estimation,
+            window=spec.window,
+            min_coverage=spec.min_coverage,
+            min_periods=spec.min_periods,
+        )
+        if spec.kind == "max_sharpe":
+            return MaxSharpeStrategy(**kwargs, risk_free_rate=risk_free_per_period)
+        return _ESTIMATED[spec.kind](**kwargs)
+    raise ConfigError(f"unknown strategy spec {spec!r}")  # pragma: no cover - pydantic rejects it
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    prepared: PreparedData | None = None,
+    progress: ProgressFactory | None = None,
+) -> ExperimentResult:
+    """Backtest every strategy of ``config`` on the test period and score them."""
+    prepared = prepared or load_prices(config)
+    prices = prepared.prices
+    split = chronological_split(prices.index, config.split.train_fraction, config.split.test_start)
+    ppy = periods_per_year(prices.index)
+    check_history(prices.loc[split.train_dates], 2, prepared.source)
+    check_n_assets(prices.shape[1], 1, f"experiment {config.name!r}")
+    rf_annual = config.backtest.risk_free_rate
+    rf_per_period = (1.0 + rf_annual) ** (1.0 / ppy) - 1.0
+    cost = ProportionalCost(config.backtest.transaction_cost)
+    constraints = PortfolioConstraints(
+        long_only=config.backtest.long_only,
+        max_gross_leverage=config.backtest.max_gross_leverage,
+        max_position=config.backtest.max_position,
+        fully_invested=config.backtest.long_only,
+    )
+    test_start, test_end = split.test_dates[0], split.test_dates[-1]
+    n_decisions = len(split.test_dates)
+
+    all_runs: list[StrategyRuns] = []
+    for spec in config.strategies:
+        strategy = build_strategy(spec, prepared.asset_classes, rf_per_period)
+        seeds = config.seeds if getattr(strategy, "learned", False) else (config.seed,)
+        runs = []
+        for seed in seeds:
+            seed_everything(seed)
+            strategy = build_strategy(spec, prepared.asset_classes, rf_per_period)
+            step = progress(f"{strategy.name} (seed {seed})", n_decisions) if progress else None
+            runs.append(
+                run_backtest(
+                    strategy, prices, test_start, test_end,
+                    rebalance_every=config.backtest.rebalance_every,
+                    cost_model=cost, constraints=constraints, progress=step,
+                )
+            )
+        all_runs.append(
+            StrategyRuns(strategy.name, tuple(runs), tuple(seeds), getattr(strategy, "learned", False))
+        )
+    _check_unique_names(all_runs)
+
+    per_seed = _per_seed_metrics(all_runs, ppy, rf_annual)
+    table = _aggregate(per_seed)
+    stress, stress_notes = _stress(all_runs, config, ppy, rf_annual, split.test_dates)
+    notes = [n for runs in all_runs for n in runs.first.notes] + stress_notes
+    notes.append(
+        f"Annualised return is {ppy}×mean of per-period net returns (the S1 paper's convention); "
+        "CAGR is the compounded rate. Sharpe = annualised excess mean / annualised volatility, "
+        f"risk-free rate {rf_annual:.2%} a year. The S1 paper prints benchmark Sharpe ratios that "
+        "contradict its own formula (e.g. 6.79% / 20.0% shown as 0.0034); dynafolio computes them "
+        "consistently."
+    )
+    benchmark = config.benchmark if config.benchmark in table.index else table.index[0]
+    rolling = _rolling_alpha_beta(all_runs, prices, config.index_asset, config.rolling_window, ppy)
+    return ExperimentResult(
+        experiment=config.name,
+        title=config.title or config.name,
+        strategies=tuple(all_runs),
+        metrics=per_seed,
+        table=table,
+        stress=stress,
+        prices=prices,
+        train_dates=split.train_dates,
+        test_dates=split.test_dates,
+        periods_per_year=ppy,
+        asset_classes=prepared.asset_classes,
+        benchmark=benchmark,
+        rolling=rolling,
+        findings=tuple(compare_with_benchmark(table, benchmark, all_runs)),
+        notes=tuple(notes),
+    )
+
+
+def _check_unique_names(all_runs: list[StrategyRuns]) -> None:
+    names = [r.name for r in all_runs]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ConfigError(f"strategies: {duplicated} appear more than once; make each entry distinct")
+
+
+def _per_seed_metrics(all_runs: list[StrategyRuns], ppy: int, rf: float) -> pd.DataFrame:
+    rows = []
+    for runs in all_runs:
+        for seed, run in zip(runs.seeds, runs.runs, strict=True):
+            stats = metrics.summary(run.net_returns, ppy, rf, turnover=run.ledger["turnover"])
+            rows.append({"strategy": runs.name, "seed": seed, **stats})
+    return pd.DataFrame(rows).set_index("strategy")
+
+
+def _aggregate(per_seed: pd.DataFrame) -> pd.DataFrame:
+    grouped = per_seed.drop(columns="seed").groupby(level="strategy", sort=False)
+    mean = grouped.mean()
+    std = grouped.std(ddof=1).add_suffix("_std")
+    table = pd.concat([mean, std], axis=1)
+    table["n_seeds"] = grouped.size()
+    return table
+
+
+def _stress(all_runs, config, ppy, rf, test_dates) -> tuple[pd.DataFrame, list[str]]:
+    notes = []
+    covered = {}
+    for name, (start, end) in config.stress_windows.items():
+        start, end = pd.Timestamp(start), pd.Timestamp(end)
+        if end < test_dates[0] or start > test_dates[-1]:
+            notes.append(
+                f"Stress window '{name}' ({start.date()}..{end.date()}) is outside the test period "
+                f"({test_dates[0].date()}..{test_dates[-1].date()}); it is not evaluated, because "
+                "in-sample results would flatter every fitted strategy."
+            )
+        else:
+            covered[name] = (str(start.date()), str(end.date()))
+    frames = []
+    for runs in all_runs:
+        for run in runs.runs:
+            if covered:
+                table = metrics.window_summary(run.net_returns, covered, ppy, rf)
+                frames.append(table.assign(strategy=runs.name))
+    if not frames:
+        return pd.DataFrame(), notes
+    stacked = pd.concat(frames).rename_axis("window").reset_index()
+    numeric = stacked.select_dtypes("number").columns
+    stress = stacked.groupby(["strategy", "window"], sort=False)[list(numeric)].mean().reset_index()
+    return stress, notes
+
+
+def _rolling_alpha_beta(all_runs, prices, index_asset, window, ppy) -> pd.DataFrame:
+    if index_asset not in prices.columns:
+        return pd.DataFrame()
+    index_returns = prices[index_asset].pct_change(fill_method=None)
+    frames = {}
+    for runs in all_runs:
+        net = runs.mean_net_returns()
+        if len(net) > window:
+            frames[runs.name] = metrics.rolling_alpha_beta(net, index_returns.loc[net.index], window, ppy)
+    return pd.concat(frames, axis=1) if frames else pd.DataFrame()
+
+
+def compare_with_benchmark(table: pd.DataFrame, benchmark: str, all_runs: list[StrategyRuns]) -> list[str]:
+    """Plain statements on who beats the benchmark's Sharpe ratio and who does not."""
+    base = table.loc[benchmark]
+    findings = [
+        f"Benchmark {benchmark}: Sharpe {base['sharpe']:.2f}, CAGR {base['cagr']:.1%}, "
+        f"max drawdown {base['max_drawdown']:.1%} over the test period."
+    ]
+    best = table["sharpe"].idxmax()
+    findings.append(f"Highest Sharpe: {best} ({table.loc[best, 'sharpe']:.2f}).")
+    worse = [n for n in table.index if n != benchmark and table.loc[n, "sharpe"] < base["sharpe"]]
+    better = [n for n in table.index if n != benchmark and table.loc[n, "sharpe"] >= base["sharpe"]]
+    if better:
+        findings.append(f"Beat {benchmark} on Sharpe: " + ", ".join(better) + ".")
+    if worse:
+        findings.append(f"Did worse than {benchmark} on Sharpe: " + ", ".join(worse) + ".")
+    for runs in all_runs:
+        if runs.learned and runs.name in worse:
+            row = table.loc[runs.name]
+            findings.append(
+                f"{runs.name} (learned) loses to {benchmark}: Sharpe {row['sharpe']:.2f} "
+                f"± {np.nan_to_num(row['sharpe_std']):.2f} vs {base['sharpe']:.2f}."
+            )
+    return findings

@@ -1,0 +1,55 @@
+"""What a strategy is allowed to see at a decision date."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class MarketHistory:
+    """Prices and returns up to and including the decision date — nothing later.
+
+    The backtest engine builds one per decision by slicing; a strategy never receives the
+    full data set, so it cannot look ahead even by accident.
+
+    Attributes
+    ----------
+    prices : pd.DataFrame, shape (n_dates, n_assets)
+        Prices up to the decision date (last row). NaN where an asset had no price.
+    returns : pd.DataFrame, shape (n_dates, n_assets)
+        Simple returns ``P_t / P_{t-1} − 1`` on the same index (first row NaN).
+    """
+
+    prices: pd.DataFrame
+    returns: pd.DataFrame
+
+    @property
+    def date(self) -> pd.Timestamp:
+        """The decision date: the close of the last row."""
+        return self.prices.index[-1]
+
+    @property
+    def assets(self) -> pd.Index:
+        return self.prices.columns
+
+    @property
+    def available(self) -> pd.Series:
+        """Assets with a price at the decision date: the only ones that may be bought."""
+        return self.prices.iloc[-1].notna()
+
+    def window_returns(self, window: int | None, min_coverage: float = 0.9) -> pd.DataFrame:
+        """Complete-data returns for estimating a model on the last ``window`` periods.
+
+        Assets available today with a valid return on at least ``min_coverage`` of the
+        window's periods are kept; the rows where any kept asset is missing are dropped, so
+        estimators see a rectangular, NaN-free sample. ``window=None`` uses all history.
+        """
+        returns = self.returns.iloc[1:]  # the first row has no previous price
+        if window is not None:
+            returns = returns.iloc[-window:]
+        returns = returns.loc[:, self.available]
+        coverage = returns.notna().mean()
+        kept = returns.loc[:, coverage >= min_coverage]
+        return kept.dropna(how="any")

@@ -1,0 +1,467 @@
+"""Static PNG charts of an experiment's results.
+
+Every function draws on its own :class:`matplotlib.figure.Figure` (never pyplot's global figure
+manager, so nothing leaks between calls or threads and no GUI backend is needed), saves a PNG and
+returns its path. The functions only draw what they are given: equity and drawdowns are
+re-derived from the per-period net returns purely for display.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
+from matplotlib.ticker import (
+    FixedLocator,
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+    PercentFormatter,
+)
+
+from dynafolio.experiments.result import ExperimentResult, StrategyRuns
+from dynafolio.report.tables import COLUMN_LABELS, PERCENT_COLUMNS, format_value
+
+__all__ = [
+    "DPI",
+    "asset_colors",
+    "plot_average_weights",
+    "plot_drawdowns",
+    "plot_equity_curves",
+    "plot_metric_bars",
+    "plot_weights_over_time",
+    "strategy_styles",
+]
+
+DPI = 110
+BENCHMARK_COLOR = "black"
+OTHER_COLOR = "#b0b0b0"
+_LINESTYLES = ("-", "-.", ":")
+_LEGEND = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": 8, "frameon": False}
+
+
+def _tab20_dark_first() -> list:
+    # tab20 comes in (dark, light) pairs of one hue; listing the dark halves first keeps
+    # neighbouring strategies in clearly different hues before any hue is reused.
+    colors = list(matplotlib.colormaps["tab20"].colors)
+    return colors[0::2] + colors[1::2]
+
+
+def _asset_palette() -> list:
+    # Greys (tab20 entries 14, 15) are reserved for the "other" bucket.
+    tab20 = [c for i, c in enumerate(matplotlib.colormaps["tab20"].colors) if i not in (14, 15)]
+    return tab20[0::2] + tab20[1::2] + list(matplotlib.colormaps["tab20b"].colors)
+
+
+def _is_buy_and_hold(name: str) -> bool:
+    return "buy & hold" in name.lower()
+
+
+def strategy_styles(names: Sequence[str], benchmark: str | None) -> dict[str, dict]:
+    """Line style of each strategy, stable for a given display order.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Strategy names in display order.
+    benchmark : str or None
+        Drawn thick and black so every other line reads against it.
+
+    Returns
+    -------
+    dict
+        Name -> keyword arguments for ``Axes.plot`` (``color``, ``linestyle``, ``linewidth``,
+        ``zorder``). Buy-and-hold indices are dashed; beyond 10 strategies the line style
+        changes as well as the colour, so 20+ lines stay distinguishable.
+    """
+    palette = _tab20_dark_first()
+    styles: dict[str, dict] = {}
+    i = 0
+    for name in names:
+        if name == benchmark:
+            styles[name] = {
+                "color": BENCHMARK_COLOR,
+                "linestyle": "-",
+                "linewidth": 2.6,
+                "zorder": 5,
+            }
+            continue
+        style = {
+            "color": palette[i % len(palette)],
+            "linestyle": _LINESTYLES[(i // 10) % len(_LINESTYLES)],
+            "linewidth": 1.3,
+            "zorder": 3,
+        }
+        if _is_buy_and_hold(name):
+            style.update(linestyle="--", linewidth=1.8, zorder=4)
+        styles[name] = style
+        i += 1
+    return styles
+
+
+def asset_colors(assets: Sequence[str], asset_order: Sequence[str] | None = None) -> dict:
+    """Colour of each asset, identical in every chart of one report.
+
+    Parameters
+    ----------
+    assets : sequence of str
+        Assets to colour.
+    asset_order : sequence of str, optional
+        The universe in a fixed order (e.g. the price columns). An asset's colour is taken
+        from its position here, so it does not depend on which subset a chart shows. Assets
+        not listed get a colour from a stable hash of their name.
+
+    Returns
+    -------
+    dict
+        Asset -> RGB tuple.
+    """
+    palette = _asset_palette()
+    position = {a: i for i, a in enumerate(asset_order or sorted(assets))}
+    colors = {}
+    for asset in assets:
+        if asset in position:
+            colors[asset] = palette[position[asset] % len(palette)]
+        else:
+            # crc32 rather than hash(): Python's str hash is salted per process.
+            colors[asset] = palette[zlib.crc32(str(asset).encode()) % len(palette)]
+    return colors
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    # A bare Figure is not registered with pyplot, so clearing it is all the closing it needs.
+    fig.clear()
+    return path
+
+
+def _date_axis(ax) -> None:
+    locator = AutoDateLocator(minticks=4, maxticks=10)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+
+
+def _equity(runs: StrategyRuns) -> pd.Series:
+    """Seed-averaged net equity from 1.0, with the 1.0 placed at the first decision date."""
+    net = runs.mean_net_returns().astype(float)
+    equity = (1.0 + net).cumprod()
+    weights_index = runs.first.weights.index
+    if len(weights_index) and len(equity) and weights_index[0] < equity.index[0]:
+        start = pd.Series([1.0], index=weights_index[:1])
+        equity = pd.concat([start, equity])
+    return equity
+
+
+def _drawdown(equity: pd.Series) -> pd.Series:
+    # The clip puts the initial 1.0 into the running peak even when no start point was added.
+    return equity / equity.cummax().clip(lower=1.0) - 1.0
+
+
+def _log_ticks(ax, lo: float, hi: float) -> None:
+    # Matplotlib's log locator labels only decades; test-period equity often spans 0.7-1.6,
+    # which would leave a single labelled tick. Use evenly spaced plain numbers then.
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0:
+        return
+    if hi / lo > 8:
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    else:
+        ticks = [t for t in MaxNLocator(nbins=8).tick_values(lo, hi) if lo <= t <= hi and t > 0]
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _line_chart(result: ExperimentResult, series: dict[str, pd.Series], ax) -> None:
+    styles = strategy_styles(list(series), result.benchmark)
+    for name, values in series.items():
+        ax.plot(values.index, values.to_numpy(dtype=float), label=name, **styles[name])
+    _date_axis(ax)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.margins(x=0.01)
+    ax.legend(**_LEGEND)
+
+
+def plot_equity_curves(result: ExperimentResult, path: str | Path) -> Path:
+    """Net equity of every strategy over the test period, on a log axis.
+
+    Parameters
+    ----------
+    result : ExperimentResult
+        Strategies are drawn from ``StrategyRuns.mean_net_returns()`` compounded from 1.0; the
+        benchmark is thick black and buy-and-hold indices are dashed.
+    path : str or Path
+        Where to write the PNG.
+
+    Returns
+    -------
+    Path
+    """
+    series = {runs.name: _equity(runs) for runs in result.strategies}
+    fig = Figure(figsize=(11, 5.5))
+    ax = fig.subplots()
+    _line_chart(result, series, ax)
+    ax.set_yscale("log")
+    values = pd.concat(series.values()) if series else pd.Series(dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    if len(values):
+        lo, hi = float(values.min()), float(values.max())
+        ax.set_ylim(lo / 1.03, hi * 1.03)
+        _log_ticks(ax, lo / 1.03, hi * 1.03)
+    ax.axhline(1.0, color="grey", linewidth=0.8, zorder=1)
+    ax.set_ylabel("Net equity (start = 1, log scale)")
+    ax.set_title("Equity curves, test period (net of costs, mean over seeds)", loc="left")
+    return _save(fig, path)
+
+
+def plot_drawdowns(result: ExperimentResult, path: str | Path) -> Path:
+    """Underwater curves (drawdown from the running peak) of every strategy.
+
+    Parameters
+    ----------
+    result : ExperimentResult
+        Styled as :func:`plot_equity_curves`.
+    path : str or Path
+        Where to write the PNG.
+
+    Returns
+    -------
+    Path
+    """
+    series = {runs.name: _drawdown(_equity(runs)) for runs in result.strategies}
+    fig = Figure(figsize=(11, 4.5))
+    ax = fig.subplots()
+    _line_chart(result, series, ax)
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    ax.axhline(0.0, color="grey", linewidth=0.8, zorder=1)
+    ax.set_ylabel("Drawdown from peak")
+    ax.set_title("Drawdowns, test period (net of costs, mean over seeds)", loc="left")
+    return _save(fig, path)
+
+
+def _top_assets(weights: pd.DataFrame, max_assets: int) -> tuple[pd.DataFrame, bool]:
+    """Keep the ``max_assets`` largest average weights; sum the rest into ``other``."""
+    mean = weights.mean(axis=0).sort_values(ascending=False, kind="stable")
+    keep = list(mean.index[:max_assets])
+    shown = weights[keep].copy()
+    rest = [c for c in weights.columns if c not in keep]
+    has_other = bool(rest) and bool((weights[rest].abs() > 1e-12).to_numpy().any())
+    if has_other:
+        shown["other"] = weights[rest].sum(axis=1)
+    return shown, has_other
+
+
+def plot_weights_over_time(
+    runs: StrategyRuns,
+    path: str | Path,
+    max_assets: int = 12,
+    asset_order: Sequence[str] | None = None,
+) -> Path:
+    """Stacked area of the held weights (mean over seeds) through the test period.
+
+    Parameters
+    ----------
+    runs : StrategyRuns
+        The strategy; weights are ``runs.mean_weights()``, held from each decision date until
+        the next, so the areas are drawn as steps.
+    path : str or Path
+        Where to write the PNG.
+    max_assets : int, default 12
+        The assets with the highest average weight are shown; the others are summed into a
+        grey "other" band.
+    asset_order : sequence of str, optional
+        Universe order fixing each asset's colour across strategies (see :func:`asset_colors`).
+
+    Returns
+    -------
+    Path
+    """
+    weights = runs.mean_weights().astype(float).fillna(0.0)
+    fig = Figure(figsize=(6.4, 3.0))
+    ax = fig.subplots()
+    if weights.empty:
+        ax.text(0.5, 0.5, "no weights recorded", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(runs.name, loc="left", fontsize=10)
+        return _save(fig, path)
+    shown, has_other = _top_assets(weights, max_assets)
+    colors = asset_colors(list(weights.columns), asset_order)
+    colors["other"] = OTHER_COLOR
+    # Extend the last holding to the end of its period so the final step is visible.
+    x = list(weights.index)
+    end = runs.first.ledger.index[-1] if len(runs.first.ledger) else None
+    if end is not None and end > x[-1]:
+        x.append(end)
+        shown = pd.concat([shown, shown.iloc[[-1]]])
+    x_values = pd.DatetimeIndex(x)
+    if (shown.to_numpy() < -1e-12).any():
+        # Stacking is meaningless with short positions: draw each weight as its own line.
+        for col in shown.columns:
+            ax.step(
+                x_values,
+                shown[col].to_numpy(),
+                where="post",
+                color=colors[col],
+                linewidth=1.0,
+                label=col,
+            )
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+    else:
+        base = np.zeros(len(shown))
+        for col in shown.columns:
+            top = base + shown[col].to_numpy()
+            ax.fill_between(
+                x_values, base, top, step="post", color=colors[col], linewidth=0, label=col
+            )
+            base = top
+        ax.set_ylim(0, max(1.0, float(base.max())) * 1.0)
+    _date_axis(ax)
+    ax.tick_params(labelsize=8)
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    ax.margins(x=0)
+    ax.set_title(runs.name, loc="left", fontsize=10)
+    # Reverse so the legend reads top-to-bottom in the same order as the stacked bands.
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(
+        handles[::-1],
+        labels[::-1],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=7,
+        frameon=False,
+        ncols=1 if len(labels) <= 13 else 2,
+    )
+    if has_other:
+        ax.text(
+            1.0,
+            -0.16,
+            f"other = {weights.shape[1] - max_assets} smaller assets",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=7,
+            color="dimgrey",
+        )
+    return _save(fig, path)
+
+
+def plot_average_weights(
+    runs: StrategyRuns, path: str | Path, asset_order: Sequence[str] | None = None
+) -> Path:
+    """Horizontal bars of the average held weight per asset (non-zero ones, largest on top).
+
+    Parameters
+    ----------
+    runs : StrategyRuns
+        Weights are ``runs.mean_weights()`` averaged over time.
+    path : str or Path
+        Where to write the PNG.
+    asset_order : sequence of str, optional
+        Universe order fixing colours (see :func:`asset_colors`).
+
+    Returns
+    -------
+    Path
+    """
+    mean = runs.mean_weights().astype(float).mean(axis=0)
+    mean = mean[mean.abs() > 1e-6].sort_values(ascending=True, kind="stable")
+    colors = asset_colors(list(mean.index), asset_order)
+    fig = Figure(figsize=(6.4, max(1.6, 0.28 * len(mean) + 0.9)))
+    ax = fig.subplots()
+    ax.barh(list(mean.index), mean.to_numpy(), color=[colors[a] for a in mean.index])
+    for y, value in enumerate(mean.to_numpy()):
+        ax.annotate(
+            f"{value:.1%}",
+            (value, y),
+            xytext=(3 if value >= 0 else -3, 0),
+            textcoords="offset points",
+            va="center",
+            ha="left" if value >= 0 else "right",
+            fontsize=7,
+        )
+    ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    ax.axvline(0.0, color="grey", linewidth=0.8)
+    ax.tick_params(labelsize=8)
+    ax.margins(x=0.12)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_title(f"{runs.name}: average held weight", loc="left", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_metric_bars(result: ExperimentResult, path: str | Path, metric: str = "sharpe") -> Path:
+    """Horizontal bars of one metric per strategy, benchmark highlighted.
+
+    Parameters
+    ----------
+    result : ExperimentResult
+        Values come from ``result.table[metric]``; when a strategy ran with more than one seed
+        its ``<metric>_std`` is drawn as a ±1 std error bar.
+    path : str or Path
+        Where to write the PNG.
+    metric : str, default "sharpe"
+        Column of ``result.table``.
+
+    Returns
+    -------
+    Path
+    """
+    table = result.table
+    names = list(table.index)[::-1]  # barh draws bottom-up; keep the display order top-down
+    values = pd.to_numeric(table[metric], errors="coerce").reindex(names).to_numpy(dtype=float)
+    std_col = f"{metric}_std"
+    n_seeds = table["n_seeds"] if "n_seeds" in table.columns else pd.Series(1, index=table.index)
+    errors = np.zeros(len(names))
+    if std_col in table.columns:
+        std = pd.to_numeric(table[std_col], errors="coerce").reindex(names).to_numpy(dtype=float)
+        multi = n_seeds.reindex(names).fillna(1).to_numpy() > 1
+        errors = np.where(multi & np.isfinite(std), std, 0.0)
+    colors = [BENCHMARK_COLOR if n == result.benchmark else "#4c72b0" for n in names]
+    fig = Figure(figsize=(11, max(2.0, 0.32 * len(names) + 1.0)))
+    ax = fig.subplots()
+    finite = np.where(np.isfinite(values), values, 0.0)
+    ax.barh(
+        names,
+        finite,
+        color=colors,
+        height=0.65,
+        xerr=np.where(errors > 0, errors, np.nan),
+        error_kw={"ecolor": "#333", "capsize": 3, "elinewidth": 1},
+    )
+    if result.benchmark in names:
+        bench_value = values[names.index(result.benchmark)]
+        if np.isfinite(bench_value):
+            ax.axvline(bench_value, color=BENCHMARK_COLOR, linestyle="--", linewidth=0.9)
+    for y, (value, err) in enumerate(zip(values, errors, strict=True)):
+        label = format_value(metric, value)
+        right = value >= 0 if np.isfinite(value) else True
+        edge = (value + err) if right else (value - err)
+        edge = edge if np.isfinite(edge) else 0.0
+        ax.annotate(
+            label,
+            (edge, y),
+            xytext=(4 if right else -4, 0),
+            textcoords="offset points",
+            va="center",
+            ha="left" if right else "right",
+            fontsize=8,
+        )
+    for tick in ax.get_yticklabels():
+        if tick.get_text() == result.benchmark:
+            tick.set_fontweight("bold")
+    if metric in PERCENT_COLUMNS:
+        ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    ax.axvline(0.0, color="grey", linewidth=0.8)
+    ax.margins(x=0.15, y=0.02)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.tick_params(axis="y", labelsize=9)
+    label = COLUMN_LABELS.get(metric, metric)
+    suffix = " (error bars: ±1 std over seeds)" if (errors > 0).any() else ""
+    ax.set_title(f"{label} by strategy, test period{suffix}", loc="left")
+    return _save(fig, path)

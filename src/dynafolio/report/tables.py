@@ -1,0 +1,172 @@
+"""Turn metric tables into the strings a reader sees (HTML report and terminal alike).
+
+Nothing here computes a metric: the numbers arrive in ``ExperimentResult.table`` (one row per
+strategy, ``<metric>`` = mean over seeds, ``<metric>_std`` = standard deviation over seeds) and
+this module only decides how they are printed and which value of a column is the best.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import pandas as pd
+
+__all__ = [
+    "COLUMN_LABELS",
+    "HIGHER_IS_BETTER",
+    "LOWER_IS_BETTER",
+    "PERCENT_COLUMNS",
+    "best_by_column",
+    "format_table",
+    "format_value",
+]
+
+# Display order of the results table; keys are those of ``dynafolio.metrics.summary``.
+COLUMN_LABELS: dict[str, str] = {
+    "ann_return": "Ann. return (mean×periods)",
+    "cagr": "CAGR",
+    "ann_volatility": "Ann. vol.",
+    "sharpe": "Sharpe",
+    "sortino": "Sortino",
+    "max_drawdown": "Max DD",
+    "calmar": "Calmar",
+    "total_return": "Total return",
+    "avg_turnover": "Avg turnover",
+}
+
+# Fractions shown as percentages (0.123 -> "12.3%"); everything else is a ratio.
+PERCENT_COLUMNS: frozenset[str] = frozenset(
+    {"ann_return", "cagr", "ann_volatility", "max_drawdown", "total_return", "avg_turnover"}
+)
+
+# Turnover per period is often well below 1 %, so one decimal would print most rules as 0.0%.
+_PERCENT_DECIMALS: dict[str, int] = {"avg_turnover": 2}
+_DEFAULT_PERCENT_DECIMALS = 1
+_RATIO_DECIMALS = 2
+
+# Which direction is "best" for highlighting. Max drawdown is stored as a negative fraction,
+# so the best (shallowest) drawdown is the largest value.
+HIGHER_IS_BETTER: frozenset[str] = frozenset(
+    {"ann_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "total_return"}
+)
+LOWER_IS_BETTER: frozenset[str] = frozenset({"ann_volatility", "avg_turnover"})
+
+MISSING = "–"
+
+
+def _is_missing(value: object) -> bool:
+    if value is None:
+        return True
+    try:
+        return math.isnan(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True
+
+
+def format_value(key: str, value: object) -> str:
+    """Format one number of metric ``key`` the way the report prints it.
+
+    Parameters
+    ----------
+    key : str
+        Metric key (``"sharpe"``, ``"max_drawdown"`` ...). Keys in :data:`PERCENT_COLUMNS` are
+        printed as percentages, others with two decimals.
+    value : float or None
+        The number; NaN or None prints as an en dash.
+
+    Returns
+    -------
+    str
+    """
+    if _is_missing(value):
+        return MISSING
+    number = float(value)  # type: ignore[arg-type]
+    if math.isinf(number):
+        return "inf" if number > 0 else "-inf"
+    if key in PERCENT_COLUMNS:
+        decimals = _PERCENT_DECIMALS.get(key, _DEFAULT_PERCENT_DECIMALS)
+        return f"{number * 100:.{decimals}f}%"
+    return f"{number:.{_RATIO_DECIMALS}f}"
+
+
+def _n_seeds(table: pd.DataFrame, strategy: object) -> int:
+    if "n_seeds" not in table.columns:
+        return 1
+    value = table.at[strategy, "n_seeds"]
+    return 1 if _is_missing(value) else int(value)
+
+
+def _metric_columns(table: pd.DataFrame, keys: Iterable[str] | None = None) -> list[str]:
+    wanted = COLUMN_LABELS if keys is None else keys
+    return [k for k in wanted if k in table.columns]
+
+
+def format_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Format a per-strategy metrics table as display strings.
+
+    Parameters
+    ----------
+    table : pd.DataFrame
+        One row per strategy (index), columns ``<metric>`` (mean over seeds), optional
+        ``<metric>_std`` and ``n_seeds``, as in ``ExperimentResult.table``.
+
+    Returns
+    -------
+    pd.DataFrame
+        Same index, one string column per metric of :data:`COLUMN_LABELS` present in ``table``,
+        labelled with the display labels. A cell reads ``"mean ± std"`` when the strategy ran
+        with more than one seed and its standard deviation is known, otherwise just the mean.
+    """
+    keys = _metric_columns(table)
+    out: dict[str, list[str]] = {}
+    for key in keys:
+        std_col = f"{key}_std"
+        cells = []
+        for strategy in table.index:
+            text = format_value(key, table.at[strategy, key])
+            if _n_seeds(table, strategy) > 1 and std_col in table.columns:
+                std = table.at[strategy, std_col]
+                if not _is_missing(std) and text != MISSING:
+                    text = f"{text} ± {format_value(key, std)}"
+            cells.append(text)
+        out[COLUMN_LABELS[key]] = cells
+    formatted = pd.DataFrame(out, index=table.index, dtype=object)
+    formatted.index.name = table.index.name
+    return formatted
+
+
+def best_by_column(table: pd.DataFrame, keys: Iterable[str] | None = None) -> dict[str, set]:
+    """Rows holding the best value of each metric column (ties all count as best).
+
+    Parameters
+    ----------
+    table : pd.DataFrame
+        Numeric metrics, one row per strategy (or any row label).
+    keys : iterable of str, optional
+        Columns to rank; defaults to those of :data:`COLUMN_LABELS` present. Columns whose
+        direction is unknown (neither in :data:`HIGHER_IS_BETTER` nor
+        :data:`LOWER_IS_BETTER`) are skipped.
+
+    Returns
+    -------
+    dict
+        Column key -> set of row labels. Columns that are all NaN, or where every row ties
+        (nothing to single out), map to an empty set.
+    """
+    best: dict[str, set] = {}
+    for key in _metric_columns(table, keys):
+        values = pd.to_numeric(table[key], errors="coerce").dropna()
+        if key in HIGHER_IS_BETTER:
+            target = values.max() if len(values) else None
+        elif key in LOWER_IS_BETTER:
+            target = values.min() if len(values) else None
+        else:
+            continue
+        if target is None or len(values) < 2 or values.nunique() == 1:
+            best[key] = set()
+            continue
+        # Compare after rounding to the printed precision: two cells that read the same are tied.
+        shown = values.map(lambda v, k=key: format_value(k, v))
+        best[key] = set(shown.index[shown == format_value(key, target)])
+    return best

@@ -1,0 +1,143 @@
+"""The strategy contract: fit on the data available, return weights for a decision date."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Literal, Self
+
+import numpy as np
+import pandas as pd
+
+from dynafolio.errors import DataError, OptimizationError
+from dynafolio.history import MarketHistory
+
+Estimation = Literal["static", "rolling", "expanding"]
+
+
+class Strategy(ABC):
+    """A rule that maps the history up to a decision date to target weights.
+
+    Contract (the scikit-learn / skfolio estimator habit): ``__init__`` only stores its
+    arguments; :meth:`fit` learns from the history it is given (the training period) and
+    returns ``self``; :meth:`weights` answers for one decision date. The engine slices the
+    history, so neither method can see data after the date it is asked about.
+
+    Subclasses set ``label`` (a display name) and may set ``rebalances = False`` for
+    buy-and-hold rules that trade once and then let weights drift.
+    """
+
+    label: ClassVar[str] = "strategy"
+    rebalances: ClassVar[bool] = True
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+    def fit(self, history: MarketHistory) -> Self:
+        """Learn from ``history`` (the training period). The default learns nothing."""
+        self.notes_: list[str] = []
+        return self
+
+    @abstractmethod
+    def weights(self, history: MarketHistory) -> pd.Series:
+        """Target weights for the close of ``history.date``, indexed by asset.
+
+        Assets left out get 0. Weights on assets without a price at the decision date are
+        refused by the engine.
+        """
+
+    def report_notes(self) -> tuple[str, ...]:
+        """What a reader of the results should know about this run (fallbacks, skipped assets)."""
+        return tuple(getattr(self, "notes_", ()))
+
+
+def normalise(weights: pd.Series) -> pd.Series:
+    """Scale non-negative weights to sum to 1; equal weight if they sum to 0."""
+    total = float(weights.sum())
+    if total <= 0:
+        return pd.Series(1.0 / len(weights), index=weights.index)
+    return weights / total
+
+
+class EstimatedStrategy(Strategy):
+    """A strategy whose weights come from an estimate on a window of past returns.
+
+    Parameters
+    ----------
+    estimation : {"static", "rolling", "expanding"}
+        ``static``: estimated once by :meth:`fit` on the training period and held (weights of
+        assets that later lose their price are dropped and the rest renormalised);
+        ``rolling``: re-estimated at every rebalance on the last ``window`` periods;
+        ``expanding``: re-estimated at every rebalance on all history so far.
+    window : int, optional
+        Periods in the estimation window (rolling; also trims the static fit if given).
+    min_coverage : float
+        Assets with valid returns on fewer than this fraction of the window are left out of
+        an estimate (see :meth:`MarketHistory.window_returns`).
+    min_periods : int
+        Fewest complete rows an estimate may use; fewer raises :class:`DataError`.
+    """
+
+    def __init__(
+        self,
+        estimation: Estimation = "rolling",
+        window: int | None = 104,
+        min_coverage: float = 0.9,
+        min_periods: int = 26,
+    ) -> None:
+        self.estimation = estimation
+        self.window = window
+        self.min_coverage = min_coverage
+        self.min_periods = min_periods
+
+    @property
+    def name(self) -> str:
+        if self.estimation == "static":
+            return f"{self.label} (static)"
+        if self.estimation == "expanding":
+            return f"{self.label} (expanding)"
+        return f"{self.label} (rolling {self.window})"
+
+    def fit(self, history: MarketHistory) -> Self:
+        super().fit(history)
+        if self.estimation not in ("static", "rolling", "expanding"):
+            raise ValueError(f"estimation must be static, rolling or expanding, got {self.estimation!r}")
+        if self.estimation == "rolling" and not self.window:
+            raise ValueError(f"{self.label}: a rolling estimate needs a window (periods)")
+        if self.estimation == "static":
+            self.static_weights_ = self._estimate_on(history, self.window)
+        return self
+
+    def weights(self, history: MarketHistory) -> pd.Series:
+        if self.estimation == "static":
+            if not hasattr(self, "static_weights_"):
+                raise RuntimeError(f"{self.name} is not fitted; call fit() first")
+            held = self.static_weights_.reindex(history.assets, fill_value=0.0)
+            return normalise(held.where(history.available, 0.0))
+        window = self.window if self.estimation == "rolling" else None
+        return self._estimate_on(history, window)
+
+    def _estimate_on(self, history: MarketHistory, window: int | None) -> pd.Series:
+        returns = history.window_returns(window, self.min_coverage)
+        if returns.shape[1] == 0:
+            raise DataError(
+                f"{self.name} on {history.date.date()}: no asset has enough history in the "
+                f"estimation window; start the evaluation later or shorten the window"
+            )
+        if len(returns) < self.min_periods:
+            raise DataError(
+                f"{self.name} on {history.date.date()}: only {len(returns)} complete periods "
+                f"to estimate on, at least {self.min_periods} needed; use a longer window, "
+                "lower min_coverage, or start the evaluation later"
+            )
+        if returns.shape[1] == 1:
+            estimate = pd.Series(1.0, index=returns.columns)
+        else:
+            estimate = self._estimate(returns)
+        if not np.isfinite(estimate.to_numpy()).all():
+            raise OptimizationError(f"{self.name} on {history.date.date()} produced non-finite weights")
+        return estimate.clip(lower=0.0).pipe(normalise)
+
+    @abstractmethod
+    def _estimate(self, returns: pd.DataFrame) -> pd.Series:
+        """Weights from a NaN-free ``(n_periods, n_assets)`` frame of simple returns."""

@@ -1,0 +1,206 @@
+"""Classical allocation baselines.
+
+Rule-based ones (equal weight, buy-and-hold, asset-class composite) are written here; the
+optimisers delegate to skfolio rather than hand-written solvers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+from skfolio import RiskMeasure
+from skfolio.optimization import (
+    HierarchicalEqualRiskContribution,
+    HierarchicalRiskParity,
+    InverseVolatility,
+    MeanRisk,
+    ObjectiveFunction,
+)
+
+from dynafolio.errors import DataError, OptimizationError
+from dynafolio.history import MarketHistory
+from dynafolio.strategies.base import Estimation, EstimatedStrategy, Strategy
+
+try:  # skfolio raises its own error type when cvxpy's solver fails
+    from skfolio.exceptions import OptimizationError as SkfolioOptimizationError
+except ImportError:  # pragma: no cover - older skfolio
+    SkfolioOptimizationError = RuntimeError  # type: ignore[assignment,misc]
+
+
+class EqualWeightStrategy(Strategy):
+    """1/N over every asset with a price at the decision date, rebalanced every period."""
+
+    label = "Equal weight"
+
+    def weights(self, history: MarketHistory) -> pd.Series:
+        available = history.available
+        return available.astype(float) / available.sum()
+
+
+class BuyAndHoldStrategy(Strategy):
+    """All-in on one asset (an index ETF by default) bought once and held."""
+
+    rebalances = False
+
+    def __init__(self, asset: str = "SPY") -> None:
+        self.asset = asset
+
+    @property
+    def name(self) -> str:
+        return f"{self.asset} buy & hold"
+
+    def fit(self, history: MarketHistory) -> BuyAndHoldStrategy:
+        super().fit(history)
+        if self.asset not in history.assets:
+            raise DataError(
+                f"buy-and-hold asset {self.asset!r} is not in the data; "
+                f"choose one of {list(history.assets)}"
+            )
+        return self
+
+    def weights(self, history: MarketHistory) -> pd.Series:
+        if not history.available[self.asset]:
+            raise DataError(f"{self.asset} has no price on {history.date.date()}, cannot buy it")
+        return pd.Series({self.asset: 1.0})
+
+
+class AssetClassCompositeStrategy(Strategy):
+    """Equal weight per asset class, equal weight within each class, rebalanced.
+
+    Parameters
+    ----------
+    asset_classes : mapping of asset -> class name
+        Assets without a class are left out. A class with no priced asset on a date is
+        skipped and the others share its weight.
+    """
+
+    label = "Asset-class composite"
+
+    def __init__(self, asset_classes: Mapping[str, str]) -> None:
+        self.asset_classes = asset_classes
+
+    def fit(self, history: MarketHistory) -> AssetClassCompositeStrategy:
+        super().fit(history)
+        known = [a for a in history.assets if a in self.asset_classes]
+        if not known:
+            raise DataError(
+                "asset-class composite: none of the data's assets has an asset class; "
+                "give asset_classes for the columns "
+                f"{list(history.assets)[:10]}"
+            )
+        return self
+
+    def weights(self, history: MarketHistory) -> pd.Series:
+        classes = pd.Series(self.asset_classes).reindex(history.assets)
+        tradable = classes[history.available & classes.notna()]
+        per_class = tradable.groupby(tradable).transform("size")
+        n_classes = tradable.nunique()
+        return 1.0 / (n_classes * per_class.astype(float))
+
+
+class InverseVolatilityStrategy(EstimatedStrategy):
+    """Weights proportional to 1/σ of each asset over the estimation window (skfolio)."""
+
+    label = "Inverse volatility"
+
+    def _estimate(self, returns: pd.DataFrame) -> pd.Series:
+        return _fit_skfolio(InverseVolatility(), returns)
+
+
+class MinimumVarianceStrategy(EstimatedStrategy):
+    """Long-only global minimum variance (skfolio ``MeanRisk``, variance objective)."""
+
+    label = "Minimum variance"
+
+    def _estimate(self, returns: pd.DataFrame) -> pd.Series:
+        return _fit_skfolio(MeanRisk(risk_measure=RiskMeasure.VARIANCE), returns)
+
+
+class MaxSharpeStrategy(EstimatedStrategy):
+    """Markowitz long-only maximum Sharpe ratio (skfolio ``MeanRisk``, ratio objective).
+
+    When every expected return is at or below the risk-free rate the maximum-Sharpe
+    problem has no solution (no long-only portfolio has a positive excess return); the
+    strategy then falls back to minimum variance and records a note saying on how many
+    dates that happened.
+
+    Parameters
+    ----------
+    risk_free_rate : float
+        Per-period risk-free rate (same frequency as the returns).
+    """
+
+    label = "Max Sharpe (MVO)"
+
+    def __init__(
+        self,
+        estimation: Estimation = "rolling",
+        window: int | None = 104,
+        min_coverage: float = 0.9,
+        min_periods: int = 26,
+        risk_free_rate: float = 0.0,
+    ) -> None:
+        super().__init__(estimation, window, min_coverage, min_periods)
+        self.risk_free_rate = risk_free_rate
+
+    def fit(self, history: MarketHistory) -> MaxSharpeStrategy:
+        self.n_fallbacks_ = 0
+        return super().fit(history)
+
+    def _estimate(self, returns: pd.DataFrame) -> pd.Series:
+        if (returns.mean() <= self.risk_free_rate).all():
+            return self._fallback("every expected return is at or below the risk-free rate", returns)
+        optimiser = MeanRisk(
+            objective_function=ObjectiveFunction.MAXIMIZE_RATIO,
+            risk_measure=RiskMeasure.VARIANCE,
+            risk_free_rate=self.risk_free_rate,
+        )
+        try:
+            return _fit_skfolio(optimiser, returns)
+        except (OptimizationError, ValueError) as error:
+            return self._fallback(f"the optimiser failed ({str(error)[:80]})", returns)
+
+    def _fallback(self, why: str, returns: pd.DataFrame) -> pd.Series:
+        self.n_fallbacks_ = getattr(self, "n_fallbacks_", 0) + 1
+        self.last_fallback_reason_ = why
+        return _fit_skfolio(MeanRisk(risk_measure=RiskMeasure.VARIANCE), returns)
+
+    def report_notes(self) -> tuple[str, ...]:
+        notes = super().report_notes()
+        if getattr(self, "n_fallbacks_", 0):
+            notes += (
+                f"{self.name} fell back to minimum variance on {self.n_fallbacks_} "
+                f"estimate(s), e.g. because {self.last_fallback_reason_}",
+            )
+        return notes
+
+
+class HRPStrategy(EstimatedStrategy):
+    """Hierarchical Risk Parity (López de Prado), skfolio implementation."""
+
+    label = "HRP"
+
+    def _estimate(self, returns: pd.DataFrame) -> pd.Series:
+        return _fit_skfolio(HierarchicalRiskParity(), returns)
+
+
+class HERCStrategy(EstimatedStrategy):
+    """Hierarchical Equal Risk Contribution (Raffinot), skfolio implementation."""
+
+    label = "HERC"
+
+    def _estimate(self, returns: pd.DataFrame) -> pd.Series:
+        return _fit_skfolio(HierarchicalEqualRiskContribution(), returns)
+
+
+def _fit_skfolio(estimator, returns: pd.DataFrame) -> pd.Series:
+    """Fit a skfolio optimiser and return its weights by asset; solver failures become ours."""
+    try:
+        estimator.fit(returns)
+    except SkfolioOptimizationError as error:
+        raise OptimizationError(
+            f"{type(estimator).__name__} failed on {returns.shape[0]} periods x "
+            f"{returns.shape[1]} assets ending {returns.index[-1].date()}: {error}"
+        ) from error
+    return pd.Series(estimator.weights_, index=returns.columns)

@@ -1,0 +1,33 @@
+"""Shared fixtures: small synthetic price panels with a late listing."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def make_prices(n_periods: int = 120, n_assets: int = 6, seed: int = 0, late: int = 30,
+                freq: str = "W-FRI") -> pd.DataFrame:
+    """Geometric random-walk prices; the last asset is listed ``late`` periods in (NaN before)."""
+    rng = np.random.default_rng(seed)
+    drift = rng.normal(0.002, 0.002, n_assets)
+    returns = rng.normal(drift, 0.03, size=(n_periods, n_assets))
+    prices = 100.0 * np.exp(np.cumsum(returns, axis=0))
+    frame = pd.DataFrame(
+        prices,
+        index=pd.date_range("2019-01-04", periods=n_periods, freq=freq, name="date"),
+        columns=pd.Index([f"A{i}" for i in range(n_assets)], name="asset"),
+    )
+    if late:
+        frame.iloc[:late, -1] = np.nan
+    return frame
+
+
+@pytest.fixture
+def prices() -> pd.DataFrame:
+    return make_prices()

@@ -1,0 +1,260 @@
+"""Tests of the report layer on a small hand-built ExperimentResult."""
+
+from __future__ import annotations
+
+import base64
+import importlib.resources
+import re
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dynafolio.backtest.result import BacktestResult
+from dynafolio.experiments.result import ExperimentResult, StrategyRuns
+from dynafolio.report import format_table, plots, write_report
+from dynafolio.report.tables import best_by_column
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ASSETS = ["SPY", "TLT", "GLD", "EFA", "VNQ"]
+KEYS = (
+    "ann_return",
+    "cagr",
+    "ann_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "total_return",
+    "avg_turnover",
+    "n_periods",
+)
+FINDING = "Mean-variance beats equal weight on Sharpe in this synthetic run."
+NOTE = "Synthetic data: nothing here is a real market result."
+
+
+def _backtest(
+    name: str,
+    rng: np.random.Generator,
+    dates: pd.DatetimeIndex,
+    assets: list[str],
+    drift: float = 0.001,
+) -> BacktestResult:
+    n = len(dates) - 1  # decisions at dates[:-1], each earning the return up to the next date
+    raw = rng.random((n, len(assets)))
+    weights = pd.DataFrame(raw / raw.sum(axis=1, keepdims=True), index=dates[:-1], columns=assets)
+    gross = rng.normal(drift, 0.02, n)
+    turnover = np.abs(rng.normal(0.1, 0.05, n))
+    cost = 0.001 * turnover
+    ledger = pd.DataFrame(
+        {"gross": gross, "cost": cost, "net": gross - cost, "turnover": turnover}, index=dates[1:]
+    )
+    return BacktestResult(
+        name=name,
+        ledger=ledger,
+        weights=weights,
+        drifted_weights=weights.set_axis(dates[1:]),
+        rebalanced=pd.Series(True, index=dates[:-1]),
+        periods_per_year=52,
+    )
+
+
+def _summary(result: BacktestResult) -> dict[str, float]:
+    # Simple stand-ins for dynafolio.metrics.summary: the report only formats these numbers.
+    net = result.net_returns.to_numpy()
+    equity = np.cumprod(1 + net)
+    peak = np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]
+    mdd = float((equity / peak - 1).min())
+    years = len(net) / 52
+    cagr = float(equity[-1] ** (1 / years) - 1)
+    vol = float(net.std(ddof=1) * np.sqrt(52))
+    downside = float(np.sqrt(np.mean(np.minimum(net, 0) ** 2)) * np.sqrt(52))
+    return {
+        "ann_return": float(net.mean() * 52),
+        "cagr": cagr,
+        "ann_volatility": vol,
+        "sharpe": float(net.mean() * 52 / vol),
+        "sortino": float(net.mean() * 52 / downside),
+        "max_drawdown": mdd,
+        "calmar": cagr / abs(mdd),
+        "total_return": float(equity[-1] - 1),
+        "avg_turnover": float(result.ledger["turnover"].mean()),
+        "n_periods": float(len(net)),
+    }
+
+
+def make_result(
+    n_strategies: int = 3, n_assets: int = 5, n_periods: int = 60, with_stress: bool = True
+) -> ExperimentResult:
+    """Equal weight (benchmark), buy & hold, one learned strategy with 2 seeds, then fillers."""
+    rng = np.random.default_rng(7)
+    assets = ASSETS[:n_assets] + [f"A{i:02d}" for i in range(max(0, n_assets - len(ASSETS)))]
+    all_dates = pd.date_range("2015-01-02", periods=n_periods + 1 + 150, freq="W-FRI")
+    train_dates, test_dates = all_dates[:150], all_dates[150:]
+    prices = pd.DataFrame(
+        100 * np.exp(np.cumsum(rng.normal(0, 0.02, (len(all_dates), n_assets)), axis=0)),
+        index=all_dates,
+        columns=assets,
+    )
+    specs = [("Equal weight", 1, False), ("SPY buy & hold", 1, False), ("PPO learned", 2, True)]
+    specs += [(f"Rule {i}", 1, False) for i in range(n_strategies - len(specs))]
+    strategies = []
+    for i, (name, n_seeds, learned) in enumerate(specs[:n_strategies]):
+        runs = tuple(
+            _backtest(name, rng, test_dates, assets, drift=0.0005 * i) for _ in range(n_seeds)
+        )
+        strategies.append(
+            StrategyRuns(name=name, runs=runs, seeds=tuple(range(n_seeds)), learned=learned)
+        )
+    rows = [
+        {"strategy": s.name, "seed": seed, **_summary(run)}
+        for s in strategies
+        for seed, run in zip(s.seeds, s.runs, strict=True)
+    ]
+    metrics = pd.DataFrame(rows).set_index("strategy")
+    grouped = metrics.groupby(level=0, sort=False)
+    table = grouped[list(KEYS)].mean()
+    std = grouped[list(KEYS)].std(ddof=1).add_suffix("_std")
+    table = pd.concat([table, std], axis=1)
+    table["n_seeds"] = grouped.size()
+    stress = pd.DataFrame(columns=["strategy", "window", "start", "end", *KEYS])
+    if with_stress:
+        stress = pd.DataFrame(
+            [
+                {
+                    "strategy": s.name,
+                    "window": w,
+                    "start": test_dates[a],
+                    "end": test_dates[b],
+                    **_summary(replace(s.first, ledger=s.first.ledger.iloc[a:b])),
+                }
+                for w, a, b in (("Synthetic crash", 5, 20), ("Rate shock", 30, 50))
+                for s in strategies
+            ]
+        )
+    return ExperimentResult(
+        experiment="t1",
+        title="Synthetic report test",
+        strategies=tuple(strategies),
+        metrics=metrics,
+        table=table,
+        stress=stress,
+        prices=prices,
+        train_dates=train_dates,
+        test_dates=test_dates,
+        periods_per_year=52,
+        benchmark="Equal weight",
+        findings=(FINDING,),
+        notes=(NOTE,),
+    )
+
+
+MANIFEST = {
+    "config": {
+        "data": {"dataset": "synthetic", "frequency": "weekly"},
+        "backtest": {"transaction_cost": 0.001, "rebalance_every": 4},
+    },
+    "seeds": [0, 1],
+    "data": {"sha256": "ab" * 32},
+    "created": "2025-01-01T00:00:00Z",
+    "versions": {"python": "3.11", "numpy": np.__version__, "pandas": pd.__version__},
+}
+
+
+@pytest.fixture(scope="module")
+def result() -> ExperimentResult:
+    return make_result()
+
+
+def test_write_report_is_self_contained(result: ExperimentResult, tmp_path) -> None:
+    path = write_report(result, tmp_path, MANIFEST)
+    assert path == tmp_path / "report.html" and path.is_file()
+    html = path.read_text(encoding="utf-8")
+    for runs in result.strategies:
+        assert runs.name.replace("&", "&amp;") in html
+    assert FINDING in html and NOTE in html
+    assert "synthetic" in html and "ab" * 32 in html
+    assert "Synthetic crash" in html and "Rate shock" in html
+    for pattern in (r'src="http', r'href="http', r"<link", r"@import", r"url\(\s*['\"]?http"):
+        assert not re.search(pattern, html, flags=re.IGNORECASE), pattern
+    imgs = re.findall(r"<img\b[^>]*>", html)
+    # equity, drawdowns, sharpe + one weights chart per strategy
+    assert len(imgs) == 3 + len(result.strategies)
+    for tag in imgs:
+        match = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', tag)
+        assert match, tag[:80]
+        assert base64.b64decode(match.group(1)).startswith(PNG_SIGNATURE)
+    assert (tmp_path / "plots" / "equity.png").is_file()
+
+
+def test_report_without_stress_and_with_empty_manifest(tmp_path) -> None:
+    path = write_report(make_result(with_stress=False), tmp_path, {})
+    html = path.read_text(encoding="utf-8")
+    assert "No stress window overlaps the test period" in html
+
+
+def test_format_table(result: ExperimentResult) -> None:
+    formatted = format_table(result.table)
+    assert list(formatted.index) == list(result.table.index)
+    assert "Sharpe" in formatted.columns and "Max DD" in formatted.columns
+    assert re.fullmatch(r"-?\d+\.\d{2} ± \d+\.\d{2}", formatted.at["PPO learned", "Sharpe"])
+    assert re.fullmatch(r"-?\d+\.\d% ± \d+\.\d%", formatted.at["PPO learned", "CAGR"])
+    for name in ("Equal weight", "SPY buy & hold"):
+        assert re.fullmatch(r"-?\d+\.\d{2}", formatted.at[name, "Sharpe"])
+        assert re.fullmatch(r"-?\d+\.\d%", formatted.at[name, "CAGR"])
+        assert formatted.at[name, "Avg turnover"].endswith("%")
+        assert "±" not in formatted.at[name, "Max DD"]
+    assert formatted.at["Equal weight", "Max DD"].startswith("-")
+
+
+def test_best_by_column_directions() -> None:
+    table = pd.DataFrame(
+        {
+            "max_drawdown": [-0.3, -0.1, np.nan],
+            "ann_volatility": [0.1, 0.2, 0.3],
+            "sharpe": [1.0, 1.0, 1.0],
+        },
+        index=["a", "b", "c"],
+    )
+    best = best_by_column(table)
+    assert best["max_drawdown"] == {"b"}  # shallowest drawdown
+    assert best["ann_volatility"] == {"a"}
+    assert best["sharpe"] == set()  # all tied: nothing to single out
+
+
+def test_plot_functions_write_png(result: ExperimentResult, tmp_path) -> None:
+    runs = result.strategies[2]
+    paths = [
+        plots.plot_equity_curves(result, tmp_path / "eq.png"),
+        plots.plot_drawdowns(result, tmp_path / "dd.png"),
+        plots.plot_weights_over_time(runs, tmp_path / "w.png", max_assets=3, asset_order=ASSETS),
+        plots.plot_average_weights(runs, tmp_path / "avg.png"),
+        plots.plot_metric_bars(result, tmp_path / "cagr.png", metric="cagr"),
+    ]
+    for path in paths:
+        assert path.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_asset_colours_do_not_depend_on_subset() -> None:
+    full = plots.asset_colors(ASSETS, asset_order=ASSETS)
+    subset = plots.asset_colors(["VNQ", "TLT"], asset_order=ASSETS)
+    assert subset["VNQ"] == full["VNQ"] and subset["TLT"] == full["TLT"]
+    assert len({full[a] for a in ASSETS}) == len(ASSETS)
+
+
+def test_strategy_styles_mark_benchmark_and_buy_and_hold() -> None:
+    names = ["Equal weight", "SPY buy & hold"] + [f"S{i}" for i in range(18)]
+    styles = plots.strategy_styles(names, "Equal weight")
+    assert styles["Equal weight"]["color"] == "black"
+    assert styles["SPY buy & hold"]["linestyle"] == "--"
+    looks = {
+        (tuple(s["color"]) if not isinstance(s["color"], str) else s["color"], s["linestyle"])
+        for s in styles.values()
+    }
+    assert len(looks) == len(names)
+
+
+def test_template_ships_as_package_data() -> None:
+    template = importlib.resources.files("dynafolio.report") / "templates" / "report.html"
+    assert template.is_file()
