@@ -48,17 +48,27 @@ def test_clean_fills_short_gap_keeps_leading_and_trailing_nan():
     pd.testing.assert_index_equal(out.columns, raw.columns)
 
 
-def test_clean_long_gap_not_partially_filled_and_sets_listing_date():
-    # 7 missing rows > max_gap 5: ffill(limit=5) would fill 5 of them; we fill none, and the
-    # values before the long gap are a pre-listing fragment (masked).
+def test_clean_long_gap_is_not_partially_filled():
+    # 7 missing rows > max_gap 5: ffill(limit=5) would fill 5 of them; we fill none. The gap
+    # is shorter than listing_gap, so the earlier prices are kept.
     values = [1.0, 2.0] + [NAN] * 7 + [3.0, NAN, 4.0]
     raw = frame({"A": values, "B": [float(i + 1) for i in range(len(values))]})
-    with pytest.warns(UserWarning, match=r"A \(2 of 4\)"):
-        out = clean_prices(raw, max_gap=5)
-    assert out["A"].iloc[:9].isna().all()
+    out = clean_prices(raw, max_gap=5)
+    np.testing.assert_array_equal(out["A"].iloc[:2].to_numpy(), [1.0, 2.0])
+    assert out["A"].iloc[2:9].isna().all()
     np.testing.assert_array_equal(out["A"].iloc[9:].to_numpy(), [3.0, 3.0, 4.0])
     assert raw["A"].ffill(limit=5).iloc[2:9].notna().sum() == 5  # what we must not do
     pd.testing.assert_series_equal(out["B"], raw["B"].astype(float))
+    assert listing_dates(out)["A"] == raw.index[0]
+
+
+def test_clean_gap_longer_than_listing_gap_masks_the_earlier_fragment():
+    values = [1.0, 2.0] + [NAN] * 7 + [3.0, NAN, 4.0]
+    raw = frame({"A": values, "B": [float(i + 1) for i in range(len(values))]})
+    with pytest.warns(UserWarning, match=r"A \(2 of 4\)"):
+        out = clean_prices(raw, max_gap=5, listing_gap=6)
+    assert out["A"].iloc[:9].isna().all()
+    np.testing.assert_array_equal(out["A"].iloc[9:].to_numpy(), [3.0, 3.0, 4.0])
     assert listing_dates(out)["A"] == raw.index[9]
     assert listing_dates(raw)["A"] == raw.index[0]
 
@@ -67,18 +77,14 @@ def test_clean_boundary_gap_equal_to_max_gap_is_filled():
     five = frame({"A": [1.0] + [NAN] * 5 + [2.0]})
     six = frame({"A": [1.0] + [NAN] * 6 + [2.0]})
     assert clean_prices(five, max_gap=5)["A"].notna().all()
-    with pytest.warns(UserWarning, match="pre-listing"):
-        assert clean_prices(six, max_gap=5)["A"].notna().sum() == 1
+    assert clean_prices(six, max_gap=5)["A"].notna().sum() == 2
     assert clean_prices(six, max_gap=6)["A"].notna().all()
-    # max_gap=0 fills nothing, and any gap makes the earlier prices pre-listing (warned).
-    with pytest.warns(UserWarning, match=r"max_gap=0 .* A \(1 of 2\)"):
-        zero = clean_prices(five, max_gap=0)["A"]
-    assert zero.isna().tolist() == [True] * 6 + [False]
+    assert clean_prices(five, max_gap=0)["A"].isna().tolist() == [False] + [True] * 5 + [False]
 
 
-def test_clean_warns_when_max_gap_too_small_for_calendar(multiasset):
-    with pytest.warns(UserWarning, match=r"SPY \(1759 of 1761\).*raise max_gap"):
-        clean_prices(multiasset, max_gap=1)
+def test_clean_warns_when_listing_gap_too_small_for_calendar(multiasset):
+    with pytest.warns(UserWarning, match=r"SPY \(1759 of 1761\)"):
+        clean_prices(multiasset, max_gap=1, listing_gap=1)
 
 
 @pytest.mark.parametrize("bad", [-1, 2.5, True, "5"])
@@ -93,7 +99,7 @@ def test_clean_rejects_unsorted_dates():
         clean_prices(raw)
 
 
-def _reference_clean(values: list[float], max_gap: int) -> list[float]:
+def _reference_clean(values: list[float], max_gap: int, listing_gap: int) -> list[float]:
     """Slow, literal transcription of the documented rule."""
     valid = [i for i, v in enumerate(values) if not math.isnan(v)]
     out = [NAN] * len(values)
@@ -101,12 +107,16 @@ def _reference_clean(values: list[float], max_gap: int) -> list[float]:
         return out
     start = valid[0]
     for a, b in zip(valid, valid[1:], strict=False):
-        if b - a - 1 > max_gap:
+        if b - a - 1 > max(listing_gap, max_gap):
             start = b
-    last = NAN
-    for i in range(start, valid[-1] + 1):
-        last = values[i] if not math.isnan(values[i]) else last
-        out[i] = last
+    for a, b in zip(valid, valid[1:], strict=False):
+        if a < start:
+            continue
+        out[a] = values[a]
+        if b - a - 1 <= max_gap:
+            for i in range(a + 1, b):
+                out[i] = values[a]
+    out[valid[-1]] = values[valid[-1]]
     return out
 
 
@@ -115,10 +125,11 @@ def _reference_clean(values: list[float], max_gap: int) -> list[float]:
 @given(
     st.lists(st.one_of(st.just(NAN), st.floats(1.0, 100.0)), min_size=1, max_size=40),
     st.integers(0, 6),
+    st.integers(0, 10),
 )
-def test_clean_matches_reference_rule(values, max_gap):
-    out = clean_prices(frame({"A": values}), max_gap=max_gap)["A"].to_numpy()
-    np.testing.assert_array_equal(out, _reference_clean(values, max_gap))
+def test_clean_matches_reference_rule(values, max_gap, listing_gap):
+    out = clean_prices(frame({"A": values}), max_gap=max_gap, listing_gap=listing_gap)["A"]
+    np.testing.assert_array_equal(out.to_numpy(), _reference_clean(values, max_gap, listing_gap))
 
 
 def test_clean_multiasset_avax_listing_and_weekend_fill(multiasset):
@@ -152,18 +163,19 @@ def test_weekly_hand_example_with_good_friday():
     crypto = pd.Series(np.arange(101.0, 101.0 + len(index)), index=index)
     daily = pd.DataFrame({"STK": stock, "CRY": crypto}).rename_axis(columns="asset")
     weekly = resample_prices(daily, "W")
-    assert list(weekly.index.strftime("%Y-%m-%d")) == ["2024-03-29", "2024-04-05", "2024-04-12"]
-    assert (weekly.index.day_of_week == 4).all()
+    # The last, incomplete week is labelled by its last real date, not the coming Friday.
+    assert list(weekly.index.strftime("%Y-%m-%d")) == ["2024-03-29", "2024-04-05", "2024-04-09"]
+    assert (weekly.index[:-1].day_of_week == 4).all()
     assert weekly.loc["2024-03-29", "STK"] == daily.loc["2024-03-28", "STK"] == 4.0
     assert weekly.loc["2024-03-29", "CRY"] == 105.0
     assert weekly.loc["2024-04-05", "STK"] == 12.0 and weekly.loc["2024-04-05", "CRY"] == 112.0
     # Partial last week (Sat..Tue): last valid value, labelled by the coming Friday.
-    assert weekly.loc["2024-04-12", "STK"] == 16.0 and weekly.loc["2024-04-12", "CRY"] == 116.0
+    assert weekly.loc["2024-04-09", "STK"] == 16.0 and weekly.loc["2024-04-09", "CRY"] == 116.0
 
 
 def test_weekly_multiasset_equals_last_valid_daily_value(multiasset):
     weekly = resample_prices(multiasset, "W")
-    assert (weekly.index.day_of_week == 4).all()
+    assert (weekly.index[:-1].day_of_week == 4).all()
     assert periods_per_year(weekly.index) == 52
     assert periods_per_year(multiasset.index) == 365
     for friday in pd.DatetimeIndex(["2018-03-30", "2020-04-10", "2024-03-29", "2022-06-10"]):
@@ -178,12 +190,13 @@ def test_month_quarter_labels_and_empty_periods_dropped():
     index = pd.DatetimeIndex(["2024-01-10", "2024-01-31", "2024-03-05", "2024-05-02"], name="d")
     daily = pd.DataFrame({"A": [1.0, 2.0, 3.0, NAN], "B": [5.0, NAN, 6.0, 7.0]}, index=index)
     monthly = resample_prices(daily, "M")
-    # February has no row at all and is dropped; April too.
-    assert list(monthly.index.strftime("%Y-%m-%d")) == ["2024-01-31", "2024-03-31", "2024-05-31"]
+    # February has no row at all and is dropped; April too. May is incomplete (data ends on
+    # the 2nd) and is labelled by its last real date.
+    assert list(monthly.index.strftime("%Y-%m-%d")) == ["2024-01-31", "2024-03-31", "2024-05-02"]
     assert monthly.loc["2024-01-31"].tolist() == [2.0, 5.0]
     quarterly = resample_prices(daily, "Q")
-    assert list(quarterly.index.strftime("%Y-%m-%d")) == ["2024-03-31", "2024-06-30"]
-    assert quarterly.loc["2024-06-30", "A"] != quarterly.loc["2024-06-30", "A"]  # NaN
+    assert list(quarterly.index.strftime("%Y-%m-%d")) == ["2024-03-31", "2024-05-02"]
+    assert quarterly.loc["2024-05-02", "A"] != quarterly.loc["2024-05-02", "A"]  # NaN
     pd.testing.assert_frame_equal(resample_prices(daily, "D"), daily)
     pd.testing.assert_frame_equal(resample_prices(daily, "ME"), monthly)
 

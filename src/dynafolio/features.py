@@ -42,33 +42,42 @@ def _check_frame(prices: pd.DataFrame, what: str) -> None:
         raise DataError(f"{what} needs dates in ascending order; call prices.sort_index() first")
 
 
-def _clean_column(values: np.ndarray, max_gap: int) -> np.ndarray:
+def _clean_column(values: np.ndarray, max_gap: int, listing_gap: int) -> np.ndarray:
     """Apply the listing-date mask and the gap forward-fill to one column (a copy)."""
     out = values.copy()
     valid_pos = np.flatnonzero(~np.isnan(out))
     if valid_pos.size == 0:
         return out
     gaps = np.diff(valid_pos) - 1  # missing rows between consecutive prices
-    long_gaps = np.flatnonzero(gaps > max_gap)
+    long_gaps = np.flatnonzero(gaps > max(listing_gap, max_gap))
     start = valid_pos[long_gaps[-1] + 1] if long_gaps.size else valid_pos[0]
     stop = valid_pos[-1] + 1
     out[:start] = np.nan
-    # After the listing date every interior gap is <= max_gap, so a plain forward-fill of the
-    # segment [listing, last price] is exactly the bounded fill; trailing NaNs stay outside it.
+    # Forward-fill the segment [listing, last price], then undo the fill inside every gap
+    # longer than max_gap: such a gap is never partially filled. Trailing NaNs stay outside.
     seg = out[start:stop]
-    pos = np.where(~np.isnan(seg), np.arange(seg.size), 0)
+    missing = np.isnan(seg)
+    pos = np.where(~missing, np.arange(seg.size), 0)
     np.maximum.accumulate(pos, out=pos)
-    out[start:stop] = seg[pos]
+    filled = seg[pos]
+    run_length = np.zeros(seg.size, dtype=int)
+    if missing.any():
+        # Length of the whole gap each missing row belongs to.
+        gap_id = np.cumsum(~missing)
+        lengths = np.bincount(gap_id[missing], minlength=gap_id.max() + 1)
+        run_length[missing] = lengths[gap_id[missing]]
+    filled[missing & (run_length > max_gap)] = np.nan
+    out[start:stop] = filled
     return out
 
 
-def clean_prices(prices: pd.DataFrame, max_gap: int = 5) -> pd.DataFrame:
+def clean_prices(prices: pd.DataFrame, max_gap: int = 5, listing_gap: int = 30) -> pd.DataFrame:
     """Mask pre-listing fragments and forward-fill short interior gaps, per asset.
 
     Rule, per column (rows are counted at the frequency of ``prices``):
 
-    1. *Listing date* = the first price after the last interior gap longer than ``max_gap``
-       missing rows, or the first price when there is no such gap. Prices before it are set to
+    1. *Listing date* = the first price after the last interior gap longer than
+       ``max(listing_gap, max_gap)`` missing rows, or the first price when there is no such gap. Prices before it are set to
        NaN. This drops isolated early quotes (e.g. AVAX in ``multiasset`` has two values on
        2020-07-13/14, then 69 missing days; it is listed from 2020-09-22) and, more generally,
        any history separated from the recent series by a long gap, so that each asset is
@@ -78,8 +87,8 @@ def clean_prices(prices: pd.DataFrame, max_gap: int = 5) -> pd.DataFrame:
        weekend).
     2. Interior gaps of at most ``max_gap`` consecutive missing rows are forward-filled with
        the last price (a weekend/holiday carries the previous close). A longer gap is never
-       partially filled (unlike ``DataFrame.ffill(limit=...)``); by rule 1 it lies before the
-       listing date and is NaN entirely.
+       partially filled (unlike ``DataFrame.ffill(limit=...)``): it stays NaN entirely, and the
+       engine neither buys the asset then nor invents returns for it.
     3. Nothing is filled before the first price or after the last price (a delisted asset or
        a series that ends early, like TON in ``multiasset``, stays NaN).
 
@@ -92,6 +101,9 @@ def clean_prices(prices: pd.DataFrame, max_gap: int = 5) -> pd.DataFrame:
         Wide prices with an ascending ``DatetimeIndex``; NaN = no price.
     max_gap : int, default 5
         Longest run of consecutive missing rows that is filled (>= 0; 0 fills nothing).
+    listing_gap : int, default 30
+        A gap longer than this many rows separates pre-listing fragments from the listed
+        series (30 rows: a month of daily data).
 
     Returns
     -------
@@ -113,7 +125,7 @@ def clean_prices(prices: pd.DataFrame, max_gap: int = 5) -> pd.DataFrame:
     dropped = {}
     for col in prices.columns:
         raw = prices[col].to_numpy(dtype=np.float64, na_value=np.nan)
-        data[col] = _clean_column(raw, max_gap)
+        data[col] = _clean_column(raw, max_gap, listing_gap)
         n_raw = int((~np.isnan(raw)).sum())
         n_lost = int((~np.isnan(raw) & np.isnan(data[col])).sum())
         # Isolated early quotes (AVAX: 2 of 1564) are the intended case; losing a real share of
@@ -173,8 +185,9 @@ def resample_prices(prices: pd.DataFrame, frequency: str) -> pd.DataFrame:
     -------
     pandas.DataFrame, shape (n_periods, n_assets)
         Per column, the last non-NaN price within each period (so a Thursday close is used when
-        the Friday is a holiday), labelled by the period end. Periods in which every column is
-        NaN are dropped.
+        the Friday is a holiday), labelled by the period end — except an incomplete last
+        period, labelled by the last date of the data. Periods in which every column is NaN
+        are dropped.
 
     Raises
     ------
@@ -198,7 +211,14 @@ def resample_prices(prices: pd.DataFrame, frequency: str) -> pd.DataFrame:
             f"resample_prices: unknown frequency {frequency!r}; use 'D', 'W', 'M', 'Q' "
             "or a pandas offset alias such as 'W-FRI', 'ME', 'QE'"
         ) from exc
-    return resampled.dropna(how="all")
+    resampled = resampled.dropna(how="all")
+    # The last period is usually incomplete (data ending on a Tuesday would otherwise be
+    # labelled by the following Friday, a date with no data): label it by its last real date.
+    if len(resampled) and resampled.index[-1] > prices.index[-1]:
+        labels = resampled.index.to_numpy().copy()
+        labels[-1] = prices.index[-1].to_datetime64()
+        resampled.index = pd.DatetimeIndex(labels, name=resampled.index.name)
+    return resampled
 
 
 def prices_to_returns(

@@ -227,14 +227,23 @@ def _stress(all_runs, config, ppy, rf, test_dates) -> tuple[pd.DataFrame, list[s
     covered = {}
     for name, (start, end) in config.stress_windows.items():
         start, end = pd.Timestamp(start), pd.Timestamp(end)
-        if end < test_dates[0] or start > test_dates[-1]:
+        inside = test_dates[(test_dates >= start) & (test_dates <= end)]
+        # A window counts only if the test period spans it entirely: evaluating the few
+        # out-of-sample weeks of a longer crisis would be mislabelled as "the crisis".
+        if start >= test_dates[0] and end <= test_dates[-1] and len(inside) >= 2:
+            covered[name] = (str(start.date()), str(end.date()))
+        elif len(inside) == 0:
             notes.append(
-                f"Stress window '{name}' ({start.date()}..{end.date()}) is outside the test period "
-                f"({test_dates[0].date()}..{test_dates[-1].date()}); it is not evaluated, because "
-                "in-sample results would flatter every fitted strategy."
+                f"Stress window '{name}' ({start.date()}..{end.date()}) lies outside the test "
+                f"period ({test_dates[0].date()}..{test_dates[-1].date()}) and is not evaluated: "
+                "in-sample results would flatter every fitted strategy. A walk-forward run "
+                "that makes it out-of-sample is needed."
             )
         else:
-            covered[name] = (str(start.date()), str(end.date()))
+            notes.append(
+                f"Stress window '{name}' ({start.date()}..{end.date()}) is only partly in the test "
+                f"period ({len(inside)} periods from {inside[0].date()}); not evaluated."
+            )
     frames = []
     for runs in all_runs:
         for run in runs.runs:

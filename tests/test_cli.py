@@ -1,0 +1,114 @@
+"""The command line as a user meets it: runs, run directories, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_prices
+from typer.testing import CliRunner
+
+from dynafolio.cli import app
+
+runner = CliRunner()
+
+
+def _write_csv(tmp_path, prices: pd.DataFrame, name: str = "prices.csv"):
+    path = tmp_path / name
+    prices.to_csv(path, index_label="date")
+    return path
+
+
+@pytest.fixture
+def good_csv(tmp_path):
+    return _write_csv(tmp_path, make_prices(n_periods=160, n_assets=5, late=0))
+
+
+def test_run_on_a_user_csv_writes_a_complete_run_directory(tmp_path, good_csv):
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["run", "--data", str(good_csv), "--out", str(out), "--quick"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = out.iterdir()
+    for name in ("report.html", "metrics.csv", "metrics.json", "manifest.json"):
+        assert (run_dir / name).is_file(), name
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["data"]["source"] == str(good_csv)
+    assert len(manifest["data"]["sha256"]) == 64
+    metrics = pd.read_csv(run_dir / "metrics.csv", index_col="strategy")
+    assert "Equal weight" in metrics.index and np.isfinite(metrics["sharpe"]).all()
+    assert "Equal weight" in result.output and "Sharpe" in result.output
+    assert "composite skipped" in result.output  # a user file has no asset classes
+
+
+def _corrupt(tmp_path, edit):
+    prices = make_prices(n_periods=160, n_assets=5, late=0)
+    frame = prices.reset_index()
+    frame["date"] = frame["date"].dt.strftime("%Y-%m-%d")
+    frame = frame.astype(object)
+    edit(frame)
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda f: f.__setitem__("date", f["date"].where(f.index != 10, f.loc[9, "date"])),
+         ["line 12", "more than once"]),
+        (lambda f: f.loc.__setitem__((20, "A2"), -3.0), ["line 22", "A2", "-3"]),
+        (lambda f: f.loc.__setitem__((30, "A1"), "n/a price"), ["line 32", "A1", "n/a price"]),
+    ],
+    ids=["duplicated-date", "negative-price", "text-cell"],
+)
+def test_bad_csv_exits_non_zero_names_the_row_and_writes_nothing(tmp_path, edit, expected):
+    path = _corrupt(tmp_path, edit)
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["run", "--data", str(path), "--out", str(out)])
+    assert result.exit_code != 0
+    message = result.output.lower()
+    assert "bad.csv" in message
+    for text in expected:
+        assert text.lower() in message, (text, result.output)
+    assert "Traceback" not in result.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_unknown_experiment_is_listed(tmp_path):
+    result = runner.invoke(app, ["run", "nope", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "unknown experiment 'nope'" in result.output and "s1" in result.output
+
+
+def test_bad_config_key_is_named(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("backtest:\n  transaction_cst: 0.01\n")
+    result = runner.invoke(app, ["run", "--config", str(config), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "backtest.transaction_cst" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_failed_report_leaves_no_run_directory(tmp_path, good_csv, monkeypatch):
+    import dynafolio.report as report
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report, "write_report", explode)
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["run", "--data", str(good_csv), "--out", str(out)])
+    assert result.exit_code != 0
+    assert list(out.iterdir()) == []
+
+
+def test_data_list_and_show():
+    listed = runner.invoke(app, ["data", "list"])
+    assert listed.exit_code == 0 and "multiasset" in listed.output and "sp500" in listed.output
+    shown = runner.invoke(app, ["data", "show", "multiasset"])
+    assert shown.exit_code == 0
+    assert "SOL" in shown.output and "2020-04-10" in shown.output
+    missing = runner.invoke(app, ["data", "show", "nope"])
+    assert missing.exit_code == 2 and "multiasset" in missing.output
