@@ -24,8 +24,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Dynamic portfolio allocation research: learned and classical allocators, one honest engine.")
 data_app = typer.Typer(no_args_is_help=True, help="Embedded datasets: list them and inspect one.")
 app.add_typer(data_app, name="data")
-console = Console()
+# Piped output (CI logs, files) gets a wide console so the results table is not squeezed.
+console = Console() if Console().is_terminal else Console(width=160)
 err_console = Console(stderr=True)
+
+_SHORT_LABELS = {
+    "ann_return": "Ann.ret (μ×P)", "cagr": "CAGR", "ann_volatility": "Ann.vol", "sharpe": "Sharpe",
+    "sortino": "Sortino", "max_drawdown": "MaxDD", "calmar": "Calmar", "total_return": "Total",
+    "avg_turnover": "Turnover",
+}
 
 
 @contextmanager
@@ -116,13 +123,15 @@ def _fit_defaults_to_data(cfg, prepared):
 def _print_results(result) -> None:
     from dynafolio.report.tables import COLUMN_LABELS, format_table
 
+    short = {COLUMN_LABELS[key]: label for key, label in _SHORT_LABELS.items()}
+
     shown = format_table(result.table)
     table = Table(title=f"{result.title}\nTest period {result.test_dates[0].date()} .. "
                         f"{result.test_dates[-1].date()} ({len(result.test_dates)} periods, net of costs)",
                   title_justify="left")
     table.add_column("Strategy", no_wrap=True)
     for column in shown.columns:
-        table.add_column(COLUMN_LABELS.get(column, column), justify="right")
+        table.add_column(short.get(column, column), justify="right", no_wrap=True)
     for name, row in shown.iterrows():
         style = "bold" if name == result.benchmark else None
         table.add_row(str(name), *[str(v) for v in row], style=style)
