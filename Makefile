@@ -36,5 +36,9 @@ test-all: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/backtest_speed.py
 
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info .pytest_cache

@@ -69,25 +69,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "pandas loop, after checking that both agree.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--n-schedules", type=int, default=1000,
-                        help="random weight schedules run through the engine")
-    parser.add_argument("--n-pandas", type=int, default=100,
-                        help="schedules (the first ones) run through the pandas loop; "
-                        "times are compared per schedule")
+    parser.add_argument(
+        "--n-schedules",
+        type=int,
+        default=1000,
+        help="random weight schedules run through the engine",
+    )
+    parser.add_argument(
+        "--n-pandas",
+        type=int,
+        default=100,
+        help="schedules (the first ones) run through the pandas loop; "
+        "times are compared per schedule",
+    )
     parser.add_argument("--n-assets", type=int, default=34, help="assets per schedule")
     parser.add_argument("--n-periods", type=int, default=365, help="weekly periods")
-    parser.add_argument("--rebalance-every", type=int, default=1,
-                        help="trade every K periods; weights drift in between")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed repetitions (each runs engine, then pandas)")
-    parser.add_argument("--cost-rate", type=float, default=0.001,
-                        help="proportional transaction cost per unit of turnover")
-    parser.add_argument("--returns-per-schedule", action="store_true",
-                        help="draw a different return matrix for every schedule")
+    parser.add_argument(
+        "--rebalance-every",
+        type=int,
+        default=1,
+        help="trade every K periods; weights drift in between",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed repetitions (each runs engine, then pandas)"
+    )
+    parser.add_argument(
+        "--cost-rate",
+        type=float,
+        default=0.001,
+        help="proportional transaction cost per unit of turnover",
+    )
+    parser.add_argument(
+        "--returns-per-schedule",
+        action="store_true",
+        help="draw a different return matrix for every schedule",
+    )
     parser.add_argument("--seed", type=int, default=20240601, help="seed of the numpy Generator")
     args = parser.parse_args(argv)
-    for name in ("n_schedules", "n_pandas", "n_assets", "n_periods", "rebalance_every",
-                 "repeats"):
+    for name in ("n_schedules", "n_pandas", "n_assets", "n_periods", "rebalance_every", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     args.n_pandas = min(args.n_pandas, args.n_schedules)
@@ -111,14 +130,16 @@ def make_inputs(args: argparse.Namespace) -> Inputs:
         targets=targets,
         rebalance=rebalance,
         returns_frames=[pd.DataFrame(r, index=dates, columns=assets) for r in returns[:n_frames]],
-        target_frames=[pd.DataFrame(t, index=dates, columns=assets)
-                       for t in targets[: args.n_pandas]],
+        target_frames=[
+            pd.DataFrame(t, index=dates, columns=assets) for t in targets[: args.n_pandas]
+        ],
         rebalance_series=pd.Series(rebalance, index=dates, name="rebalance"),
     )
 
 
-def pandas_backtest(returns: pd.DataFrame, targets: pd.DataFrame, rebalance: pd.Series,
-                    cost_rate: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def pandas_backtest(
+    returns: pd.DataFrame, targets: pd.DataFrame, rebalance: pd.Series, cost_rate: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The per-period loop a typical user writes; starts from all cash.
 
     Returns the ledger (gross, cost, net, turnover per period) and the drifted end-of-period
@@ -149,17 +170,20 @@ def run_engine(inputs: Inputs, schedules: range, cost_model: ProportionalCost) -
     ]
 
 
-def run_pandas(inputs: Inputs, schedules: range,
-               cost_rate: float) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+def run_pandas(
+    inputs: Inputs, schedules: range, cost_rate: float
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
     return [
-        pandas_backtest(inputs.returns_frame_of(k), inputs.target_frames[k],
-                        inputs.rebalance_series, cost_rate)
+        pandas_backtest(
+            inputs.returns_frame_of(k), inputs.target_frames[k], inputs.rebalance_series, cost_rate
+        )
         for k in schedules
     ]
 
 
-def max_differences(engine_results: list,
-                    pandas_results: list[tuple[pd.DataFrame, pd.DataFrame]]) -> dict[str, float]:
+def max_differences(
+    engine_results: list, pandas_results: list[tuple[pd.DataFrame, pd.DataFrame]]
+) -> dict[str, float]:
     worst = dict.fromkeys((*COLUMNS, "weights_end"), 0.0)
     for sim, (ledger, drifted) in zip(engine_results, pandas_results, strict=True):
         for column in COLUMNS:
@@ -187,12 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     is_subset = args.n_pandas < args.n_schedules
     subset_note = ", a subset: times compared per schedule" if is_subset else ""
     print(f"  schedules: {args.n_schedules} (engine), {args.n_pandas} (pandas{subset_note})")
-    print(f"  shape: {args.n_periods} periods x {args.n_assets} assets; "
-          f"rebalance every {args.rebalance_every} period(s) "
-          f"({int(inputs.rebalance.sum())} rebalances); "
-          f"return matrices: {len(inputs.returns)}")
-    print(f"  costs: ProportionalCost({args.cost_rate}); repetitions: {args.repeats} "
-          f"(after a warm-up), alternating engine / pandas; seed {args.seed}")
+    print(
+        f"  shape: {args.n_periods} periods x {args.n_assets} assets; "
+        f"rebalance every {args.rebalance_every} period(s) "
+        f"({int(inputs.rebalance.sum())} rebalances); "
+        f"return matrices: {len(inputs.returns)}"
+    )
+    print(
+        f"  costs: ProportionalCost({args.cost_rate}); repetitions: {args.repeats} "
+        f"(after a warm-up), alternating engine / pandas; seed {args.seed}"
+    )
 
     # Warm-up (imports, caches, allocator), then the agreement check on every pandas schedule.
     run_engine(inputs, range(min(10, args.n_schedules)), cost_model)
@@ -204,21 +232,24 @@ def main(argv: list[str] | None = None) -> int:
     engine_results: list = []
     for repetition in range(args.repeats):
         engine_seconds, engine_results = timed(run_engine, inputs, all_schedules, cost_model)
-        pandas_seconds, pandas_results = timed(run_pandas, inputs, pandas_schedules,
-                                               args.cost_rate)
+        pandas_seconds, pandas_results = timed(run_pandas, inputs, pandas_schedules, args.cost_rate)
         engine_times.append(engine_seconds / args.n_schedules)
         pandas_times.append(pandas_seconds / args.n_pandas)
-        print(f"  repetition {repetition + 1}: engine {engine_seconds:7.3f} s "
-              f"({args.n_schedules} schedules), pandas {pandas_seconds:7.3f} s "
-              f"({args.n_pandas} schedules)")
+        print(
+            f"  repetition {repetition + 1}: engine {engine_seconds:7.3f} s "
+            f"({args.n_schedules} schedules), pandas {pandas_seconds:7.3f} s "
+            f"({args.n_pandas} schedules)"
+        )
 
     differences = max_differences(engine_results[: args.n_pandas], pandas_results)
     worst = max(differences.values())
     detail = ", ".join(f"{name} {value:.1e}" for name, value in differences.items())
     print(f"agreement over {args.n_pandas} schedules (max abs diff): {detail}")
     if worst >= TOLERANCE:
-        print(f"ERROR: engine and pandas loop disagree by {worst:.3e} >= {TOLERANCE:.0e}",
-              file=sys.stderr)
+        print(
+            f"ERROR: engine and pandas loop disagree by {worst:.3e} >= {TOLERANCE:.0e}",
+            file=sys.stderr,
+        )
         return 1
     print(f"agreement: OK (max abs diff {worst:.1e} < {TOLERANCE:.0e})")
 

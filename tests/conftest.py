@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 
-def make_prices(n_periods: int = 120, n_assets: int = 6, seed: int = 0, late: int = 30,
-                freq: str = "W-FRI") -> pd.DataFrame:
+def make_prices(
+    n_periods: int = 120, n_assets: int = 6, seed: int = 0, late: int = 30, freq: str = "W-FRI"
+) -> pd.DataFrame:
     """Geometric random-walk prices; the last asset is listed ``late`` periods in (NaN before)."""
     rng = np.random.default_rng(seed)
     drift = rng.normal(0.002, 0.002, n_assets)

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_prices
 from typer.testing import CliRunner
 
+from conftest import make_prices
 from dynafolio.cli import app
 
 runner = CliRunner()
@@ -56,8 +56,10 @@ def _corrupt(tmp_path, edit):
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda f: f.__setitem__("date", f["date"].where(f.index != 10, f.loc[9, "date"])),
-         ["line 12", "more than once"]),
+        (
+            lambda f: f.__setitem__("date", f["date"].where(f.index != 10, f.loc[9, "date"])),
+            ["line 12", "more than once"],
+        ),
         (lambda f: f.loc.__setitem__((20, "A2"), -3.0), ["line 22", "A2", "-3"]),
         (lambda f: f.loc.__setitem__((30, "A1"), "n/a price"), ["line 32", "A1", "n/a price"]),
     ],

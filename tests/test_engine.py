@@ -48,8 +48,9 @@ def test_hand_ledger_long_short_with_cash():
 
 def test_nan_return_is_carried_at_last_price():
     returns = np.array([[0.1, np.nan], [np.nan, 0.2]])
-    sim = simulate(returns, np.array([[0.5, 0.5], [0.5, 0.5]]), np.array([True, True]),
-                   ProportionalCost(0.0))
+    sim = simulate(
+        returns, np.array([[0.5, 0.5], [0.5, 0.5]]), np.array([True, True]), ProportionalCost(0.0)
+    )
     np.testing.assert_allclose(sim.gross, [0.05, 0.5 * 0.2], atol=1e-12)
 
 
@@ -90,8 +91,9 @@ def test_vectorised_drift_matches_a_period_by_period_ledger(seed, every):
 
 
 def test_run_backtest_timing_and_buy_and_hold(prices):
-    result = run_backtest(BuyAndHoldStrategy("A0"), prices, prices.index[60],
-                          cost_model=ProportionalCost(0.0))
+    result = run_backtest(
+        BuyAndHoldStrategy("A0"), prices, prices.index[60], cost_model=ProportionalCost(0.0)
+    )
     # First decision is the close before the first evaluated date; returns are A0's own.
     assert result.weights.index[0] == prices.index[59]
     assert result.ledger.index[0] == prices.index[60]
@@ -132,11 +134,18 @@ def test_constraints_are_enforced(prices):
     with pytest.raises(OptimizationError, match="short position"):
         run_backtest(_Leveraged(), prices, prices.index[40])
     with pytest.raises(OptimizationError, match="gross leverage"):
-        run_backtest(_Leveraged(), prices, prices.index[40],
-                     constraints=PortfolioConstraints(long_only=False, max_gross_leverage=1.5))
-    ok = run_backtest(_Leveraged(), prices, prices.index[40],
-                      constraints=PortfolioConstraints(long_only=False, max_gross_leverage=2.0,
-                                                       max_position=1.5))
+        run_backtest(
+            _Leveraged(),
+            prices,
+            prices.index[40],
+            constraints=PortfolioConstraints(long_only=False, max_gross_leverage=1.5),
+        )
+    ok = run_backtest(
+        _Leveraged(),
+        prices,
+        prices.index[40],
+        constraints=PortfolioConstraints(long_only=False, max_gross_leverage=2.0, max_position=1.5),
+    )
     assert np.isfinite(ok.net_returns).all()
 
 

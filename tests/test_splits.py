@@ -23,8 +23,14 @@ def test_date_split_starts_test_on_the_given_date():
     assert split.train_dates[-1] == pd.Timestamp("2020-12-25")
 
 
-@pytest.mark.parametrize("kwargs", [{"train_fraction": 1.5}, {"train_fraction": None},
-                                    {"train_fraction": None, "test_start": "2030-01-01"}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"train_fraction": 1.5},
+        {"train_fraction": None},
+        {"train_fraction": None, "test_start": "2030-01-01"},
+    ],
+)
 def test_bad_splits_are_explained(kwargs):
     with pytest.raises(DataError, match="train"):
         chronological_split(INDEX, **kwargs)

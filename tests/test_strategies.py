@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_prices
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import make_prices
 from dynafolio.backtest import run_backtest
 from dynafolio.history import MarketHistory
 from dynafolio.strategies import (
@@ -23,12 +23,24 @@ from dynafolio.strategies import (
 )
 from dynafolio.strategies.base import Strategy
 
-CLASSES = {"A0": "stocks", "A1": "stocks", "A2": "bonds", "A3": "gold", "A4": "crypto", "A5": "crypto"}
+CLASSES = {
+    "A0": "stocks",
+    "A1": "stocks",
+    "A2": "bonds",
+    "A3": "gold",
+    "A4": "crypto",
+    "A5": "crypto",
+}
 
 
 def all_strategies() -> list[Strategy]:
-    estimated = [InverseVolatilityStrategy, MinimumVarianceStrategy, MaxSharpeStrategy,
-                 HRPStrategy, HERCStrategy]
+    estimated = [
+        InverseVolatilityStrategy,
+        MinimumVarianceStrategy,
+        MaxSharpeStrategy,
+        HRPStrategy,
+        HERCStrategy,
+    ]
     return [
         EqualWeightStrategy(),
         BuyAndHoldStrategy("A0"),
@@ -43,7 +55,9 @@ STRATEGIES = all_strategies()
 
 
 @pytest.mark.parametrize("index", range(len(STRATEGIES)), ids=[s.name for s in STRATEGIES])
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(seed=st.integers(0, 1000), cut=st.integers(0, 14), scale=st.floats(0.5, 2.0))
 def test_changing_prices_after_t_never_changes_weights_up_to_t(index, seed, cut, scale):
     strategy_a, strategy_b = all_strategies()[index], all_strategies()[index]
@@ -118,9 +132,11 @@ def test_static_estimate_ignores_the_test_period():
 def test_max_sharpe_falls_back_to_min_variance_when_every_asset_loses():
     rng = np.random.default_rng(0)
     returns = rng.normal(-0.01, 0.02, size=(80, 4))
-    prices = pd.DataFrame(100 * np.exp(np.cumsum(returns, axis=0)),
-                          index=pd.date_range("2020-01-03", periods=80, freq="W-FRI"),
-                          columns=["A", "B", "C", "D"])
+    prices = pd.DataFrame(
+        100 * np.exp(np.cumsum(returns, axis=0)),
+        index=pd.date_range("2020-01-03", periods=80, freq="W-FRI"),
+        columns=["A", "B", "C", "D"],
+    )
     history = MarketHistory(prices, prices.pct_change(fill_method=None))
     mvo = MaxSharpeStrategy(estimation="rolling", window=52).fit(history)
     weights = mvo.weights(history)
@@ -134,9 +150,11 @@ def test_max_sharpe_prefers_the_better_asset():
     rng = np.random.default_rng(1)
     returns = rng.normal(0.0, 0.02, size=(104, 3))
     returns[:, 0] += 0.01  # same risk, much higher mean
-    prices = pd.DataFrame(100 * np.exp(np.cumsum(returns, axis=0)),
-                          index=pd.date_range("2020-01-03", periods=104, freq="W-FRI"),
-                          columns=["good", "b", "c"])
+    prices = pd.DataFrame(
+        100 * np.exp(np.cumsum(returns, axis=0)),
+        index=pd.date_range("2020-01-03", periods=104, freq="W-FRI"),
+        columns=["good", "b", "c"],
+    )
     history = MarketHistory(prices, prices.pct_change(fill_method=None))
     weights = MaxSharpeStrategy(window=104).fit(history).weights(history)
     assert weights.idxmax() == "good"

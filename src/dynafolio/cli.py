@@ -20,8 +20,12 @@ from rich.table import Table  # noqa: E402
 
 from dynafolio.errors import DynafolioError  # noqa: E402
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Dynamic portfolio allocation research: learned and classical allocators, one honest engine.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Dynamic portfolio allocation research: learned and classical allocators, "
+    "one honest engine.",
+)
 data_app = typer.Typer(no_args_is_help=True, help="Embedded datasets: list them and inspect one.")
 app.add_typer(data_app, name="data")
 # Piped output (CI logs, files) gets a wide console so the results table is not squeezed.
@@ -29,8 +33,14 @@ console = Console() if Console().is_terminal else Console(width=160)
 err_console = Console(stderr=True)
 
 _SHORT_LABELS = {
-    "ann_return": "Ann.ret (μ×P)", "cagr": "CAGR", "ann_volatility": "Ann.vol", "sharpe": "Sharpe",
-    "sortino": "Sortino", "max_drawdown": "MaxDD", "calmar": "Calmar", "total_return": "Total",
+    "ann_return": "Ann.ret (μ×P)",
+    "cagr": "CAGR",
+    "ann_volatility": "Ann.vol",
+    "sharpe": "Sharpe",
+    "sortino": "Sortino",
+    "max_drawdown": "MaxDD",
+    "calmar": "Calmar",
+    "total_return": "Total",
     "avg_turnover": "Turnover",
 }
 
@@ -48,12 +58,27 @@ def _user_errors():
 @app.command()
 def run(
     experiment: Annotated[str, typer.Argument(help="Experiment to run (default: s1).")] = "s1",
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML/TOML file overriding the experiment's defaults.")] = None,
-    data: Annotated[Path | None, typer.Option("--data", help="CSV/Parquet price file to use instead of the embedded dataset.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Parent folder of the run directory.")] = Path("runs"),
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML/TOML file overriding the experiment's defaults."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="CSV/Parquet price file to use instead of the embedded dataset."
+        ),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Parent folder of the run directory.")
+    ] = Path("runs"),
     seed: Annotated[int | None, typer.Option("--seed", help="First random seed.")] = None,
-    seeds: Annotated[int | None, typer.Option("--seeds", help="Number of seeds for learned strategies.")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="Smoke-test budgets: one seed, smallest training budgets.")] = False,
+    seeds: Annotated[
+        int | None, typer.Option("--seeds", help="Number of seeds for learned strategies.")
+    ] = None,
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="Smoke-test budgets: one seed, smallest training budgets."),
+    ] = False,
 ) -> None:
     """Run an experiment and write its run directory (metrics, weights, plots, report.html)."""
     from dynafolio.experiments import DEFAULT_EXPERIMENT, EXPERIMENTS
@@ -89,11 +114,19 @@ def run(
             for line in dropped:
                 console.print(f"[yellow]note:[/] {line}")
         console.print(
-            f"[bold]{cfg.title or cfg.name}[/]\n{prepared.source}: {prepared.prices.shape[1]} assets, "
-            f"{len(prepared.prices)} periods ({prepared.prices.index[0].date()}..{prepared.prices.index[-1].date()})"
+            f"[bold]{cfg.title or cfg.name}[/]\n{prepared.source}: "
+            f"{prepared.prices.shape[1]} assets, {len(prepared.prices)} periods "
+            f"({prepared.prices.index[0].date()}..{prepared.prices.index[-1].date()})"
         )
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=True) as bar:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+
             def factory(description: str, total: int):
                 task = bar.add_task(description, total=total)
                 return lambda n: bar.advance(task, n)
@@ -126,9 +159,11 @@ def _print_results(result) -> None:
     short = {COLUMN_LABELS[key]: label for key, label in _SHORT_LABELS.items()}
 
     shown = format_table(result.table)
-    table = Table(title=f"{result.title}\nTest period {result.test_dates[0].date()} .. "
-                        f"{result.test_dates[-1].date()} ({len(result.test_dates)} periods, net of costs)",
-                  title_justify="left")
+    table = Table(
+        title=f"{result.title}\nTest period {result.test_dates[0].date()} .. "
+        f"{result.test_dates[-1].date()} ({len(result.test_dates)} periods, net of costs)",
+        title_justify="left",
+    )
     table.add_column("Strategy", no_wrap=True)
     for column in shown.columns:
         table.add_column(short.get(column, column), justify="right", no_wrap=True)
@@ -153,8 +188,14 @@ def data_list() -> None:
             table.add_column(column)
         for info in list_datasets():
             prices = load_dataset(info.name)
-            table.add_row(info.name, str(prices.shape[1]), str(prices.index[0].date()),
-                          str(prices.index[-1].date()), info.frequency, info.source)
+            table.add_row(
+                info.name,
+                str(prices.shape[1]),
+                str(prices.index[0].date()),
+                str(prices.index[-1].date()),
+                info.frequency,
+                info.source,
+            )
         console.print(table)
 
 
@@ -167,7 +208,10 @@ def data_show(name: Annotated[str, typer.Argument(help="Dataset name, e.g. multi
         info = dataset_info(name)
         prices = load_dataset(name)
         described = describe_prices(prices, asset_classes=info.asset_classes)
-        console.print(f"[bold]{info.name}[/]: {info.description}\nSource: {info.source}\nLicense: {info.license}")
+        console.print(
+            f"[bold]{info.name}[/]: {info.description}\n"
+            f"Source: {info.source}\nLicense: {info.license}"
+        )
         table = Table(title_justify="left")
         table.add_column("Asset", no_wrap=True)
         for column in described.columns:

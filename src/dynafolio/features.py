@@ -77,14 +77,14 @@ def clean_prices(prices: pd.DataFrame, max_gap: int = 5, listing_gap: int = 30) 
     Rule, per column (rows are counted at the frequency of ``prices``):
 
     1. *Listing date* = the first price after the last interior gap longer than
-       ``max(listing_gap, max_gap)`` missing rows, or the first price when there is no such gap. Prices before it are set to
-       NaN. This drops isolated early quotes (e.g. AVAX in ``multiasset`` has two values on
+       ``max(listing_gap, max_gap)`` missing rows, or the first price when there is no such gap.
+       Prices before it are set to NaN. This drops isolated early quotes (e.g. AVAX in ``multiasset`` has two values on
        2020-07-13/14, then 69 missing days; it is listed from 2020-09-22) and, more generally,
        any history separated from the recent series by a long gap, so that each asset is
        continuous from its listing to its last price. A ``UserWarning`` names the assets for
-       which this drops more than 5 % of the prices (usually ``max_gap`` is too small for the
-       calendar, e.g. ``max_gap < 3`` on calendar-daily data masks stocks before their last
-       weekend).
+       which this drops more than 5 % of the prices (usually ``listing_gap`` is too small for
+       the calendar, e.g. ``listing_gap < 3`` on calendar-daily data masks stocks before their
+       last weekend).
     2. Interior gaps of at most ``max_gap`` consecutive missing rows are forward-filled with
        the last price (a weekend/holiday carries the previous close). A longer gap is never
        partially filled (unlike ``DataFrame.ffill(limit=...)``): it stays NaN entirely, and the
@@ -136,9 +136,9 @@ def clean_prices(prices: pd.DataFrame, max_gap: int = 5, listing_gap: int = 30) 
     if dropped:
         lost = ", ".join(f"{c} ({n} of {t})" for c, (n, t) in dropped.items())
         warnings.warn(
-            f"clean_prices: max_gap={max_gap} treats prices before a longer gap as pre-listing "
-            f"and drops them for {lost}; raise max_gap (weekends are 2 missing rows on "
-            "calendar-daily data) if these are not pre-listing quotes",
+            f"clean_prices: listing_gap={max(listing_gap, max_gap)} treats prices before a longer "
+            f"gap as pre-listing and drops them for {lost}; raise listing_gap (weekends are 2 "
+            "missing rows on calendar-daily data) if these are not pre-listing quotes",
             UserWarning,
             stacklevel=2,
         )

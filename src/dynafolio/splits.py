@@ -44,7 +44,9 @@ def chronological_split(
         where = f"test_start={pd.Timestamp(test_start).date()}"
     else:
         if train_fraction is None or not 0.0 < train_fraction < 1.0:
-            raise DataError(f"train_fraction must be strictly between 0 and 1, got {train_fraction}")
+            raise DataError(
+                f"train_fraction must be strictly between 0 and 1, got {train_fraction}"
+            )
         cut = int(n * train_fraction)
         where = f"train_fraction={train_fraction}"
     if cut < 2 or cut > n - 2:

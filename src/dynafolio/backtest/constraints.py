@@ -49,14 +49,19 @@ class PortfolioConstraints:
         if self.long_only:
             problems.append(((weights < -_TOL).any(axis=1), "has a short position (long_only)"))
         problems += [
-            (np.abs(weights).sum(axis=1) > self.max_gross_leverage + _TOL,
-             f"has gross leverage above max_gross_leverage={self.max_gross_leverage}"),
-            ((np.abs(weights) > self.max_position + _TOL).any(axis=1),
-             f"has a position above max_position={self.max_position}"),
+            (
+                np.abs(weights).sum(axis=1) > self.max_gross_leverage + _TOL,
+                f"has gross leverage above max_gross_leverage={self.max_gross_leverage}",
+            ),
+            (
+                (np.abs(weights) > self.max_position + _TOL).any(axis=1),
+                f"has a position above max_position={self.max_position}",
+            ),
         ]
         if self.fully_invested:
-            problems.append((np.abs(weights.sum(axis=1) - 1.0) > 1e-4,
-                             "does not sum to 1 (fully_invested)"))
+            problems.append(
+                (np.abs(weights.sum(axis=1) - 1.0) > 1e-4, "does not sum to 1 (fully_invested)")
+            )
         for bad_rows, what in problems:
             if bad_rows.any():
                 i = int(np.argmax(bad_rows))
@@ -65,5 +70,6 @@ class PortfolioConstraints:
                 raise OptimizationError(
                     f"target weights on {dates[i].date()} {what}: sum={row.sum():.6f}, "
                     f"gross={row.abs().sum():.6f}, largest {worst.round(6).to_dict()}. "
-                    "Project the strategy's weights onto the constraints or relax them in the config."
+                    "Project the strategy's weights onto the constraints or relax them in "
+                    "the config."
                 )

@@ -136,8 +136,9 @@ def simulate(
     )
 
 
-def decision_rows(index: pd.DatetimeIndex, start: str | pd.Timestamp,
-                  end: str | pd.Timestamp | None = None) -> np.ndarray:
+def decision_rows(
+    index: pd.DatetimeIndex, start: str | pd.Timestamp, end: str | pd.Timestamp | None = None
+) -> np.ndarray:
     """Row numbers of the decisions that earn the returns dated in ``[start, end]``.
 
     The first decision is taken at the close of the last date before ``start`` (it may be
@@ -145,8 +146,11 @@ def decision_rows(index: pd.DatetimeIndex, start: str | pd.Timestamp,
     the first date ``>= start``.
     """
     first = int(index.searchsorted(pd.Timestamp(start), side="left"))
-    last = len(index) - 1 if end is None else int(
-        index.searchsorted(pd.Timestamp(end), side="right")) - 1
+    last = (
+        len(index) - 1
+        if end is None
+        else int(index.searchsorted(pd.Timestamp(end), side="right")) - 1
+    )
     if first < 1:
         raise DataError(
             f"evaluation start {pd.Timestamp(start).date()} leaves no earlier date to decide "
@@ -202,14 +206,14 @@ def run_backtest(
     first_row = 0 if fit_start is None else int(prices.index.searchsorted(pd.Timestamp(fit_start)))
 
     def history_at(row: int) -> MarketHistory:
-        return MarketHistory(prices.iloc[first_row:row + 1], returns.iloc[first_row:row + 1])
+        return MarketHistory(prices.iloc[first_row : row + 1], returns.iloc[first_row : row + 1])
 
     strategy.fit(history_at(rows[0]))
 
     n_assets = prices.shape[1]
     targets = np.zeros((len(rows), n_assets))
     schedule = np.zeros(len(rows), dtype=bool)
-    schedule[:: rebalance_every] = True
+    schedule[::rebalance_every] = True
     if not strategy.rebalances:
         schedule[1:] = False
     for k, row in enumerate(rows):
@@ -244,7 +248,9 @@ def _align(weights: pd.Series, history: MarketHistory, name: str) -> np.ndarray:
     """Weights on the full asset list; refuse positions in assets without a price today."""
     unknown = weights.index.difference(history.prices.columns)
     if len(unknown):
-        raise OptimizationError(f"strategy {name!r} returned weights for unknown assets {list(unknown)}")
+        raise OptimizationError(
+            f"strategy {name!r} returned weights for unknown assets {list(unknown)}"
+        )
     aligned = weights.reindex(history.prices.columns, fill_value=0.0).to_numpy(dtype=float)
     untradable = (~history.available.to_numpy()) & (np.abs(aligned) > 1e-12)
     if untradable.any():
@@ -254,4 +260,3 @@ def _align(weights: pd.Series, history: MarketHistory, name: str) -> np.ndarray:
             "when they have no price (not listed yet or missing); weights must be 0 there"
         )
     return aligned
-

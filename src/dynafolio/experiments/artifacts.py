@@ -21,8 +21,20 @@ import pandas as pd
 from dynafolio.experiments.config import ExperimentConfig
 from dynafolio.experiments.result import ExperimentResult
 
-_PACKAGES = ("dynafolio", "numpy", "pandas", "scipy", "skfolio", "scikit-learn", "cvxpy-base",
-             "matplotlib", "pydantic", "torch", "stable_baselines3", "gymnasium")
+_PACKAGES = (
+    "dynafolio",
+    "numpy",
+    "pandas",
+    "scipy",
+    "skfolio",
+    "scikit-learn",
+    "cvxpy-base",
+    "matplotlib",
+    "pydantic",
+    "torch",
+    "stable_baselines3",
+    "gymnasium",
+)
 
 
 def slug(name: str) -> str:
@@ -40,8 +52,9 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def build_manifest(config: ExperimentConfig, result: ExperimentResult, source: str,
-                   source_sha256: str) -> dict[str, Any]:
+def build_manifest(
+    config: ExperimentConfig, result: ExperimentResult, source: str, source_sha256: str
+) -> dict[str, Any]:
     prices = result.prices
     prepared = pd.util.hash_pandas_object(prices, index=True).to_numpy().tobytes()
 
@@ -108,17 +121,26 @@ def _write_tables(result: ExperimentResult, run_dir: Path) -> None:
     table = result.table.copy()
     table.to_csv(run_dir / "metrics.csv", index_label="strategy")
     per_seed = result.metrics.reset_index()
-    (run_dir / "metrics.json").write_text(json.dumps({
-        "periods_per_year": result.periods_per_year,
-        "test_period": [str(result.test_dates[0].date()), str(result.test_dates[-1].date())],
-        "benchmark": result.benchmark,
-        "table": json.loads(table.reset_index(names="strategy").to_json(orient="records")),
-        "per_seed": json.loads(per_seed.to_json(orient="records")),
-        "stress": json.loads(result.stress.to_json(orient="records", date_format="iso"))
-        if not result.stress.empty else [],
-        "findings": list(result.findings),
-        "notes": list(result.notes),
-    }, indent=2))
+    (run_dir / "metrics.json").write_text(
+        json.dumps(
+            {
+                "periods_per_year": result.periods_per_year,
+                "test_period": [
+                    str(result.test_dates[0].date()),
+                    str(result.test_dates[-1].date()),
+                ],
+                "benchmark": result.benchmark,
+                "table": json.loads(table.reset_index(names="strategy").to_json(orient="records")),
+                "per_seed": json.loads(per_seed.to_json(orient="records")),
+                "stress": json.loads(result.stress.to_json(orient="records", date_format="iso"))
+                if not result.stress.empty
+                else [],
+                "findings": list(result.findings),
+                "notes": list(result.notes),
+            },
+            indent=2,
+        )
+    )
     per_seed.to_csv(run_dir / "metrics_per_seed.csv", index=False)
     if not result.stress.empty:
         result.stress.to_csv(run_dir / "stress.csv", index=False)

@@ -25,13 +25,21 @@ class _Frozen(BaseModel):
 class DataConfig(_Frozen):
     """Where prices come from and how they are prepared."""
 
-    dataset: str = Field("multiasset", description="embedded dataset name (ignored when path is set)")
-    path: Path | None = Field(None, description="CSV/Parquet price file (wide or long) instead of a dataset")
+    dataset: str = Field(
+        "multiasset", description="embedded dataset name (ignored when path is set)"
+    )
+    path: Path | None = Field(
+        None, description="CSV/Parquet price file (wide or long) instead of a dataset"
+    )
     assets: tuple[str, ...] | None = Field(None, description="subset of assets; default all")
     start: dt.date | None = Field(None, description="first date kept")
     end: dt.date | None = Field(None, description="last date kept")
     frequency: str = Field("W", description="D, W (weekly, Friday close), M or Q")
-    max_gap: int = Field(5, ge=0, description="longest run of missing prices forward-filled (rows of the source data)")
+    max_gap: int = Field(
+        5,
+        ge=0,
+        description="longest run of missing prices forward-filled (rows of the source data)",
+    )
 
 
 class SplitConfig(_Frozen):
@@ -44,12 +52,18 @@ class SplitConfig(_Frozen):
 class BacktestConfig(_Frozen):
     """Engine settings shared by every strategy of the experiment."""
 
-    transaction_cost: float = Field(0.001, ge=0.0, lt=1.0, description="cost per unit of one-way turnover")
-    rebalance_every: int = Field(1, ge=1, description="trade every k periods; weights drift in between")
+    transaction_cost: float = Field(
+        0.001, ge=0.0, lt=1.0, description="cost per unit of one-way turnover"
+    )
+    rebalance_every: int = Field(
+        1, ge=1, description="trade every k periods; weights drift in between"
+    )
     long_only: bool = True
     max_gross_leverage: float = Field(1.0, gt=0.0)
     max_position: float = Field(1.0, gt=0.0, le=10.0)
-    risk_free_rate: float = Field(0.0, ge=-0.05, le=0.5, description="annual rate for Sharpe/Sortino")
+    risk_free_rate: float = Field(
+        0.0, ge=-0.05, le=0.5, description="annual rate for Sharpe/Sortino"
+    )
 
 
 class EqualWeightSpec(_Frozen):
@@ -94,8 +108,12 @@ class ExperimentConfig(_Frozen):
     split: SplitConfig = SplitConfig()
     backtest: BacktestConfig = BacktestConfig()
     strategies: tuple[StrategySpec, ...]
-    seed: int = Field(0, ge=0, description="first seed; learned strategies run seeds seed..seed+n_seeds-1")
-    n_seeds: int = Field(3, ge=1, description="seeds per learned strategy (deterministic rules run once)")
+    seed: int = Field(
+        0, ge=0, description="first seed; learned strategies run seeds seed..seed+n_seeds-1"
+    )
+    n_seeds: int = Field(
+        3, ge=1, description="seeds per learned strategy (deterministic rules run once)"
+    )
     benchmark: str = Field("Equal weight", description="strategy name the others are compared with")
     index_asset: str = Field("SPY", description="asset used for rolling alpha/beta")
     rolling_window: int = Field(26, ge=4, description="periods of the rolling alpha/beta window")
@@ -129,9 +147,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         else:
             raise ConfigError(f"config file {path}: use a .yaml, .yml or .toml file")
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"config file {path} is not valid {path.suffix[1:].upper()}: {error}") from error
+        raise ConfigError(
+            f"config file {path} is not valid {path.suffix[1:].upper()}: {error}"
+        ) from error
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of keys, not {type(data).__name__}"
+        )
     return data
 
 

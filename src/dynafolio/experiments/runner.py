@@ -85,7 +85,9 @@ def load_prices(config: ExperimentConfig) -> PreparedData:
             )
         raw = raw.loc[:, list(data.assets)]
     if data.start is not None or data.end is not None:
-        raw = raw.loc[pd.Timestamp(data.start or raw.index[0]) : pd.Timestamp(data.end or raw.index[-1])]
+        raw = raw.loc[
+            pd.Timestamp(data.start or raw.index[0]) : pd.Timestamp(data.end or raw.index[-1])
+        ]
     raw = raw.dropna(axis=1, how="all")
     if raw.shape[0] < 2 or raw.shape[1] == 0:
         raise DataError(f"{source}: no prices left between {data.start} and {data.end}")
@@ -93,7 +95,9 @@ def load_prices(config: ExperimentConfig) -> PreparedData:
     return PreparedData(prices, source, digest, {a: c for a, c in classes.items() if a in prices})
 
 
-def build_strategy(spec: StrategySpec, asset_classes: dict[str, str], risk_free_per_period: float) -> Strategy:
+def build_strategy(
+    spec: StrategySpec, asset_classes: dict[str, str], risk_free_per_period: float
+) -> Strategy:
     """Instantiate the strategy a config entry describes."""
     if isinstance(spec, EqualWeightSpec):
         return EqualWeightStrategy()
@@ -155,13 +159,20 @@ def run_experiment(
             step = progress(f"{strategy.name} (seed {seed})", n_decisions) if progress else None
             runs.append(
                 run_backtest(
-                    strategy, prices, test_start, test_end,
+                    strategy,
+                    prices,
+                    test_start,
+                    test_end,
                     rebalance_every=config.backtest.rebalance_every,
-                    cost_model=cost, constraints=constraints, progress=step,
+                    cost_model=cost,
+                    constraints=constraints,
+                    progress=step,
                 )
             )
         all_runs.append(
-            StrategyRuns(strategy.name, tuple(runs), tuple(seeds), getattr(strategy, "learned", False))
+            StrategyRuns(
+                strategy.name, tuple(runs), tuple(seeds), getattr(strategy, "learned", False)
+            )
         )
     _check_unique_names(all_runs)
 
@@ -201,7 +212,9 @@ def _check_unique_names(all_runs: list[StrategyRuns]) -> None:
     names = [r.name for r in all_runs]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
-        raise ConfigError(f"strategies: {duplicated} appear more than once; make each entry distinct")
+        raise ConfigError(
+            f"strategies: {duplicated} appear more than once; make each entry distinct"
+        )
 
 
 def _per_seed_metrics(all_runs: list[StrategyRuns], ppy: int, rf: float) -> pd.DataFrame:
@@ -266,11 +279,15 @@ def _rolling_alpha_beta(all_runs, prices, index_asset, window, ppy) -> pd.DataFr
     for runs in all_runs:
         net = runs.mean_net_returns()
         if len(net) > window:
-            frames[runs.name] = metrics.rolling_alpha_beta(net, index_returns.loc[net.index], window, ppy)
+            frames[runs.name] = metrics.rolling_alpha_beta(
+                net, index_returns.loc[net.index], window, ppy
+            )
     return pd.concat(frames, axis=1) if frames else pd.DataFrame()
 
 
-def compare_with_benchmark(table: pd.DataFrame, benchmark: str, all_runs: list[StrategyRuns]) -> list[str]:
+def compare_with_benchmark(
+    table: pd.DataFrame, benchmark: str, all_runs: list[StrategyRuns]
+) -> list[str]:
     """Plain statements on who beats the benchmark's Sharpe ratio and who does not."""
     base = table.loc[benchmark]
     findings = [

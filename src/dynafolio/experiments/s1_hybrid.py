@@ -9,7 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 NAME = "s1"
-TITLE = "S1 — multi-asset weekly allocation (hybrid LSTM+PPO setting): benchmarks and classical baselines"
+TITLE = (
+    "S1 — multi-asset weekly allocation (hybrid LSTM+PPO setting): "
+    "benchmarks and classical baselines"
+)
 
 _ESTIMATED = ("inverse_volatility", "minimum_variance", "max_sharpe", "hrp", "herc")
 
@@ -28,7 +31,12 @@ def default_config() -> dict[str, Any]:
     return {
         "name": NAME,
         "title": TITLE,
-        "data": {"dataset": "multiasset", "start": "2018-01-01", "end": "2024-12-31", "frequency": "W"},
+        "data": {
+            "dataset": "multiasset",
+            "start": "2018-01-01",
+            "end": "2024-12-31",
+            "frequency": "W",
+        },
         "split": {"train_fraction": 0.7},
         "backtest": {"transaction_cost": 0.001, "rebalance_every": 1},
         "strategies": strategies,

@@ -101,7 +101,9 @@ class EstimatedStrategy(Strategy):
     def fit(self, history: MarketHistory) -> Self:
         super().fit(history)
         if self.estimation not in ("static", "rolling", "expanding"):
-            raise ValueError(f"estimation must be static, rolling or expanding, got {self.estimation!r}")
+            raise ValueError(
+                f"estimation must be static, rolling or expanding, got {self.estimation!r}"
+            )
         if self.estimation == "rolling" and not self.window:
             raise ValueError(f"{self.label}: a rolling estimate needs a window (periods)")
         if self.estimation == "static":
@@ -135,7 +137,9 @@ class EstimatedStrategy(Strategy):
         else:
             estimate = self._estimate(returns)
         if not np.isfinite(estimate.to_numpy()).all():
-            raise OptimizationError(f"{self.name} on {history.date.date()} produced non-finite weights")
+            raise OptimizationError(
+                f"{self.name} on {history.date.date()} produced non-finite weights"
+            )
         return estimate.clip(lower=0.0).pipe(normalise)
 
     @abstractmethod

@@ -20,7 +20,7 @@ from skfolio.optimization import (
 
 from dynafolio.errors import DataError, OptimizationError
 from dynafolio.history import MarketHistory
-from dynafolio.strategies.base import Estimation, EstimatedStrategy, Strategy
+from dynafolio.strategies.base import EstimatedStrategy, Estimation, Strategy
 
 try:  # skfolio raises its own error type when cvxpy's solver fails
     from skfolio.exceptions import OptimizationError as SkfolioOptimizationError
@@ -150,7 +150,9 @@ class MaxSharpeStrategy(EstimatedStrategy):
 
     def _estimate(self, returns: pd.DataFrame) -> pd.Series:
         if (returns.mean() <= self.risk_free_rate).all():
-            return self._fallback("every expected return is at or below the risk-free rate", returns)
+            return self._fallback(
+                "every expected return is at or below the risk-free rate", returns
+            )
         optimiser = MeanRisk(
             objective_function=ObjectiveFunction.MAXIMIZE_RATIO,
             risk_measure=RiskMeasure.VARIANCE,
