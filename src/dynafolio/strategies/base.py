@@ -28,6 +28,7 @@ class Strategy(ABC):
 
     label: ClassVar[str] = "strategy"
     rebalances: ClassVar[bool] = True
+    learned: ClassVar[bool] = False
 
     @property
     def name(self) -> str:

@@ -1,0 +1,1 @@
+"""Reinforcement-learning pieces: the Top-K projection (and, later, the environments)."""

@@ -1,0 +1,82 @@
+"""Strategies driven by a forecaster, refitted walk-forward on the history they are given."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import ClassVar, Self
+
+import pandas as pd
+
+from dynafolio.forecast.base import Forecaster
+from dynafolio.history import MarketHistory
+from dynafolio.strategies.base import Strategy
+
+
+class ForecastStrategy(Strategy):
+    """Base of every forecast-driven strategy: walk-forward fitting + an allocation rule.
+
+    Timing: :meth:`fit` trains the forecaster on the training period (history up to the
+    first decision). Every ``retrain_every`` decisions it is retrained on the history up to
+    that decision — the last ``train_window`` periods (rolling) or all of it (expanding,
+    ``train_window=None``). At each decision the forecast for the next period uses the
+    history up to the decision date only, which the engine enforces by slicing.
+
+    Parameters
+    ----------
+    forecaster : Forecaster
+        Unfitted template; cloned for every refit.
+    retrain_every : int, optional
+        Decisions between refits; None fits once on the training period.
+    train_window : int, optional
+        Periods of history per fit (rolling); None uses all history (expanding).
+    """
+
+    learned: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        forecaster: Forecaster,
+        retrain_every: int | None = None,
+        train_window: int | None = None,
+    ) -> None:
+        self.forecaster = forecaster
+        self.retrain_every = retrain_every
+        self.train_window = train_window
+
+    def fit(self, history: MarketHistory) -> Self:
+        super().fit(history)
+        if self.retrain_every is not None and self.retrain_every < 1:
+            raise ValueError(f"retrain_every must be >= 1 or None, got {self.retrain_every}")
+        self.model_ = self._train(history)
+        self.decisions_since_fit_ = 0
+        self.n_fits_ = 1
+        self.forecasts_: dict[pd.Timestamp, pd.Series] = {}
+        return self
+
+    def weights(self, history: MarketHistory) -> pd.Series:
+        if not hasattr(self, "model_"):
+            raise RuntimeError(f"{self.name} is not fitted; call fit() first")
+        due = self.retrain_every is not None and self.decisions_since_fit_ >= self.retrain_every
+        if due:
+            self.model_ = self._train(history)
+            self.decisions_since_fit_ = 0
+            self.n_fits_ += 1
+        forecast = self.model_.predict(history)
+        self.decisions_since_fit_ += 1
+        self.forecasts_[history.date] = forecast
+        return self.allocate(forecast, history)
+
+    def forecast_frame(self) -> pd.DataFrame:
+        """Every forecast made so far, ``(n_decisions, n_assets)``, indexed by decision date."""
+        return pd.DataFrame(self.forecasts_).T.sort_index()
+
+    def _train(self, history: MarketHistory) -> Forecaster:
+        if self.train_window is not None:
+            history = MarketHistory(
+                history.prices.iloc[-self.train_window :], history.returns.iloc[-self.train_window :]
+            )
+        return self.forecaster.clone().fit(history)
+
+    @abstractmethod
+    def allocate(self, forecast: pd.Series, history: MarketHistory) -> pd.Series:
+        """Target weights from the forecast (indexed by asset) and the history up to today."""
