@@ -10,15 +10,15 @@ from dynafolio.experiments.config import load_config_file, merge, validate_confi
 
 
 def test_every_default_experiment_validates():
-    for name, defaults in EXPERIMENTS.items():
-        config = validate_config(defaults())
+    for name, module in EXPERIMENTS.items():
+        config = validate_config(module.default_config())
         assert config.name == name
         assert config.seeds == (0, 1, 2)
 
 
 def test_errors_name_the_bad_key_and_value():
     bad = merge(
-        EXPERIMENTS["s1"](), {"backtest": {"transaction_cost": "ten bp", "rebalance_evry": 2}}
+        EXPERIMENTS["s1"].default_config(), {"backtest": {"transaction_cost": "ten bp", "rebalance_evry": 2}}
     )
     with pytest.raises(ConfigError) as info:
         validate_config(bad, "my.yaml")
@@ -29,13 +29,13 @@ def test_errors_name_the_bad_key_and_value():
 
 
 def test_unknown_strategy_kind_is_named():
-    bad = merge(EXPERIMENTS["s1"](), {"strategies": [{"kind": "magic"}]})
+    bad = merge(EXPERIMENTS["s1"].default_config(), {"strategies": [{"kind": "magic"}]})
     with pytest.raises(ConfigError, match="strategies.0"):
         validate_config(bad)
 
 
 def test_config_is_frozen():
-    config = validate_config(EXPERIMENTS["s1"]())
+    config = validate_config(EXPERIMENTS["s1"].default_config())
     with pytest.raises(Exception, match="frozen"):
         config.backtest.transaction_cost = 0.5  # type: ignore[misc]
 
@@ -46,7 +46,7 @@ def test_yaml_and_toml_files(tmp_path):
     toml_file = tmp_path / "c.toml"
     toml_file.write_text("n_seeds = 2\n[backtest]\ntransaction_cost = 0.002\n")
     for path in (yaml_file, toml_file):
-        config = validate_config(merge(EXPERIMENTS["s1"](), load_config_file(path)))
+        config = validate_config(merge(EXPERIMENTS["s1"].default_config(), load_config_file(path)))
         assert config.backtest.transaction_cost == 0.002 and config.seeds == (0, 1)
 
 

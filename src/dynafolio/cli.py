@@ -6,6 +6,7 @@ can fix are printed as one clear message with a non-zero exit code, never a trac
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,6 +86,7 @@ def run(
     from dynafolio.experiments.artifacts import build_manifest, write_run
     from dynafolio.experiments.config import load_config_file, merge, validate_config
     from dynafolio.experiments.runner import load_prices, run_experiment
+    from dynafolio.progress import reporting_progress
     from dynafolio.report import write_report
 
     with _user_errors():
@@ -93,11 +95,14 @@ def run(
                 f"unknown experiment {experiment!r}; available: {', '.join(sorted(EXPERIMENTS))} "
                 f"(default {DEFAULT_EXPERIMENT})"
             )
-        settings = EXPERIMENTS[experiment]()
+        module = EXPERIMENTS[experiment]
+        settings = module.default_config()
         source = "defaults"
         if config is not None:
             settings = merge(settings, load_config_file(config))
             source = str(config)
+        if quick:
+            settings = module.quick(settings)
         overrides: dict[str, Any] = {}
         if data is not None:
             overrides["data"] = {"path": str(data)}
@@ -105,8 +110,6 @@ def run(
             overrides["seed"] = seed
         if seeds is not None:
             overrides["n_seeds"] = seeds
-        if quick:
-            overrides["n_seeds"] = 1
         cfg = validate_config(merge(settings, overrides), source)
         prepared = load_prices(cfg)
         if data is not None and config is None:
@@ -131,7 +134,9 @@ def run(
                 task = bar.add_task(description, total=total)
                 return lambda n: bar.advance(task, n)
 
-            result = run_experiment(cfg, prepared=prepared, progress=factory)
+            with reporting_progress(factory):
+                result = run_experiment(cfg, prepared=prepared, progress=factory)
+        result = dataclasses.replace(result, tables={**result.tables, **module.analyse(result)})
         manifest = build_manifest(cfg, result, prepared.source, prepared.source_sha256)
         run_dir = write_run(result, manifest, out, write_report)
     _print_results(result)

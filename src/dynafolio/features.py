@@ -21,6 +21,8 @@ __all__ = [
     "prepare_prices",
     "prices_to_returns",
     "resample_prices",
+    "rolling_volatility",
+    "rsi",
 ]
 
 # Short names accepted by resample_prices -> pandas (>= 2.2) offset aliases.
@@ -315,3 +317,75 @@ def prepare_prices(prices: pd.DataFrame, frequency: str = "W", max_gap: int = 5)
         Cleaned, resampled prices.
     """
     return resample_prices(clean_prices(prices, max_gap=max_gap), frequency)
+
+
+def _check_window(window: int, what: str) -> None:
+    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
+        raise DataError(f"{what}: window must be a whole number of periods >= 1, got {window!r}")
+
+
+def rsi(prices: pd.DataFrame, window: int = 14) -> pd.DataFrame:
+    """Relative Strength Index with Wilder's smoothing, per asset.
+
+    ``RSI = 100 − 100 / (1 + avg_gain / avg_loss)``. The first averages of gains and losses
+    are the simple means of the first ``window`` price changes; after that each average is
+    updated as ``avg_t = (avg_{t−1}·(window − 1) + x_t) / window`` (an exponential average
+    with ``alpha = 1 / window``). Causal: the value at ``t`` uses prices up to ``t`` only.
+
+    Parameters
+    ----------
+    prices : pandas.DataFrame, shape (n_dates, n_assets)
+        Wide prices, ascending dates; NaN = no price.
+    window : int, default 14
+        Smoothing period in rows.
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n_dates, n_assets)
+        Values in ``[0, 100]``; 100 when there was no loss in the average, 50 when prices did
+        not move at all. NaN during the warm-up (until ``window`` changes have been seen, i.e.
+        the first ``window`` rows after the first price) and wherever the price is NaN. After
+        an interior gap the averages resume from their last values.
+    """
+    _check_window(window, "rsi")
+    prices = prices.astype(np.float64)
+    change = prices.diff()
+    averages = []
+    for moves in (change.clip(lower=0.0), -change.clip(upper=0.0)):
+        seed = moves.rolling(window).mean()
+        # Only the first full window seeds Wilder's recursion; rows before it stay NaN, so
+        # the exponential average below starts exactly at that simple mean.
+        first = seed.notna() & (seed.notna().cumsum() == 1)
+        started = first.cumsum() > 0
+        start_values = moves.where(started & ~first).mask(first, seed)
+        smoothed = start_values.ewm(alpha=1.0 / window, adjust=False).mean()
+        averages.append(smoothed.where(started))
+    gain, loss = averages
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = 100.0 - 100.0 / (1.0 + gain / loss)
+    # 0/0 (no movement at all over the average) is neither overbought nor oversold.
+    values = values.mask(gain.eq(0.0) & loss.eq(0.0), 50.0)
+    return values.where(prices.notna() & gain.notna())
+
+
+def rolling_volatility(returns: pd.DataFrame, window: int = 20) -> pd.DataFrame:
+    """Realised volatility: the rolling sample standard deviation of returns, per asset.
+
+    Parameters
+    ----------
+    returns : pandas.DataFrame, shape (n_dates, n_assets)
+        Per-period returns (simple or log), ascending dates; NaN = no return.
+    window : int, default 20
+        Rows per window; the value at ``t`` uses rows ``t − window + 1 .. t`` (causal).
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n_dates, n_assets)
+        Standard deviation with ``ddof=1``, in return units **per period** (not annualised;
+        multiply by ``sqrt(periods_per_year)`` for that). NaN when any return in the window
+        is NaN, including the first ``window − 1`` rows.
+    """
+    _check_window(window, "rolling_volatility")
+    if window < 2:
+        raise DataError("rolling_volatility: window must be >= 2 for a sample std (ddof=1)")
+    return returns.astype(np.float64).rolling(window, min_periods=window).std(ddof=1)

@@ -146,6 +146,11 @@ def _write_tables(result: ExperimentResult, run_dir: Path) -> None:
         result.stress.to_csv(run_dir / "stress.csv", index=False)
     if not result.rolling.empty:
         result.rolling.to_csv(run_dir / "rolling_alpha_beta.csv", index_label="date")
+    if result.tables:
+        tables_dir = run_dir / "tables"
+        tables_dir.mkdir()
+        for title, frame in result.tables.items():
+            frame.to_csv(tables_dir / f"{slug(title)}.csv")
     returns = pd.concat([runs.mean_net_returns() for runs in result.strategies], axis=1)
     returns.to_csv(run_dir / "net_returns.csv", index_label="date")
     weights_dir = run_dir / "weights"

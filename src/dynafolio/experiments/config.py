@@ -35,6 +35,11 @@ class DataConfig(_Frozen):
     start: dt.date | None = Field(None, description="first date kept")
     end: dt.date | None = Field(None, description="last date kept")
     frequency: str = Field("W", description="D, W (weekly, Friday close), M or Q")
+    calendar: Literal["union", "common"] = Field(
+        "union",
+        description="union: every date any asset trades (weekends filled for stocks up to "
+        "max_gap); common: only dates on which every selected asset has a price",
+    )
     max_gap: int = Field(
         5,
         ge=0,
@@ -66,20 +71,29 @@ class BacktestConfig(_Frozen):
     )
 
 
-class EqualWeightSpec(_Frozen):
+class _Spec(_Frozen):
+    """Fields every strategy entry accepts."""
+
+    name: str | None = Field(None, description="display name (default: derived from the settings)")
+    universe: tuple[str, ...] | None = Field(
+        None, description="assets this strategy may hold (default: every asset in the data)"
+    )
+
+
+class EqualWeightSpec(_Spec):
     kind: Literal["equal_weight"]
 
 
-class BuyAndHoldSpec(_Frozen):
+class BuyAndHoldSpec(_Spec):
     kind: Literal["buy_and_hold"]
     asset: str = "SPY"
 
 
-class CompositeSpec(_Frozen):
+class CompositeSpec(_Spec):
     kind: Literal["asset_class_composite"]
 
 
-class EstimatedSpec(_Frozen):
+class EstimatedSpec(_Spec):
     kind: Literal["inverse_volatility", "minimum_variance", "max_sharpe", "hrp", "herc"]
     estimation: Literal["static", "rolling", "expanding"] = "rolling"
     window: int | None = Field(104, ge=2, description="estimation window in periods (rolling)")
@@ -93,8 +107,75 @@ class EstimatedSpec(_Frozen):
         return self
 
 
+ForecasterModel = Literal[
+    "univariate_lstm",
+    "univariate_lstm_loop",
+    "stacked_lstm",
+    "stacked_gru",
+    "transformer",
+    "price_lstm",
+]
+
+
+class ForecasterSpec(_Frozen):
+    """A forecaster and its hyper-parameters (checked against its constructor when built)."""
+
+    model: ForecasterModel = "univariate_lstm"
+    params: dict[str, Any] = Field(default_factory=dict, description="constructor arguments")
+
+
+class _LearnedSpec(_Spec):
+    retrain_every: int | None = Field(
+        None, ge=1, description="decisions between walk-forward refits (None: fit once)"
+    )
+    train_window: int | None = Field(
+        None, ge=10, description="periods of history per fit (None: expanding)"
+    )
+
+
+class TopKSpec(_LearnedSpec):
+    """S1 LSTM-only Top-K: forecasts through the Top-K softmax projection."""
+
+    kind: Literal["forecast_topk"]
+    k: int = Field(5, ge=1)
+    tau: float = Field(0.0, ge=0.0, lt=1.0)
+    forecaster: ForecasterSpec = ForecasterSpec(model="univariate_lstm")
+
+
+class SignalSpec(_LearnedSpec):
+    """S2 allocation from forecasts."""
+
+    kind: Literal["forecast_signal"]
+    allocation: Literal["clip", "inverse_vol", "mean_variance", "hrp"] = "clip"
+    forecaster: ForecasterSpec = ForecasterSpec(model="stacked_lstm")
+
+
+class PriceRuleSpec(_LearnedSpec):
+    """S4 buy-risers / sell-fallers rule on price forecasts."""
+
+    kind: Literal["price_rule"]
+    max_position: float = Field(1 / 3, gt=0.0, le=1.0)
+    forecaster: ForecasterSpec = ForecasterSpec(model="price_lstm")
+
+
+class DrawdownAllocatorSpec(_Spec):
+    """S3 end-to-end LSTM allocator trained with the drawdown-sensitive loss."""
+
+    kind: Literal["e2e_drawdown"]
+    lam: float = Field(10.0, ge=0.0)
+    retrain_every: int | None = Field(None, ge=1)
+    params: dict[str, Any] = Field(default_factory=dict, description="constructor arguments")
+
+
 StrategySpec = Annotated[
-    EqualWeightSpec | BuyAndHoldSpec | CompositeSpec | EstimatedSpec,
+    EqualWeightSpec
+    | BuyAndHoldSpec
+    | CompositeSpec
+    | EstimatedSpec
+    | TopKSpec
+    | SignalSpec
+    | PriceRuleSpec
+    | DrawdownAllocatorSpec,
     Field(discriminator="kind"),
 ]
 

@@ -64,6 +64,10 @@ class ExperimentResult:
     rolling : pd.DataFrame
         Rolling annualised alpha and beta of each strategy's net returns against the index
         asset; columns a MultiIndex ``(strategy, "alpha" | "beta")``. Empty without an index.
+    tables : dict of str -> pd.DataFrame
+        Experiment-specific analyses (ablations, parameter sweeps, sub-period alphas, final
+        weights), keyed by title, shown in the report and written as CSV. Values are already
+        in display units; ``attrs["caption"]`` may hold one explanatory sentence.
     findings : tuple of str
         Plain-language statements for the report (who beats the benchmark, who does not).
     notes : tuple of str
@@ -83,5 +87,6 @@ class ExperimentResult:
     asset_classes: dict[str, str] = field(default_factory=dict)
     benchmark: str = "Equal weight"
     rolling: pd.DataFrame = field(default_factory=pd.DataFrame)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     findings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()

@@ -18,37 +18,12 @@ from dynafolio.backtest import PortfolioConstraints, ProportionalCost, run_backt
 from dynafolio.data import dataset_info, load_dataset, read_prices
 from dynafolio.data.validate import check_history, check_n_assets
 from dynafolio.errors import ConfigError, DataError
-from dynafolio.experiments.config import (
-    BuyAndHoldSpec,
-    CompositeSpec,
-    EqualWeightSpec,
-    EstimatedSpec,
-    ExperimentConfig,
-    StrategySpec,
-)
+from dynafolio.experiments.config import ExperimentConfig
+from dynafolio.experiments.factory import build_strategy, is_learned
 from dynafolio.experiments.result import ExperimentResult, StrategyRuns
 from dynafolio.features import periods_per_year, prepare_prices
 from dynafolio.seeding import seed_everything
 from dynafolio.splits import chronological_split
-from dynafolio.strategies import (
-    AssetClassCompositeStrategy,
-    BuyAndHoldStrategy,
-    EqualWeightStrategy,
-    HERCStrategy,
-    HRPStrategy,
-    InverseVolatilityStrategy,
-    MaxSharpeStrategy,
-    MinimumVarianceStrategy,
-    Strategy,
-)
-
-_ESTIMATED = {
-    "inverse_volatility": InverseVolatilityStrategy,
-    "minimum_variance": MinimumVarianceStrategy,
-    "max_sharpe": MaxSharpeStrategy,
-    "hrp": HRPStrategy,
-    "herc": HERCStrategy,
-}
 
 # Progress callback: (description, total steps) -> step function.
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -88,39 +63,14 @@ def load_prices(config: ExperimentConfig) -> PreparedData:
         raw = raw.loc[
             pd.Timestamp(data.start or raw.index[0]) : pd.Timestamp(data.end or raw.index[-1])
         ]
-    raw = raw.dropna(axis=1, how="all")
+    raw = raw.dropna(axis=1, how="all").dropna(axis=0, how="all")
+    if data.calendar == "common":
+        # Only dates on which every selected asset trades (e.g. NYSE days for stocks + crypto).
+        raw = raw.dropna(axis=0, how="any")
     if raw.shape[0] < 2 or raw.shape[1] == 0:
         raise DataError(f"{source}: no prices left between {data.start} and {data.end}")
     prices = prepare_prices(raw, frequency=data.frequency, max_gap=data.max_gap)
     return PreparedData(prices, source, digest, {a: c for a, c in classes.items() if a in prices})
-
-
-def build_strategy(
-    spec: StrategySpec, asset_classes: dict[str, str], risk_free_per_period: float
-) -> Strategy:
-    """Instantiate the strategy a config entry describes."""
-    if isinstance(spec, EqualWeightSpec):
-        return EqualWeightStrategy()
-    if isinstance(spec, BuyAndHoldSpec):
-        return BuyAndHoldStrategy(asset=spec.asset)
-    if isinstance(spec, CompositeSpec):
-        if not asset_classes:
-            raise ConfigError(
-                "strategies: asset_class_composite needs asset classes, which only embedded "
-                "datasets provide; remove it when using --data FILE"
-            )
-        return AssetClassCompositeStrategy(asset_classes)
-    if isinstance(spec, EstimatedSpec):
-        kwargs = dict(
-            estimation=spec.estimation,
-            window=spec.window,
-            min_coverage=spec.min_coverage,
-            min_periods=spec.min_periods,
-        )
-        if spec.kind == "max_sharpe":
-            return MaxSharpeStrategy(**kwargs, risk_free_rate=risk_free_per_period)
-        return _ESTIMATED[spec.kind](**kwargs)
-    raise ConfigError(f"unknown strategy spec {spec!r}")  # pragma: no cover - pydantic rejects it
 
 
 def run_experiment(
@@ -149,18 +99,19 @@ def run_experiment(
     n_decisions = len(split.test_dates)
 
     all_runs: list[StrategyRuns] = []
-    for spec in config.strategies:
-        strategy = build_strategy(spec, prepared.asset_classes, rf_per_period)
-        seeds = config.seeds if getattr(strategy, "learned", False) else (config.seed,)
+    for position, spec in enumerate(config.strategies):
+        where = f"strategies.{position}"
+        universe = _universe(spec.universe, prices, where)
+        seeds = config.seeds if is_learned(spec) else (config.seed,)
         runs = []
         for seed in seeds:
             seed_everything(seed)
-            strategy = build_strategy(spec, prepared.asset_classes, rf_per_period)
+            strategy = build_strategy(spec, prepared.asset_classes, rf_per_period, seed, where)
             step = progress(f"{strategy.name} (seed {seed})", n_decisions) if progress else None
             runs.append(
                 run_backtest(
                     strategy,
-                    prices,
+                    universe,
                     test_start,
                     test_end,
                     rebalance_every=config.backtest.rebalance_every,
@@ -170,9 +121,7 @@ def run_experiment(
                 )
             )
         all_runs.append(
-            StrategyRuns(
-                strategy.name, tuple(runs), tuple(seeds), getattr(strategy, "learned", False)
-            )
+            StrategyRuns(spec.name or runs[0].name, tuple(runs), tuple(seeds), is_learned(spec))
         )
     _check_unique_names(all_runs)
 
@@ -206,6 +155,17 @@ def run_experiment(
         findings=tuple(compare_with_benchmark(table, benchmark, all_runs)),
         notes=tuple(notes),
     )
+
+
+def _universe(assets, prices: pd.DataFrame, where: str) -> pd.DataFrame:
+    if assets is None:
+        return prices
+    missing = [a for a in assets if a not in prices.columns]
+    if missing:
+        raise ConfigError(
+            f"{where}.universe: {missing} not in the data; available: {list(prices.columns)}"
+        )
+    return prices.loc[:, list(assets)]
 
 
 def _check_unique_names(all_runs: list[StrategyRuns]) -> None:

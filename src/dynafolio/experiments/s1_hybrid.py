@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
+from dynafolio.experiments.result import ExperimentResult
+
 NAME = "s1"
 TITLE = (
     "S1 — multi-asset weekly allocation (hybrid LSTM+PPO setting): "
@@ -49,3 +53,13 @@ def default_config() -> dict[str, Any]:
             "2022-crypto-winter": ["2022-01-01", "2022-12-31"],
         },
     }
+
+
+def quick(settings: dict[str, Any]) -> dict[str, Any]:
+    """``--quick``: one seed (learned strategies join with smaller budgets)."""
+    return {**settings, "n_seeds": 1}
+
+
+def analyse(result: ExperimentResult) -> dict[str, pd.DataFrame]:
+    """No tables beyond the main one yet."""
+    return {}

@@ -28,7 +28,9 @@ class Forecaster(ABC):
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments (public attributes without a trailing underscore)."""
-        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+        return {
+            k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")
+        }
 
     def clone(self) -> Self:
         """An unfitted copy with the same parameters (for refitting per walk-forward fold)."""

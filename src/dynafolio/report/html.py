@@ -14,6 +14,7 @@ from typing import Any
 
 import jinja2
 import pandas as pd
+from markupsafe import Markup
 
 import dynafolio
 from dynafolio.experiments.result import ExperimentResult
@@ -235,6 +236,19 @@ def _environment() -> jinja2.Environment:
     )
 
 
+def _extra_tables(result: ExperimentResult) -> list[dict[str, Any]]:
+    """Experiment-specific tables as escaped HTML (pandas escapes cell text)."""
+    rendered = []
+    for title, frame in result.tables.items():
+        html = frame.to_html(
+            classes="extra", border=0, na_rep=MISSING, float_format=lambda v: f"{v:,.4g}"
+        )
+        rendered.append(
+            {"title": title, "html": Markup(html), "caption": frame.attrs.get("caption", "")}
+        )
+    return rendered
+
+
 def render_html(result: ExperimentResult, manifest: Mapping, images: Mapping[str, Any]) -> str:
     """Render the report page from an experiment result and already-encoded images.
 
@@ -269,6 +283,7 @@ def render_html(result: ExperimentResult, manifest: Mapping, images: Mapping[str
         notes=list(result.notes),
         results=_results_table(result),
         stress=_stress_table(result),
+        tables=_extra_tables(result),
         images=images,
         versions=_versions(_get(manifest, "versions")),
         data_sha=str(_get(manifest, "data", "sha256", default=MISSING)),

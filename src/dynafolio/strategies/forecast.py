@@ -73,7 +73,8 @@ class ForecastStrategy(Strategy):
     def _train(self, history: MarketHistory) -> Forecaster:
         if self.train_window is not None:
             history = MarketHistory(
-                history.prices.iloc[-self.train_window :], history.returns.iloc[-self.train_window :]
+                history.prices.iloc[-self.train_window :],
+                history.returns.iloc[-self.train_window :],
             )
         return self.forecaster.clone().fit(history)
 

@@ -1,0 +1,79 @@
+"""Sliding windows of past rows paired with the next row: the samples every forecaster trains on."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from dynafolio.errors import DataError
+
+__all__ = ["last_window", "make_windows"]
+
+
+def _check(values: np.ndarray, lookback: int, what: str) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2:
+        raise DataError(
+            f"{what} expects a 2-D array (n_rows, n_features), got shape {values.shape}; "
+            "pass one column as values[:, [j]]"
+        )
+    if isinstance(lookback, bool) or not isinstance(lookback, int | np.integer) or lookback < 1:
+        raise DataError(f"{what}: lookback must be a whole number of rows >= 1, got {lookback!r}")
+    return values
+
+
+def make_windows(values: np.ndarray, lookback: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs of ``lookback`` consecutive rows and the row that follows each, NaN-free.
+
+    Sample ``i`` uses rows ``i .. i + lookback - 1`` as input and row ``i + lookback`` as
+    target, so a target is always later than every input row. Samples whose input or target
+    contains a NaN (or inf) are dropped rather than filled: a window never spans a missing
+    price, and an asset listed late simply has fewer samples. Samples stay in chronological
+    order, so the last ones are the latest (the validation tail).
+
+    Parameters
+    ----------
+    values : numpy.ndarray, shape (n_rows, n_features)
+        Rows in ascending date order (e.g. scaled log returns or prices).
+    lookback : int
+        Rows per input window (>= 1).
+
+    Returns
+    -------
+    X : numpy.ndarray, shape (n_samples, lookback, n_features)
+        Input windows, float64.
+    y : numpy.ndarray, shape (n_samples, n_features)
+        The row after each window.
+
+    Raises
+    ------
+    DataError
+        If ``values`` is not 2-D or ``lookback`` is not an int >= 1.
+    """
+    values = _check(values, lookback, "make_windows")
+    n_rows, n_features = values.shape
+    if n_rows <= lookback:
+        return np.empty((0, lookback, n_features)), np.empty((0, n_features))
+    # A read-only view of shape (n_rows - lookback, n_features, lookback + 1): no copy until
+    # the NaN filter below keeps the valid samples.
+    view = sliding_window_view(values, lookback + 1, axis=0).transpose(0, 2, 1)
+    keep = np.isfinite(view).all(axis=(1, 2))
+    return view[keep, :lookback].copy(), view[keep, lookback].copy()
+
+
+def last_window(values: np.ndarray, lookback: int) -> np.ndarray | None:
+    """The last ``lookback`` rows, or None if there are fewer rows.
+
+    Parameters
+    ----------
+    values : numpy.ndarray, shape (n_rows, n_features)
+
+    Returns
+    -------
+    numpy.ndarray, shape (lookback, n_features), or None
+        May contain NaN; the caller decides which features it can still forecast.
+    """
+    values = _check(values, lookback, "last_window")
+    if len(values) < lookback:
+        return None
+    return values[-lookback:].copy()
