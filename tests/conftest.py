@@ -32,3 +32,12 @@ def make_prices(
 @pytest.fixture
 def prices() -> pd.DataFrame:
     return make_prices()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fit_cache():
+    """Each test starts without fits shared from an earlier test."""
+    from dynafolio.strategies.forecast import clear_fitted_cache
+
+    clear_fitted_cache()
+    yield

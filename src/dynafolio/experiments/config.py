@@ -199,6 +199,7 @@ class ExperimentConfig(_Frozen):
     index_asset: str = Field("SPY", description="asset used for rolling alpha/beta")
     rolling_window: int = Field(26, ge=4, description="periods of the rolling alpha/beta window")
     stress_windows: dict[str, tuple[dt.date, dt.date]] = Field(default_factory=dict)
+    notes: tuple[str, ...] = Field((), description="caveats printed with the results")
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:

@@ -128,7 +128,7 @@ def run_experiment(
     per_seed = _per_seed_metrics(all_runs, ppy, rf_annual)
     table = _aggregate(per_seed)
     stress, stress_notes = _stress(all_runs, config, ppy, rf_annual, split.test_dates)
-    notes = [n for runs in all_runs for n in runs.first.notes] + stress_notes
+    notes = list(config.notes) + [n for runs in all_runs for n in runs.first.notes] + stress_notes
     notes.append(
         f"Annualised return is {ppy}×mean of per-period net returns (the S1 paper's convention); "
         "CAGR is the compounded rate. Sharpe = annualised excess mean / annualised volatility, "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from abc import abstractmethod
+from collections import OrderedDict
 from typing import ClassVar, Self
 
 import pandas as pd
@@ -81,3 +83,36 @@ class ForecastStrategy(Strategy):
     @abstractmethod
     def allocate(self, forecast: pd.Series, history: MarketHistory) -> pd.Series:
         """Target weights from the forecast (indexed by asset) and the history up to today."""
+
+
+_FITTED: OrderedDict[str, Forecaster] = OrderedDict()
+_CACHE_SIZE = 256
+
+
+def fit_shared(template: Forecaster, history: MarketHistory) -> Forecaster:
+    """Fit a clone of ``template`` on ``history``, reusing an identical earlier fit.
+
+    Several allocation rules often sit on the same forecaster (S2 compares four), and a fit
+    is a pure function of the forecaster's parameters (seed included) and the data, so the
+    fitted model is shared instead of trained again. The key covers the class, every
+    parameter and a hash of the prices, so a different seed, window or datum refits.
+    """
+    digest = hashlib.sha256()
+    digest.update(type(template).__qualname__.encode())
+    digest.update(repr(sorted(template.get_params().items())).encode())
+    digest.update(repr(list(history.prices.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(history.prices, index=True).to_numpy().tobytes())
+    key = digest.hexdigest()
+    if key in _FITTED:
+        _FITTED.move_to_end(key)
+        return _FITTED[key]
+    fitted = template.clone().fit(history)
+    _FITTED[key] = fitted
+    if len(_FITTED) > _CACHE_SIZE:
+        _FITTED.popitem(last=False)
+    return fitted
+
+
+def clear_fitted_cache() -> None:
+    """Forget every shared fit (tests that count fits call this first)."""
+    _FITTED.clear()
