@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from dynafolio.experiments import s1_hybrid
+from dynafolio.experiments import s1_hybrid, s2_signal, s3_drawdown, s4_price_rule
 
 #: experiment name -> module implementing it.
-EXPERIMENTS: dict[str, ModuleType] = {s1_hybrid.NAME: s1_hybrid}
+EXPERIMENTS: dict[str, ModuleType] = {
+    module.NAME: module for module in (s1_hybrid, s2_signal, s3_drawdown, s4_price_rule)
+}
 DEFAULT_EXPERIMENT = s1_hybrid.NAME

@@ -1,11 +1,12 @@
 """S1: the hybrid LSTM + PPO Top-K setting (multiasset, weekly, 70/30 split, tc = 0.001).
 
-This is the default ``dynafolio run`` experiment. It currently holds the benchmarks and the
-classical baselines; learned strategies join the same list as they are built.
+This is the default ``dynafolio run`` experiment: benchmarks, classical baselines and the
+LSTM-only Top-K allocators (the PPO and hybrid allocators join the same list).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pandas as pd
@@ -15,9 +16,10 @@ from dynafolio.experiments.result import ExperimentResult
 NAME = "s1"
 TITLE = (
     "S1 — multi-asset weekly allocation (hybrid LSTM+PPO setting): "
-    "benchmarks and classical baselines"
+    "benchmarks, classical baselines, LSTM-only Top-K"
 )
 
+TOP_K = (5, 10, 30)
 _ESTIMATED = ("inverse_volatility", "minimum_variance", "max_sharpe", "hrp", "herc")
 
 
@@ -32,6 +34,18 @@ def default_config() -> dict[str, Any]:
     # estimated once on the training period and held (what the S3 source does for MVO).
     strategies += [{"kind": k, "estimation": "rolling", "window": 104} for k in _ESTIMATED]
     strategies += [{"kind": k, "estimation": "static", "window": None} for k in _ESTIMATED]
+    # LSTM-only Top-K: per-asset LSTM forecasts through the Top-K projection, refit every
+    # 13 weeks on all history so far (walk-forward, expanding).
+    strategies += [
+        {
+            "kind": "forecast_topk",
+            "name": f"LSTM-only Top-{k}",
+            "k": k,
+            "retrain_every": 13,
+            "forecaster": {"model": "univariate_lstm", "params": {}},
+        }
+        for k in TOP_K
+    ]
     return {
         "name": NAME,
         "title": TITLE,
@@ -56,7 +70,12 @@ def default_config() -> dict[str, Any]:
 
 
 def quick(settings: dict[str, Any]) -> dict[str, Any]:
-    """``--quick``: one seed (learned strategies join with smaller budgets)."""
+    """``--quick``: one seed, 5 epochs per forecaster fit, refits every 26 weeks."""
+    settings = copy.deepcopy(settings)
+    for entry in settings["strategies"]:
+        if entry.get("kind") == "forecast_topk":
+            entry["forecaster"]["params"] = {**entry["forecaster"]["params"], "max_epochs": 5}
+            entry["retrain_every"] = 26
     return {**settings, "n_seeds": 1}
 
 

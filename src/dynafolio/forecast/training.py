@@ -1,0 +1,388 @@
+"""Training loops shared by the forecasters: minibatch Adam on MSE with early stopping.
+
+Two loops, one procedure:
+
+* :func:`train_network` trains one ``nn.Module`` (the multi-output forecasters, and each
+  per-asset model of the univariate forecaster's loop variant).
+* :func:`train_stacked` trains ``n_models`` independent models whose parameters are stacked
+  along a leading dimension (the batched univariate LSTM): every model has its own samples,
+  minibatches, Adam state, validation tail, early stopping and best weights, exactly as if it
+  were trained alone by :func:`train_network`; only the arithmetic is shared.
+
+Validation is always the chronological tail of the samples (the latest windows): shuffling
+happens within the training part only, so no model is ever validated on data older than what
+it trained on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dynafolio.errors import ConfigError
+
+__all__ = [
+    "StackedTrainingLog",
+    "TrainSettings",
+    "TrainingLog",
+    "n_validation",
+    "seeded",
+    "train_network",
+    "train_stacked",
+]
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings of one training run (Adam on mean squared error).
+
+    Attributes
+    ----------
+    lr : float
+        Adam learning rate.
+    weight_decay : float
+        L2 penalty added to the gradient (``torch.optim.Adam``'s ``weight_decay``).
+    batch_size : int
+        Samples per minibatch (the last minibatch of an epoch may be smaller).
+    max_epochs : int
+        Upper bound on passes over the training samples.
+    patience : int or None
+        Stop after this many epochs without a lower validation loss; None trains all
+        ``max_epochs`` (the best-validation weights are still restored).
+    val_fraction : float
+        Share of the samples, taken from the chronological tail, used for validation;
+        0 disables validation (the final weights are kept).
+    grad_clip : float or None
+        Clip the gradient norm (per model) to this value; None does not clip.
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    max_epochs: int = 50
+    patience: int | None = 10
+    val_fraction: float = 0.1
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        checks = {
+            "lr": self.lr > 0,
+            "weight_decay": self.weight_decay >= 0,
+            "batch_size": self.batch_size >= 1,
+            "max_epochs": self.max_epochs >= 1,
+            "patience": self.patience is None or self.patience >= 1,
+            "val_fraction": 0 <= self.val_fraction < 1,
+            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise ConfigError(
+                f"invalid training settings: {values}; need lr > 0, weight_decay >= 0, "
+                "batch_size >= 1, max_epochs >= 1, patience >= 1 or None, "
+                "0 <= val_fraction < 1, grad_clip > 0 or None"
+            )
+
+
+@dataclass(frozen=True)
+class TrainingLog:
+    """What :func:`train_network` did: mean losses per epoch (scaled units) and the split."""
+
+    train_loss: tuple[float, ...]
+    val_loss: tuple[float, ...]  # empty without validation
+    best_epoch: int  # 0-based epoch whose weights were kept; -1 = the last (no validation)
+    n_train: int
+    n_val: int
+
+
+@dataclass(frozen=True)
+class StackedTrainingLog:
+    """What :func:`train_stacked` did, one entry per model.
+
+    Attributes
+    ----------
+    train_loss, val_loss : numpy.ndarray, shape (n_epochs_run, n_models)
+        Mean losses per epoch; NaN once a model has stopped (and val_loss without validation).
+    best_epoch : numpy.ndarray, shape (n_models,)
+        0-based epoch whose weights were kept; -1 = the last (no validation).
+    n_train, n_val : numpy.ndarray, shape (n_models,)
+    """
+
+    train_loss: np.ndarray
+    val_loss: np.ndarray
+    best_epoch: np.ndarray
+    n_train: np.ndarray
+    n_val: np.ndarray
+
+
+def n_validation(n_samples: int, val_fraction: float) -> int:
+    """Validation samples at the tail: ``ceil(val_fraction · n)``, at least 1, leaving 1 to train.
+
+    0 when ``val_fraction`` is 0 or there are fewer than 2 samples.
+    """
+    if val_fraction <= 0 or n_samples < 2:
+        return 0
+    # The 1e-9 keeps 0.1 · 100 (= 10.000000000000002 in floating point) at 10.
+    return min(n_samples - 1, max(1, math.ceil(val_fraction * n_samples - 1e-9)))
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed torch's global generator inside the block and restore it afterwards.
+
+    Weight initialisation and dropout draw from the global generator; forking it makes a fit
+    reproducible from ``seed`` alone without changing the random state the caller sees.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _no_progress(n: int) -> None:
+    return None
+
+
+def train_network(
+    model: nn.Module,
+    X: np.ndarray,
+    y: np.ndarray,
+    settings: TrainSettings,
+    *,
+    rng: np.random.Generator,
+    progress: Progress = _no_progress,
+) -> TrainingLog:
+    """Fit ``model`` to ``y`` from ``X`` by minibatch Adam on MSE, with early stopping.
+
+    The last :func:`n_validation` samples are the validation tail; the rest are shuffled into
+    minibatches every epoch. After training, the weights of the epoch with the lowest
+    validation loss are restored and the model is left in eval mode.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps a float32 batch ``(batch, *input_shape)`` to ``(batch, *target_shape)``.
+    X : numpy.ndarray, shape (n_samples, *input_shape)
+        Inputs in chronological order.
+    y : numpy.ndarray, shape (n_samples, *target_shape)
+        Targets (scaled units).
+    settings : TrainSettings
+    rng : numpy.random.Generator
+        Shuffles the minibatches (torch's global generator, see :func:`seeded`, drives
+        initialisation and dropout).
+    progress : callable, optional
+        Called with 1 after every epoch, and with the number of epochs skipped by early
+        stopping, so a bar of ``settings.max_epochs`` steps always completes.
+
+    Returns
+    -------
+    TrainingLog
+    """
+    X_all = torch.as_tensor(X, dtype=torch.float32)
+    y_all = torch.as_tensor(y, dtype=torch.float32)
+    n_val = n_validation(len(X_all), settings.val_fraction)
+    n_train = len(X_all) - n_val
+    X_train, y_train = X_all[:n_train], y_all[:n_train]
+    X_val, y_val = X_all[n_train:], y_all[n_train:]
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
+    train_losses: list[float] = []
+    val_losses: list[float] = []
+    best_loss, best_epoch, best_state = math.inf, -1, None
+    for epoch in range(settings.max_epochs):
+        model.train()
+        order = torch.from_numpy(rng.permutation(n_train))
+        total = 0.0
+        for start in range(0, n_train, settings.batch_size):
+            batch = order[start : start + settings.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.mse_loss(model(X_train[batch]), y_train[batch])
+            loss.backward()
+            if settings.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            optimizer.step()
+            total += loss.item() * len(batch)
+        train_losses.append(total / n_train)
+        progress(1)
+        if n_val == 0:
+            continue
+        model.eval()
+        with torch.no_grad():
+            val_losses.append(F.mse_loss(model(X_val), y_val).item())
+        if val_losses[-1] < best_loss:
+            best_loss, best_epoch = val_losses[-1], epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif settings.patience is not None and epoch - best_epoch >= settings.patience:
+            progress(settings.max_epochs - epoch - 1)
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return TrainingLog(tuple(train_losses), tuple(val_losses), best_epoch, n_train, n_val)
+
+
+def _per_model(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape a ``(n_models,)`` vector to broadcast against a stacked parameter."""
+    return values.view((-1,) + (1,) * (like.dim() - 1))
+
+
+class _MaskedAdam:
+    """``torch.optim.Adam`` (L2 ``weight_decay``) applied per model along the leading dimension.
+
+    A model whose ``active`` flag is False this step is left exactly as it is — parameters,
+    moments and step count — as if its own optimiser had not been called. (A stock Adam
+    would still move it: its momentum and weight decay act even on a zero gradient.)
+    """
+
+    def __init__(self, params: list[nn.Parameter], settings: TrainSettings) -> None:
+        self.params = params
+        self.lr, self.weight_decay = settings.lr, settings.weight_decay
+        self.beta1, self.beta2, self.eps = 0.9, 0.999, 1e-8
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.steps = torch.zeros(params[0].shape[0])
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor) -> None:
+        self.steps += active.float()
+        steps = self.steps.clamp(min=1)  # inactive models at step 0 are masked out below
+        correction1 = 1 - self.beta1**steps
+        correction2_sqrt = (1 - self.beta2**steps).sqrt()
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
+            on = _per_model(active, p)
+            grad = p.grad + self.weight_decay * p
+            m.copy_(torch.where(on, m.lerp(grad, 1 - self.beta1), m))
+            v.copy_(torch.where(on, v * self.beta2 + (1 - self.beta2) * grad * grad, v))
+            denom = v.sqrt() / _per_model(correction2_sqrt, p) + self.eps
+            update = m / denom * _per_model(self.lr / correction1, p)
+            p.copy_(torch.where(on, p - update, p))
+
+
+def _clip_per_model(params: list[nn.Parameter], max_norm: float) -> None:
+    """``clip_grad_norm_`` applied to each model's slice of the stacked gradients."""
+    norms = sum(p.grad.flatten(1).pow(2).sum(1) for p in params).sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for p in params:
+        p.grad.mul_(_per_model(scale, p))
+
+
+def train_stacked(
+    model: nn.Module,
+    X: np.ndarray,
+    y: np.ndarray,
+    n_samples: np.ndarray,
+    settings: TrainSettings,
+    *,
+    rng: np.random.Generator,
+    progress: Progress = _no_progress,
+) -> StackedTrainingLog:
+    """Train ``n_models`` independent stacked models together, each as :func:`train_network` would.
+
+    Each model ``m`` owns the first ``n_samples[m]`` rows of ``X[m]`` (chronological); its
+    last :func:`n_validation` rows are its validation tail. Every epoch each model shuffles
+    its own training rows into minibatches of ``batch_size``; step ``s`` feeds every model its
+    ``s``-th minibatch (a model with fewer minibatches sits the remaining steps out). The
+    loss is the sum over models of each model's mean squared error, so each model's gradient
+    is exactly its own loss's gradient (parameters are disjoint). Early stopping and best-
+    weight restoring are per model; training ends when every model has stopped.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Every parameter has shape ``(n_models, ...)``; maps ``(n_models, batch, *input)`` to
+        ``(n_models, batch, *target)``.
+    X : numpy.ndarray, shape (n_models, n_max, *input_shape)
+        Samples per model, padded after ``n_samples[m]`` (padding is never read).
+    y : numpy.ndarray, shape (n_models, n_max, *target_shape)
+    n_samples : numpy.ndarray of int, shape (n_models,)
+    settings : TrainSettings
+    rng : numpy.random.Generator
+    progress : callable, optional
+        Called with 1 per epoch (and the skipped epochs at an early stop).
+
+    Returns
+    -------
+    StackedTrainingLog
+    """
+    X_all = torch.as_tensor(X, dtype=torch.float32)
+    y_all = torch.as_tensor(y, dtype=torch.float32)
+    n_models, batch_size = len(X_all), settings.batch_size
+    n_samples = np.asarray(n_samples, dtype=int)
+    n_val = np.array([n_validation(int(n), settings.val_fraction) for n in n_samples])
+    n_train = n_samples - n_val
+    rows = torch.arange(n_models)[:, None]
+    params = list(model.parameters())
+    optimizer = _MaskedAdam(params, settings)
+    best = [p.detach().clone() for p in params]
+    best_loss = np.full(n_models, np.inf)
+    best_epoch = np.full(n_models, -1)
+    stopped = n_train < 1
+    # Validation rows of model m: n_train[m] .. n_samples[m] - 1, padded to a rectangle.
+    val_width = max(int(n_val.max()), 1)
+    val_offsets = np.arange(val_width)
+    val_index = torch.from_numpy(np.minimum(n_train[:, None] + val_offsets, len(X_all[0]) - 1))
+    val_mask = torch.from_numpy((val_offsets < n_val[:, None]).astype(np.float32))
+    train_log, val_log = [], []
+    for epoch in range(settings.max_epochs):
+        model.train()
+        n_steps = int(max(np.ceil(n_train[~stopped] / batch_size).max(initial=0), 0))
+        order = np.zeros((n_models, n_steps * batch_size), dtype=np.int64)
+        mask = np.zeros((n_models, n_steps * batch_size), dtype=np.float32)
+        for m in np.flatnonzero(~stopped):
+            order[m, : n_train[m]] = rng.permutation(n_train[m])
+            mask[m, : n_train[m]] = 1.0
+        order_t, mask_t = torch.from_numpy(order), torch.from_numpy(mask)
+        totals = torch.zeros(n_models)
+        for step in range(n_steps):
+            cols = slice(step * batch_size, (step + 1) * batch_size)
+            index, weight = order_t[:, cols], mask_t[:, cols]
+            counts = weight.sum(1)
+            error = (model(X_all[rows, index]) - y_all[rows, index]).pow(2)
+            per_sample = error.flatten(2).mean(2)  # (n_models, batch)
+            losses = (per_sample * weight).sum(1) / counts.clamp(min=1)
+            model.zero_grad(set_to_none=False)
+            losses.sum().backward()
+            if settings.grad_clip is not None:
+                _clip_per_model(params, settings.grad_clip)
+            optimizer.step(counts > 0)
+            totals += losses.detach() * counts
+        train_log.append(np.where(stopped, np.nan, totals.numpy() / np.maximum(n_train, 1)))
+        progress(1)
+        if settings.val_fraction == 0:
+            val_log.append(np.full(n_models, np.nan))
+            continue
+        model.eval()
+        with torch.no_grad():
+            error = (model(X_all[rows, val_index]) - y_all[rows, val_index]).pow(2)
+            per_sample = error.flatten(2).mean(2)
+            val = ((per_sample * val_mask).sum(1) / val_mask.sum(1).clamp(min=1)).numpy()
+        val = np.where(stopped | (n_val == 0), np.nan, val)
+        val_log.append(val)
+        improved = val < best_loss  # NaN (stopped, or no validation) never improves
+        best_loss[improved], best_epoch[improved] = val[improved], epoch
+        improved_t = torch.from_numpy(improved)
+        with torch.no_grad():
+            for p, b in zip(params, best, strict=True):
+                b.copy_(torch.where(_per_model(improved_t, p), p, b))
+        if settings.patience is not None:
+            stopped |= (n_val > 0) & (epoch - best_epoch >= settings.patience)
+        if stopped.all():
+            progress(settings.max_epochs - epoch - 1)
+            break
+    restore = torch.from_numpy(best_epoch >= 0)
+    with torch.no_grad():
+        for p, b in zip(params, best, strict=True):
+            p.copy_(torch.where(_per_model(restore, p), b, p))
+    model.eval()
+    return StackedTrainingLog(
+        np.array(train_log), np.array(val_log), best_epoch, n_train, n_val
+    )

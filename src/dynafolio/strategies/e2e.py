@@ -1,0 +1,423 @@
+"""S3: an LSTM that outputs portfolio weights directly, trained on a drawdown-sensitive loss.
+
+The model maps a window of per-asset features (daily return, RSI, realised volatility) of all
+assets to long-only weights through an LSTM, a linear layer and a softmax, and is trained
+end to end on the portfolio return those weights would have earned:
+
+``L = −mean(R_p) + λ·mean(max(0, −R_p)²)`` with ``R_p = w_d · r_{d+1}``.
+
+Timing: the weights decided at the close of ``d`` use features computed from prices up to
+``d`` only and earn the simple return from ``d`` to ``d + 1``. During training the target
+``r_{d+1}`` is taken from the training history itself, so the last training date (which
+has no next return inside that history) is never a training sample. The engine hands
+:meth:`DrawdownLSTMAllocator.fit` only the data before the evaluation starts.
+
+``R_p`` is computed on **real, unscaled** simple returns. (The public notebook of the source
+paper fed min-max-scaled returns in ``[0, 1]`` into the loss, so ``max(0, −R_p)`` was always
+0 and λ had no effect; only the model *inputs* are scaled here.)
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import ClassVar, Self
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from dynafolio.errors import ConfigError, DataError
+from dynafolio.features import rolling_volatility, rsi
+from dynafolio.forecast.scaling import MinMaxScaler
+from dynafolio.history import MarketHistory
+from dynafolio.progress import progress_bar
+from dynafolio.strategies.base import Strategy
+
+__all__ = [
+    "DrawdownLSTMAllocator",
+    "drawdown_loss",
+    "features_for_allocation",
+    "net_portfolio_returns",
+]
+
+#: Features per asset: simple return, RSI(14) / 100, realised volatility (20 periods).
+N_FEATURES = 3
+RSI_WINDOW = 14
+VOLATILITY_WINDOW = 20
+
+
+def drawdown_loss(portfolio_returns: torch.Tensor, lam: float) -> torch.Tensor:
+    """The drawdown-sensitive training loss of S3.
+
+    ``L = −mean(R_p) + lam · mean(max(0, −R_p)²)``: the first term rewards return, the second
+    penalises losses quadratically (gains are not penalised, unlike a variance term).
+
+    Parameters
+    ----------
+    portfolio_returns : torch.Tensor, shape (n_samples,)
+        Real (unscaled) simple portfolio returns per period, e.g. ``0.01`` for +1 %.
+    lam : float
+        Weight of the downside penalty (>= 0); 0 gives plain return maximisation.
+
+    Returns
+    -------
+    torch.Tensor, shape ()
+        The loss, in return units per period (differentiable).
+    """
+    downside = torch.clamp(-portfolio_returns, min=0.0)
+    return -portfolio_returns.mean() + lam * (downside**2).mean()
+
+
+def net_portfolio_returns(
+    weights: torch.Tensor,
+    next_returns: torch.Tensor,
+    previous_weights: torch.Tensor | None = None,
+    cost: float = 0.0,
+) -> torch.Tensor:
+    """Portfolio returns net of a proportional turnover cost: ``w·r − cost·‖w − w_prev‖₁``.
+
+    Parameters
+    ----------
+    weights : torch.Tensor, shape (batch, n_assets)
+        Weights decided at each sample's date.
+    next_returns : torch.Tensor, shape (batch, n_assets)
+        Simple returns of the period each row's weights are held for (no NaN).
+    previous_weights : torch.Tensor, shape (batch, n_assets), optional
+        Weights held before each row's trade. Default: the rows form one chronological run,
+        so row ``i`` trades from row ``i − 1``'s weights and the first row pays no cost.
+        (Drift between decisions is ignored: a training-time approximation of the engine's
+        ``‖w_target − w_drifted‖₁``.)
+    cost : float, default 0.0
+        Cost per unit of turnover (0.001 = 0.1 %); 0 returns the gross ``w·r``.
+
+    Returns
+    -------
+    torch.Tensor, shape (batch,)
+        Per-period net portfolio returns.
+    """
+    gross = (weights * next_returns).sum(dim=-1)
+    if cost == 0.0:
+        return gross
+    if previous_weights is None:
+        previous_weights = torch.cat([weights[:1], weights[:-1]], dim=0)
+    turnover = (weights - previous_weights).abs().sum(dim=-1)
+    return gross - cost * turnover
+
+
+def features_for_allocation(prices: pd.DataFrame) -> np.ndarray:
+    """Per-asset model inputs: simple return, RSI(14) / 100, realised volatility (20).
+
+    Every feature at row ``t`` uses prices up to ``t`` only, so the features of a history
+    truncated at ``t`` equal the first ``t + 1`` rows of the features of a longer one.
+
+    Parameters
+    ----------
+    prices : pandas.DataFrame, shape (n_dates, n_assets)
+        Prices, ascending dates; NaN = no price.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_dates, n_assets, 3)
+        ``[..., 0]``: simple return ``P_t / P_{t−1} − 1``; ``[..., 1]``: Wilder RSI in
+        ``[0, 1]``; ``[..., 2]``: sample std of the last 20 simple returns (per period).
+        NaN during the warm-up (the first 20 rows) and where prices are missing.
+    """
+    prices = prices.astype(np.float64)
+    returns = prices / prices.shift(1) - 1.0  # no fill: a missing price gives NaN
+    frames = (
+        returns,
+        rsi(prices, RSI_WINDOW) / 100.0,
+        rolling_volatility(returns, VOLATILITY_WINDOW),
+    )
+    return np.stack([f.to_numpy(dtype=np.float64, na_value=np.nan) for f in frames], axis=-1)
+
+
+def full_windows(features: np.ndarray, lookback: int) -> np.ndarray:
+    """Whether each asset has all features finite over the ``lookback`` rows ending at ``t``.
+
+    Parameters
+    ----------
+    features : numpy.ndarray, shape (n_dates, n_assets, n_features)
+    lookback : int
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_dates, n_assets)
+        False for the first ``lookback − 1`` rows.
+    """
+    finite = np.isfinite(features).all(axis=-1).astype(np.int64)
+    counts = np.vstack([np.zeros((1, finite.shape[1]), dtype=np.int64), finite.cumsum(axis=0)])
+    full = np.zeros(finite.shape, dtype=bool)
+    full[lookback - 1 :] = (counts[lookback:] - counts[:-lookback]) == lookback
+    return full
+
+
+class _AllocationNet(nn.Module):
+    """LSTM over the joint feature window → linear → masked softmax over assets."""
+
+    def __init__(self, n_assets: int, hidden: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(N_FEATURES * n_assets, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, n_assets)
+
+    def forward(self, windows: torch.Tensor, tradable: torch.Tensor) -> torch.Tensor:
+        """Weights ``(batch, n_assets)`` from windows ``(batch, lookback, 3·n_assets)``.
+
+        ``tradable`` ``(batch, n_assets)`` bool: other assets get logit −inf, hence weight
+        exactly 0; every row needs at least one tradable asset.
+        """
+        sequence, _ = self.lstm(windows)
+        logits = self.head(sequence[:, -1])
+        return torch.softmax(logits.masked_fill(~tradable, float("-inf")), dim=-1)
+
+
+class DrawdownLSTMAllocator(Strategy):
+    """End-to-end LSTM allocator trained on a drawdown-sensitive loss (system S3).
+
+    An asset is *tradable* at a decision date when it has a price then and all its
+    features are defined over the whole window (so a newly listed asset waits
+    ``lookback + 20`` periods before it can be bought); the others are masked out of the
+    softmax and get weight 0. Missing features of masked assets are fed to the LSTM as the
+    training mean of that feature, so they carry no signal.
+
+    Parameters
+    ----------
+    lam : float, default 10.0
+        λ of :func:`drawdown_loss` (>= 0).
+    lookback : int, default 30
+        Periods of features per decision window.
+    hidden : int, default 64
+        LSTM hidden units.
+    lr : float, default 5e-4
+        Adam learning rate.
+    epochs : int, default 50
+        Maximum training epochs.
+    batch_size : int, default 64
+    grad_clip : float, default 1.0
+        Maximum gradient norm.
+    cost_in_loss : float, default 0.0
+        Turnover cost per unit charged inside the training loss (e.g. 0.001); batches are
+        then chronological runs so each sample trades from the previous one's weights.
+    val_fraction : float, default 0.1
+        Chronological tail of the training samples held out for early stopping; 0 trains
+        for ``epochs`` epochs and keeps the last model.
+    patience : int, default 10
+        Epochs without a lower validation loss before training stops (the best model is kept).
+    retrain_every : int, optional
+        None: train once on the training period. Else retrain from scratch (scaler included)
+        on all history up to the decision every ``retrain_every`` decisions (walk-forward).
+    seed : int, default 0
+        Seeds initialisation and batch order locally; the same seed gives the same weights.
+    """
+
+    label: ClassVar[str] = "E2E drawdown LSTM"
+    learned: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        lam: float = 10.0,
+        lookback: int = 30,
+        hidden: int = 64,
+        lr: float = 5e-4,
+        epochs: int = 50,
+        batch_size: int = 64,
+        grad_clip: float = 1.0,
+        cost_in_loss: float = 0.0,
+        val_fraction: float = 0.1,
+        patience: int = 10,
+        retrain_every: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.lam = lam
+        self.lookback = lookback
+        self.hidden = hidden
+        self.lr = lr
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.grad_clip = grad_clip
+        self.cost_in_loss = cost_in_loss
+        self.val_fraction = val_fraction
+        self.patience = patience
+        self.retrain_every = retrain_every
+        self.seed = seed
+
+    @property
+    def name(self) -> str:
+        return f"{self.label} (λ={self.lam:g})"
+
+    def fit(self, history: MarketHistory) -> Self:
+        """Train on ``history`` (the training period); returns ``self``."""
+        super().fit(history)
+        self._check_params()
+        self._train(history)
+        self.n_fits_ = 1
+        self.decisions_since_fit_ = 0
+        self.final_weights_: pd.Series | None = None
+        return self
+
+    def weights(self, history: MarketHistory) -> pd.Series:
+        """Long-only weights summing to 1 for the close of ``history.date``.
+
+        Only the last ``lookback`` rows of features (computed from ``history``) are used.
+        """
+        if not hasattr(self, "model_"):
+            raise RuntimeError(f"{self.name} is not fitted; call fit() first")
+        if not history.assets.equals(self.assets_):
+            raise DataError(
+                f"{self.name} was trained on assets {list(self.assets_)} but asked about "
+                f"{list(history.assets)}; refit on the same universe"
+            )
+        if self.retrain_every is not None and self.decisions_since_fit_ >= self.retrain_every:
+            self._train(history)
+            self.decisions_since_fit_ = 0
+            self.n_fits_ += 1
+        self.decisions_since_fit_ += 1
+
+        features = features_for_allocation(history.prices)[-self.lookback :]
+        available = history.available.to_numpy()
+        tradable = np.zeros_like(available)
+        if len(features) == self.lookback:
+            tradable = available & full_windows(features, self.lookback)[-1]
+        if not tradable.any():
+            # Too little history for any asset's window: hold the available assets equally.
+            self.notes_.append(
+                f"{history.date.date()}: no asset had {self.lookback} periods of features; "
+                "equal weight on the available assets"
+            )
+            values = available / max(int(available.sum()), 1)
+        else:
+            windows = torch.from_numpy(self._scale(features)[None])
+            self.model_.eval()
+            with torch.no_grad():
+                out = self.model_(windows, torch.from_numpy(tradable)[None])[0]
+            values = out.double().numpy()
+            values = np.where(tradable, values, 0.0)
+            values = values / values.sum()
+        weights = pd.Series(values, index=history.assets, name=history.date)
+        self.final_weights_ = weights
+        return weights
+
+    def _check_params(self) -> None:
+        for key in ("lookback", "hidden", "epochs", "batch_size", "patience"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ConfigError(f"{self.label}: {key} must be an integer >= 1, got {value!r}")
+        if self.retrain_every is not None and (
+            not isinstance(self.retrain_every, int | np.integer) or self.retrain_every < 1
+        ):
+            raise ConfigError(
+                f"{self.label}: retrain_every must be an integer >= 1 or None, "
+                f"got {self.retrain_every!r}"
+            )
+        if not self.lam >= 0 or not self.cost_in_loss >= 0:
+            raise ConfigError(
+                f"{self.label}: lam and cost_in_loss must be >= 0, got lam={self.lam!r}, "
+                f"cost_in_loss={self.cost_in_loss!r}"
+            )
+        if not (self.lr > 0 and self.grad_clip > 0):
+            raise ConfigError(f"{self.label}: lr and grad_clip must be > 0")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(
+                f"{self.label}: val_fraction must be in [0, 1), got {self.val_fraction!r}"
+            )
+
+    def _scale(self, features: np.ndarray) -> np.ndarray:
+        """Scaled, NaN-free model inputs ``(n_dates, 3·n_assets)`` float32 from raw features."""
+        scaled = self.scaler_.transform(features)  # per feature, broadcast over assets
+        scaled = np.where(np.isnan(scaled), self.fill_, scaled)
+        return scaled.reshape(len(features), -1).astype(np.float32)
+
+    def _train(self, history: MarketHistory) -> None:
+        """Fit the scaler and the network on ``history``; set the fitted state."""
+        features = features_for_allocation(history.prices)
+        n_dates, n_assets, _ = features.shape
+        tradable = full_windows(features, self.lookback) & history.prices.notna().to_numpy()
+        # Sample d needs r_{d+1} inside this history: the last row is never a sample.
+        rows = np.flatnonzero(tradable[:-1].any(axis=1))
+        if len(rows) < 2:
+            raise DataError(
+                f"{self.name}: the training history ({n_dates} periods to "
+                f"{history.date.date()}) has {len(rows)} dates with a full {self.lookback}-period "
+                f"window of features ({VOLATILITY_WINDOW} periods of warm-up) and a next return; "
+                "start the evaluation later or shorten the lookback"
+            )
+        # Pooled per feature over assets, so volatility and return levels stay comparable
+        # across assets (the allocator chooses between them); training rows only.
+        pooled = features.reshape(-1, N_FEATURES)
+        self.scaler_ = MinMaxScaler.fit(pooled)
+        self.fill_ = self.scaler_.transform(np.nanmean(pooled, axis=0))
+        self.assets_ = history.assets.copy()
+
+        inputs = torch.from_numpy(self._scale(features))
+        windows = inputs.unfold(0, self.lookback, 1).transpose(1, 2)  # window ending at d: d-L+1
+        x = windows[rows - self.lookback + 1].contiguous()
+        mask = torch.from_numpy(tradable[rows])
+        # Real next-period simple returns; NaN (no price at d+1) is held at the last price = 0.
+        next_returns = history.returns.to_numpy(dtype=np.float64, na_value=np.nan)[rows + 1]
+        y = torch.from_numpy(np.where(tradable[rows], np.nan_to_num(next_returns), 0.0)).float()
+
+        n_val = int(round(self.val_fraction * len(rows)))
+        n_train = len(rows) - n_val
+        if n_train < 1:
+            raise DataError(f"{self.name}: no training samples left after the validation split")
+        step = progress_bar(f"{self.name}: training", self.epochs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            model = _AllocationNet(n_assets, self.hidden)
+            optimiser = torch.optim.Adam(model.parameters(), lr=self.lr)
+            best_loss, best_state, best_epoch, waited = np.inf, None, 0, 0
+            self.train_losses_: list[float] = []
+            self.val_losses_: list[float] = []
+            for epoch in range(self.epochs):
+                model.train()
+                batch_losses = []
+                for batch in self._batches(n_train):
+                    weights = model(x[batch], mask[batch])
+                    loss = drawdown_loss(
+                        net_portfolio_returns(weights, y[batch], cost=self.cost_in_loss),
+                        self.lam,
+                    )
+                    optimiser.zero_grad()
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+                    optimiser.step()
+                    batch_losses.append(loss.item())
+                self.train_losses_.append(float(np.mean(batch_losses)))
+                step(1)
+                if n_val == 0:
+                    continue
+                model.eval()
+                with torch.no_grad():
+                    weights = model(x[n_train:], mask[n_train:])
+                    returns = net_portfolio_returns(weights, y[n_train:], cost=self.cost_in_loss)
+                    val_loss = drawdown_loss(returns, self.lam).item()
+                self.val_losses_.append(val_loss)
+                if val_loss < best_loss:
+                    best_loss, best_epoch, waited = val_loss, epoch, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    waited += 1
+                    if waited >= self.patience:
+                        step(self.epochs - epoch - 1)  # complete the bar on an early stop
+                        break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        else:
+            best_epoch = len(self.train_losses_) - 1
+        model.eval()
+        self.model_ = model
+        self.best_epoch_ = best_epoch
+        self.n_samples_ = (n_train, n_val)
+
+    def _batches(self, n_samples: int) -> list[torch.Tensor]:
+        """Sample indices per mini-batch for one epoch (uses torch's global RNG)."""
+        if self.cost_in_loss == 0.0:
+            order = torch.randperm(n_samples)
+            return list(order.split(self.batch_size))
+        # The turnover term needs each sample next to the previous date's: shuffle the
+        # order of chronological runs, with boundaries shifted at random every epoch.
+        offset = int(torch.randint(self.batch_size, ()).item())
+        edges = [0, *range(offset or self.batch_size, n_samples, self.batch_size), n_samples]
+        runs = [torch.arange(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+        return [runs[i] for i in torch.randperm(len(runs)).tolist()]
