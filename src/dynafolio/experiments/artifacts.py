@@ -11,7 +11,8 @@ import re
 import shutil
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,40 @@ def build_manifest(
     }
 
 
+class _RunDir:
+    """Where to write now (``path``) and where the run will live when complete (``final``)."""
+
+    def __init__(self, path: Path, final: Path) -> None:
+        self.path = path
+        self.final = final
+
+
+@contextmanager
+def atomic_run_dir(out_dir: Path, name: str) -> Iterator[_RunDir]:
+    """Yield a hidden temporary folder that becomes ``out_dir/<name>-<timestamp>`` on success.
+
+    On any error the temporary folder is removed and the error propagates, so a failed run
+    leaves nothing that looks complete. The yielded holder has ``path`` (write here) and
+    ``final`` (where the run lives once the block completes).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    final = out_dir / f"{name}-{stamp}"
+    suffix = 1
+    while final.exists():
+        suffix += 1
+        final = out_dir / f"{name}-{stamp}-{suffix}"
+    partial = out_dir / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
+    partial.mkdir()
+    holder = _RunDir(partial, final)
+    try:
+        yield holder
+        partial.rename(final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
 def write_run(
     result: ExperimentResult,
     manifest: dict[str, Any],
@@ -93,28 +128,18 @@ def write_run(
 ) -> Path:
     """Write every artifact of ``result`` under ``out_dir/<experiment>-<timestamp>``.
 
-    Returns the final run directory. On any error the temporary folder is removed and the
-    error propagates.
+    Returns the final run directory. The manifest is written last: its presence marks a
+    complete run.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    final = out_dir / f"{result.experiment}-{stamp}"
-    suffix = 1
-    while final.exists():
-        suffix += 1
-        final = out_dir / f"{result.experiment}-{stamp}-{suffix}"
-    partial = out_dir / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
-    partial.mkdir()
-    try:
-        _write_tables(result, partial)
-        write_report(result, partial, manifest)
-        # The manifest goes last: its presence marks a complete run.
-        (partial / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-        partial.rename(final)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return final
+    with atomic_run_dir(out_dir, result.experiment) as run:
+        _write_tables(result, run.path)
+        write_report(result, run.path, manifest)
+        write_manifest(run.path, manifest)
+    return run.final
+
+
+def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
 
 
 def _write_tables(result: ExperimentResult, run_dir: Path) -> None:

@@ -334,7 +334,7 @@ def train_stacked(
     train_log, val_log = [], []
     for epoch in range(settings.max_epochs):
         model.train()
-        n_steps = int(max(np.ceil(n_train[~stopped] / batch_size).max(initial=0), 0))
+        n_steps = int(np.ceil(n_train[~stopped] / batch_size).max(initial=0))
         order = np.zeros((n_models, n_steps * batch_size), dtype=np.int64)
         mask = np.zeros((n_models, n_steps * batch_size), dtype=np.float32)
         for m in np.flatnonzero(~stopped):
@@ -383,6 +383,4 @@ def train_stacked(
         for p, b in zip(params, best, strict=True):
             p.copy_(torch.where(_per_model(restore, p), b, p))
     model.eval()
-    return StackedTrainingLog(
-        np.array(train_log), np.array(val_log), best_epoch, n_train, n_val
-    )
+    return StackedTrainingLog(np.array(train_log), np.array(val_log), best_epoch, n_train, n_val)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from dynafolio.errors import DataError
 
-__all__ = ["last_window", "make_windows"]
+__all__ = ["last_window", "make_windows", "stack_windows"]
 
 
 def _check(values: np.ndarray, lookback: int, what: str) -> np.ndarray:
@@ -77,3 +79,32 @@ def last_window(values: np.ndarray, lookback: int) -> np.ndarray | None:
     if len(values) < lookback:
         return None
     return values[-lookback:].copy()
+
+
+def stack_windows(
+    samples: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pad several sample sets (one per model, e.g. per asset) into rectangular arrays.
+
+    Parameters
+    ----------
+    samples : sequence of (X, y)
+        Output of :func:`make_windows` per set, ``X`` of shape (n_i, lookback, n_features),
+        ``y`` of shape (n_i, n_features); the same lookback and n_features for all.
+
+    Returns
+    -------
+    X : numpy.ndarray, shape (n_sets, max n_i, lookback, n_features)
+    y : numpy.ndarray, shape (n_sets, max n_i, n_features)
+        Set ``i`` fills rows ``0 .. n_i - 1`` in its order; the padding is zeros and must be
+        masked by the caller.
+    counts : numpy.ndarray of int, shape (n_sets,)
+        ``n_i`` per set.
+    """
+    counts = np.array([len(X) for X, _ in samples], dtype=int)
+    X0, y0 = samples[0]
+    X = np.zeros((len(samples), counts.max(initial=0), *X0.shape[1:]))
+    y = np.zeros((len(samples), counts.max(initial=0), *y0.shape[1:]))
+    for i, (X_i, y_i) in enumerate(samples):
+        X[i, : counts[i]], y[i, : counts[i]] = X_i, y_i
+    return X, y, counts
