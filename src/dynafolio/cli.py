@@ -143,6 +143,113 @@ def run(
     console.print(f"\nRun directory: [bold]{run_dir}[/]  (open {run_dir / 'report.html'})")
 
 
+@app.command()
+def tune(
+    experiment: Annotated[
+        str, typer.Argument(help="Experiment whose data and split to use.")
+    ] = "s2",
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Forecaster: univariate_lstm, stacked_lstm, "
+            "stacked_gru, transformer or price_lstm.",
+        ),
+    ] = "stacked_lstm",
+    trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Optuna trials.")] = 10,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML/TOML overrides.")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Parent folder of the run directory.")
+    ] = Path("runs"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sampler and the models.")] = 0,
+    quick: Annotated[bool, typer.Option("--quick", help="3 trials of 3 epochs each.")] = False,
+) -> None:
+    """Search a forecaster's hyper-parameters on a validation period before the test period."""
+    import json
+
+    from dynafolio.experiments import EXPERIMENTS
+    from dynafolio.experiments.artifacts import atomic_run_dir, package_versions, write_manifest
+    from dynafolio.experiments.config import load_config_file, merge, validate_config
+    from dynafolio.experiments.runner import load_prices
+    from dynafolio.experiments.tune import SEARCH_SPACES, tune_forecaster
+    from dynafolio.splits import chronological_split
+
+    with _user_errors():
+        if experiment not in EXPERIMENTS:
+            raise DynafolioError(
+                f"unknown experiment {experiment!r}; available: {sorted(EXPERIMENTS)}"
+            )
+        if model not in SEARCH_SPACES:
+            raise DynafolioError(f"unknown model {model!r}; choose from {sorted(SEARCH_SPACES)}")
+        settings = EXPERIMENTS[experiment].default_config()
+        if config is not None:
+            settings = merge(settings, load_config_file(config))
+        cfg = validate_config({**settings, "seed": seed}, str(config or "defaults"))
+        prepared = load_prices(cfg)
+        split = chronological_split(
+            prepared.prices.index, cfg.split.train_fraction, cfg.split.test_start
+        )
+        n_trials = 3 if quick else trials
+        epochs_key = "max_epochs" if model == "univariate_lstm" else "epochs"
+        fixed = {epochs_key: 3} if quick else {}
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(f"tuning {model}", total=n_trials)
+            result = tune_forecaster(
+                model,
+                prepared.prices,
+                len(split.train_dates),
+                n_trials=n_trials,
+                seed=seed,
+                fixed_params=fixed,
+                progress=lambda n: bar.advance(task, n),
+            )
+        summary = {
+            "model": model,
+            "best_params": result.best_params,
+            "validation_mse": result.best_value,
+            "zero_forecast_mse": result.baseline_value,
+            "fit_period": [str(d.date()) for d in result.fit_dates],
+            "validation_period": [str(d.date()) for d in result.validation_dates],
+            "test_period_untouched": [
+                str(split.test_dates[0].date()),
+                str(split.test_dates[-1].date()),
+            ],
+            "fixed_params": fixed,
+        }
+        with atomic_run_dir(out, f"tune-{experiment}-{model}") as run:
+            result.trials.to_csv(run.path / "trials.csv", index=False)
+            (run.path / "best_params.json").write_text(json.dumps(summary, indent=2, default=str))
+            write_manifest(
+                run.path,
+                {
+                    "command": "tune",
+                    "experiment": experiment,
+                    "model": model,
+                    "seed": seed,
+                    "n_trials": n_trials,
+                    "config": cfg.model_dump(mode="json"),
+                    "data": {"source": prepared.source, "sha256": prepared.source_sha256},
+                    "versions": package_versions(),
+                },
+            )
+    console.print(
+        f"Best validation MSE {result.best_value:.6g} (zero forecast {result.baseline_value:.6g}) "
+        f"on {summary['validation_period'][0]}..{summary['validation_period'][1]}"
+    )
+    console.print(f"Best parameters: {result.best_params}")
+    console.print(f"Run directory: [bold]{run.final}[/]")
+
+
 def _fit_defaults_to_data(cfg, prepared):
     """Drop default strategies that need what a user's file lacks (asset classes, an index)."""
     from dynafolio.experiments.config import BuyAndHoldSpec, CompositeSpec

@@ -1,0 +1,184 @@
+"""Hyper-parameter search for a forecaster with Optuna (the sources' "Bayesian optimisation").
+
+Every trial fits the forecaster on the training period minus a validation tail and scores
+its one-step-ahead forecasts on that tail: each validation forecast uses the history up to
+its decision date only. The validation tail precedes the test period, which tuning never
+touches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from dynafolio.errors import DataError
+from dynafolio.experiments.config import ForecasterSpec
+from dynafolio.experiments.factory import build_forecaster
+from dynafolio.forecast.base import Forecaster
+from dynafolio.history import MarketHistory
+
+
+def _univariate(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "hidden": trial.suggest_categorical("hidden", [16, 32, 64, 128]),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "lookback": trial.suggest_categorical("lookback", [13, 26, 30, 52]),
+    }
+
+
+def _stacked(trial: optuna.Trial) -> dict[str, Any]:
+    first = trial.suggest_categorical("units_1", [32, 64, 128])
+    second = trial.suggest_categorical("units_2", [16, 32, 64])
+    return {
+        "units": (first, second),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "lookback": trial.suggest_categorical("lookback", [20, 30, 60]),
+    }
+
+
+def _transformer(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "d_model": trial.suggest_categorical("d_model", [16, 32, 64]),
+        "n_layers": trial.suggest_int("n_layers", 1, 3),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.3),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "lookback": trial.suggest_categorical("lookback", [20, 30, 60]),
+    }
+
+
+def _price(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "hidden": trial.suggest_categorical("hidden", [64, 128, 256]),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "lookback": trial.suggest_categorical("lookback", [12, 24, 36]),
+    }
+
+
+#: model -> function drawing that model's hyper-parameters for one trial.
+SEARCH_SPACES: dict[str, Callable[[optuna.Trial], dict[str, Any]]] = {
+    "univariate_lstm": _univariate,
+    "stacked_lstm": _stacked,
+    "stacked_gru": _stacked,
+    "transformer": _transformer,
+    "price_lstm": _price,
+}
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """Outcome of a search: the trials table and the best parameters."""
+
+    model: str
+    best_params: dict[str, Any]
+    best_value: float
+    baseline_value: float
+    trials: pd.DataFrame
+    fit_dates: tuple[pd.Timestamp, pd.Timestamp]
+    validation_dates: tuple[pd.Timestamp, pd.Timestamp]
+
+
+def validation_mse(
+    forecaster: Forecaster, prices: pd.DataFrame, first_val_row: int, end_row: int
+) -> float:
+    """Mean squared one-step-ahead error over rows ``[first_val_row, end_row)``.
+
+    The forecaster is fitted on rows before ``first_val_row``; the forecast for row ``r``
+    is made with the history up to row ``r − 1``. Log returns are scored for return
+    forecasters, prices for price forecasters.
+    """
+    returns = prices.pct_change(fill_method=None)
+
+    def history(stop: int) -> MarketHistory:
+        return MarketHistory(prices.iloc[:stop], returns.iloc[:stop])
+
+    fitted = forecaster.fit(history(first_val_row))
+    errors = []
+    for row in range(first_val_row, end_row):
+        forecast = fitted.predict(history(row)).reindex(prices.columns).to_numpy(dtype=float)
+        if fitted.target == "price":
+            actual = prices.iloc[row].to_numpy(dtype=float)
+        else:
+            actual = np.log(
+                prices.iloc[row].to_numpy(dtype=float) / prices.iloc[row - 1].to_numpy(dtype=float)
+            )
+        errors.append((forecast - actual) ** 2)
+    squared = np.array(errors)
+    if not np.isfinite(squared).any():
+        raise DataError("no finite validation forecast: lengthen the validation period")
+    return float(np.nanmean(squared))
+
+
+def zero_forecast_mse(prices: pd.DataFrame, first_val_row: int, end_row: int, target: str) -> float:
+    """Error of the naive forecast (zero log return / unchanged price) on the same rows."""
+    now = prices.iloc[first_val_row - 1 : end_row - 1].to_numpy(dtype=float)
+    later = prices.iloc[first_val_row:end_row].to_numpy(dtype=float)
+    errors = (later - now) ** 2 if target == "price" else np.log(later / now) ** 2
+    return float(np.nanmean(errors))
+
+
+def tune_forecaster(
+    model: str,
+    prices: pd.DataFrame,
+    n_train: int,
+    *,
+    n_trials: int = 10,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    fixed_params: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> TuneResult:
+    """Search ``model``'s hyper-parameters on the last ``val_fraction`` of the training rows.
+
+    Parameters
+    ----------
+    model : str
+        A key of :data:`SEARCH_SPACES`.
+    prices : pd.DataFrame, shape (n_dates, n_assets)
+        Prepared prices; only the first ``n_train`` rows (the training period) are used.
+    n_train : int
+        Rows of the training period.
+    n_trials : int
+        Optuna trials (TPE sampler seeded with ``seed``).
+    fixed_params : dict, optional
+        Parameters held fixed in every trial (e.g. a smaller epoch budget).
+    """
+    if model not in SEARCH_SPACES:
+        raise DataError(f"no search space for model {model!r}; choose from {sorted(SEARCH_SPACES)}")
+    first_val = int(n_train * (1.0 - val_fraction))
+    if first_val < 40 or n_train - first_val < 5:
+        raise DataError(
+            f"tuning needs at least 40 fitting and 5 validation periods; the training period has "
+            f"{n_train} periods ({first_val} for fitting with val_fraction={val_fraction})"
+        )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {**SEARCH_SPACES[model](trial), **(fixed_params or {})}
+        forecaster = build_forecaster(ForecasterSpec(model=model, params=params), seed, "tune")
+        value = validation_mse(forecaster, prices, first_val, n_train)
+        if progress is not None:
+            progress(1)
+        return value
+
+    study.optimize(objective, n_trials=n_trials)
+    target = build_forecaster(
+        ForecasterSpec(model=model, params=fixed_params or {}), seed, "tune"
+    ).target
+    trials = study.trials_dataframe(attrs=("number", "value", "params", "duration", "state"))
+    return TuneResult(
+        model=model,
+        best_params=dict(study.best_params),
+        best_value=float(study.best_value),
+        baseline_value=zero_forecast_mse(prices, first_val, n_train, target),
+        trials=trials,
+        fit_dates=(prices.index[0], prices.index[first_val - 1]),
+        validation_dates=(prices.index[first_val], prices.index[n_train - 1]),
+    )
