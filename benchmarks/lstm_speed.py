@@ -24,11 +24,12 @@ in the time), with the ratio. The faster one is the default of ``batched``.
 
 Run it from the repository root (a few minutes on 2 CPU cores)::
 
-    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296:glibc.malloc.top_pad=268435456 \
+    T=glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296
+    GLIBC_TUNABLES=$T:glibc.malloc.top_pad=268435456 \
         .venv/bin/python benchmarks/lstm_speed.py [--epochs 5] [--repeats 3] [--threads N]
 
-(the ``GLIBC_TUNABLES`` setting, also exported by the Makefile, stops torch's allocations
-from page-faulting on every step). ``--threads`` sets ``torch.set_num_threads``; by default
+(the Makefile exports the same ``GLIBC_TUNABLES``: it stops torch's allocations from
+page-faulting on every step). ``--threads`` sets ``torch.set_num_threads``; by default
 torch's own choice is kept. Timings are only comparable on an otherwise idle machine.
 """
 

@@ -80,8 +80,9 @@ def clean_prices(prices: pd.DataFrame, max_gap: int = 5, listing_gap: int = 30) 
 
     1. *Listing date* = the first price after the last interior gap longer than
        ``max(listing_gap, max_gap)`` missing rows, or the first price when there is no such gap.
-       Prices before it are set to NaN. This drops isolated early quotes (e.g. AVAX in ``multiasset`` has two values on
-       2020-07-13/14, then 69 missing days; it is listed from 2020-09-22) and, more generally,
+       Prices before it are set to NaN. This drops isolated early quotes (e.g. AVAX in
+       ``multiasset`` has two values on 2020-07-13/14, then 69 missing days; it is listed
+       from 2020-09-22) and, more generally,
        any history separated from the recent series by a long gap, so that each asset is
        continuous from its listing to its last price. A ``UserWarning`` names the assets for
        which this drops more than 5 % of the prices (usually ``listing_gap`` is too small for

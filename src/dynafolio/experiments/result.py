@@ -90,3 +90,9 @@ class ExperimentResult:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     findings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+
+    def metric_table(self, strategies: list[str], metrics: list[str]) -> pd.DataFrame:
+        """Rows of :attr:`table` for ``strategies`` with ``metrics``, their ``_std`` and
+        ``n_seeds`` — the shape the report formats as ``mean ± std``."""
+        stds = [f"{m}_std" for m in metrics if f"{m}_std" in self.table.columns]
+        return self.table.loc[strategies, [*metrics, *stds, "n_seeds"]].copy()

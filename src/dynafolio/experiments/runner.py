@@ -226,8 +226,11 @@ def _stress(all_runs, config, ppy, rf, test_dates) -> tuple[pd.DataFrame, list[s
     if not frames:
         return pd.DataFrame(), notes
     stacked = pd.concat(frames).rename_axis("window").reset_index()
-    numeric = stacked.select_dtypes("number").columns
-    stress = stacked.groupby(["strategy", "window"], sort=False)[list(numeric)].mean().reset_index()
+    numeric = [c for c in stacked.select_dtypes("number").columns]
+    grouped = stacked.groupby(["strategy", "window"], sort=False)
+    stress = grouped[numeric].mean()
+    stress[["start", "end"]] = grouped[["start", "end"]].first()
+    stress = stress.reset_index()
     return stress, notes
 
 

@@ -105,11 +105,11 @@ def analyse(result: ExperimentResult) -> dict[str, pd.DataFrame]:
     if not rows:
         return {}
     columns = ["cagr", "ann_volatility", "sharpe", "sortino", "max_drawdown", "avg_turnover"]
-    table = result.table.loc[rows, columns + ["sharpe_std", "n_seeds"]].copy()
+    table = result.metric_table(rows, columns)
     table.index = [name.split(" ")[0] for name in rows]
     table.index.name = "forecaster"
     base = result.table.loc[result.benchmark, "sharpe"]
-    table["sharpe_minus_benchmark"] = table["sharpe"] - base
+    table["Sharpe − benchmark"] = table["sharpe"] - base
     table.attrs["caption"] = (
         f"Allocation clip(forecast, 0) with each forecaster; Sharpe difference against "
         f"{result.benchmark} ({base:.2f}); std over seeds."

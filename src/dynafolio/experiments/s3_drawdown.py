@@ -83,7 +83,7 @@ def analyse(result: ExperimentResult) -> dict[str, pd.DataFrame]:
     sweep = [n for n in result.table.index if n.startswith("E2E drawdown")]
     if sweep:
         columns = ["total_return", "max_drawdown", "sharpe", "sortino", "avg_turnover"]
-        table = result.table.loc[sweep, columns + ["max_drawdown_std", "sharpe_std"]].copy()
+        table = result.metric_table(sweep, columns)
         table.index.name = "strategy"
         table.attrs["caption"] = "Higher λ penalises losing days more: mean over seeds."
         tables["λ sweep"] = table
@@ -107,8 +107,9 @@ def _alpha_vs(result: ExperimentResult, reference: str) -> pd.DataFrame:
             label = f"{base.index[w[0]].date()}..{base.index[w[-1]].date()}"
             y, x = returns.iloc[w].to_numpy(), base.iloc[w].to_numpy()
             beta = np.cov(y, x, ddof=1)[0, 1] / np.var(x, ddof=1)
-            row[(label, "alpha (ann.)")] = result.periods_per_year * (y.mean() - beta * x.mean())
-            row[(label, "beta")] = beta
+            alpha = result.periods_per_year * (y.mean() - beta * x.mean())
+            row[(label, "alpha (ann.)")] = f"{alpha:+.1%}"
+            row[(label, "beta")] = f"{beta:.2f}"
         rows[name] = row
     table = pd.DataFrame(rows).T
     table.columns = pd.MultiIndex.from_tuples(table.columns)
@@ -121,7 +122,7 @@ def _alpha_vs(result: ExperimentResult, reference: str) -> pd.DataFrame:
 
 def _final_weights(result: ExperimentResult) -> pd.DataFrame:
     last = {runs.name: runs.mean_weights().iloc[-1] for runs in result.strategies}
-    table = pd.DataFrame(last).T.fillna(0.0)
+    table = pd.DataFrame(last).T.fillna(0.0).map(lambda w: f"{w:.1%}")
     table.index.name = "strategy"
     table.attrs["caption"] = (
         f"Weights held after the last rebalance ({result.test_dates[-2].date()}), mean over seeds."

@@ -94,7 +94,7 @@ def quick(settings: dict[str, Any]) -> dict[str, Any]:
 def analyse(result: ExperimentResult) -> dict[str, pd.DataFrame]:
     """Tear sheet: return, volatility, Sharpe, max drawdown per strategy."""
     columns = ["total_return", "ann_volatility", "sharpe", "max_drawdown"]
-    table = result.table[columns + ["sharpe_std"]].copy()
+    table = result.metric_table(list(result.table.index), columns)
     table.index.name = "strategy"
     table.attrs["caption"] = "52-week test; Sharpe in excess of 4.4% a year; mean over seeds."
     return {"Tear sheet": table}

@@ -227,12 +227,17 @@ class BatchedLSTM(nn.Module):
                 batched.head_bias[m, 0] = head.bias
         return batched.eval()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, models: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (n, batch, lookback, n_inputs) → (n, batch, n_outputs) for the models whose
+        indices are in ``models`` (int64, length n), or all models when None."""
+        weights = [self.weight_ih, self.bias_ih + self.bias_hh, self.weight_hh]
+        head = [self.head_bias, self.head_weight]
+        if models is not None:
+            weights, head = [w[models] for w in weights], [w[models] for w in head]
         steps = x.permute(2, 0, 1, 3).contiguous()
-        bias = self.bias_ih + self.bias_hh
-        h = _LSTMRecurrence.apply(steps, self.weight_ih, bias, self.weight_hh)
+        h = _LSTMRecurrence.apply(steps, *weights)
         h = F.dropout(h, self.dropout, self.training)
-        return torch.baddbmm(self.head_bias, h, self.head_weight)
+        return torch.baddbmm(head[0], h, head[1])
 
 
 class _TransformerNet(nn.Module):

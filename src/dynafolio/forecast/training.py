@@ -298,8 +298,9 @@ def train_stacked(
     Parameters
     ----------
     model : torch.nn.Module
-        Every parameter has shape ``(n_models, ...)``; maps ``(n_models, batch, *input)`` to
-        ``(n_models, batch, *target)``.
+        Every parameter has shape ``(n_models, ...)``; ``model(x, models)`` maps ``x`` of
+        shape ``(len(models), batch, *input)`` to ``(len(models), batch, *target)`` with
+        the models whose indices are in the int64 tensor ``models``.
     X : numpy.ndarray, shape (n_models, n_max, *input_shape)
         Samples per model, padded after ``n_samples[m]`` (padding is never read).
     y : numpy.ndarray, shape (n_models, n_max, *target_shape)
@@ -319,7 +320,6 @@ def train_stacked(
     n_samples = np.asarray(n_samples, dtype=int)
     n_val = np.array([n_validation(int(n), settings.val_fraction) for n in n_samples])
     n_train = n_samples - n_val
-    rows = torch.arange(n_models)[:, None]
     params = list(model.parameters())
     optimizer = _MaskedAdam(params, settings)
     best = [p.detach().clone() for p in params]
@@ -344,30 +344,38 @@ def train_stacked(
         totals = torch.zeros(n_models)
         for step in range(n_steps):
             cols = slice(step * batch_size, (step + 1) * batch_size)
-            index, weight = order_t[:, cols], mask_t[:, cols]
-            counts = weight.sum(1)
-            error = (model(X_all[rows, index]) - y_all[rows, index]).pow(2)
-            per_sample = error.flatten(2).mean(2)  # (n_models, batch)
-            losses = (per_sample * weight).sum(1) / counts.clamp(min=1)
+            counts = mask_t[:, cols].sum(1)
+            # Only the models with samples at this step, and only as wide as the widest
+            # minibatch: stopped models and last partial minibatches cost no compute.
+            chosen = torch.nonzero(counts > 0).squeeze(1)
+            width = int(counts.max())
+            index = order_t[chosen, cols][:, :width]
+            weight = mask_t[chosen, cols][:, :width]
+            x, target = X_all[chosen[:, None], index], y_all[chosen[:, None], index]
+            per_sample = (model(x, chosen) - target).pow(2).flatten(2).mean(2)
+            losses = (per_sample * weight).sum(1) / counts[chosen]
             model.zero_grad(set_to_none=False)
             losses.sum().backward()
             if settings.grad_clip is not None:
                 _clip_per_model(params, settings.grad_clip)
             optimizer.step(counts > 0)
-            totals += losses.detach() * counts
+            totals[chosen] += losses.detach() * counts[chosen]
         train_log.append(np.where(stopped, np.nan, totals.numpy() / np.maximum(n_train, 1)))
         progress(1)
         if settings.val_fraction == 0:
             val_log.append(np.full(n_models, np.nan))
             continue
         model.eval()
+        val = np.full(n_models, np.nan)  # NaN (stopped, or no validation) never improves
+        chosen = torch.from_numpy(np.flatnonzero(~stopped & (n_val > 0)))
         with torch.no_grad():
-            error = (model(X_all[rows, val_index]) - y_all[rows, val_index]).pow(2)
-            per_sample = error.flatten(2).mean(2)
-            val = ((per_sample * val_mask).sum(1) / val_mask.sum(1).clamp(min=1)).numpy()
-        val = np.where(stopped | (n_val == 0), np.nan, val)
+            index = val_index[chosen] if len(chosen) else val_index[:0]
+            x, target = X_all[chosen[:, None], index], y_all[chosen[:, None], index]
+            per_sample = (model(x, chosen) - target).pow(2).flatten(2).mean(2)
+            weight = val_mask[chosen]
+            val[chosen.numpy()] = ((per_sample * weight).sum(1) / weight.sum(1)).numpy()
         val_log.append(val)
-        improved = val < best_loss  # NaN (stopped, or no validation) never improves
+        improved = val < best_loss
         best_loss[improved], best_epoch[improved] = val[improved], epoch
         improved_t = torch.from_numpy(improved)
         with torch.no_grad():

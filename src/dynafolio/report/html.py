@@ -240,12 +240,22 @@ def _extra_tables(result: ExperimentResult) -> list[dict[str, Any]]:
     """Experiment-specific tables as escaped HTML (pandas escapes cell text)."""
     rendered = []
     for title, frame in result.tables.items():
+        caption = frame.attrs.get("caption", "")
+        if any(column in COLUMN_LABELS for column in frame.columns):
+            # Metric columns get the main table's formatting (percentages, mean ± std).
+            shown = format_table(frame)
+            for column in frame.columns:
+                if (
+                    column not in COLUMN_LABELS
+                    and not str(column).endswith("_std")
+                    and column != "n_seeds"
+                ):
+                    shown[column] = frame[column].map(lambda v: f"{v:,.3g}")
+            frame = shown
         html = frame.to_html(
             classes="extra", border=0, na_rep=MISSING, float_format=lambda v: f"{v:,.4g}"
         )
-        rendered.append(
-            {"title": title, "html": Markup(html), "caption": frame.attrs.get("caption", "")}
-        )
+        rendered.append({"title": title, "html": Markup(html), "caption": caption})
     return rendered
 
 

@@ -1,0 +1,290 @@
+"""Forecasters: windows, training loops, and the forecaster contract on tiny synthetic data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dynafolio.errors import DataError
+from dynafolio.forecast.base import Forecaster
+from dynafolio.forecast.lstm import (
+    BatchedLSTM,
+    PriceLSTMForecaster,
+    RecurrentRegressor,
+    StackedLSTMForecaster,
+    TransformerForecaster,
+    UnivariateLSTMForecaster,
+    _LSTMRecurrence,
+)
+from dynafolio.forecast.training import TrainSettings, n_validation, train_network, train_stacked
+from dynafolio.forecast.windows import make_windows, stack_windows
+from dynafolio.history import MarketHistory
+from dynafolio.progress import reporting_progress
+
+# Small enough that every fit takes well under a second.
+FAST: dict[str, Callable[..., Forecaster]] = {
+    "univariate": lambda **kw: UnivariateLSTMForecaster(
+        **{"lookback": 8, "hidden": 8, "max_epochs": 4, **kw}
+    ),
+    "univariate_loop": lambda **kw: UnivariateLSTMForecaster(
+        **{"lookback": 8, "hidden": 8, "max_epochs": 4, "batched": False, **kw}
+    ),
+    "stacked_lstm": lambda **kw: StackedLSTMForecaster(
+        **{"lookback": 8, "units": (8, 4), "epochs": 4, **kw}
+    ),
+    "stacked_gru": lambda **kw: StackedLSTMForecaster(
+        **{"lookback": 8, "units": (8, 4), "epochs": 4, "cell": "gru", **kw}
+    ),
+    "transformer": lambda **kw: TransformerForecaster(
+        **{"lookback": 8, "d_model": 8, "n_heads": 2, "n_layers": 1, "epochs": 4, **kw}
+    ),
+    "price": lambda **kw: PriceLSTMForecaster(**{"lookback": 8, "hidden": 8, "epochs": 4, **kw}),
+}
+RETURN_MODELS = [name for name in FAST if name != "price"]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads, and lose a lot when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def ar_prices(
+    n_rows: int = 150, n_assets: int = 4, phi: float = 0.5, sigma: float = 0.02, seed: int = 0
+) -> pd.DataFrame:
+    """Weekly prices whose log returns follow ``r_t = phi · r_{t-1} + N(0, sigma²)`` per asset."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0.0, sigma, size=(n_rows, n_assets))
+    returns = np.zeros((n_rows, n_assets))
+    for t in range(1, n_rows):
+        returns[t] = phi * returns[t - 1] + noise[t]
+    return pd.DataFrame(
+        100.0 * np.exp(np.cumsum(returns, axis=0)),
+        index=pd.date_range("2018-01-05", periods=n_rows, freq="W-FRI", name="date"),
+        columns=pd.Index([f"A{i}" for i in range(n_assets)], name="asset"),
+    )
+
+
+def history_of(prices: pd.DataFrame) -> MarketHistory:
+    return MarketHistory(prices, prices.pct_change(fill_method=None))
+
+
+# --- windows -----------------------------------------------------------------------------
+
+
+def test_windows_pair_each_input_with_the_next_row_and_skip_nan():
+    values = np.arange(24.0).reshape(12, 2)
+    values[6, 1] = np.nan  # samples 3..6 have row 6 as an input or as the target
+    X, y = make_windows(values, lookback=3)
+    starts = [0, 1, 2, 7, 8]
+    assert X.shape == (5, 3, 2) and y.shape == (5, 2)
+    np.testing.assert_array_equal(X[:, 0, 0], [2 * s for s in starts])
+    np.testing.assert_array_equal(y[:, 0], X[:, -1, 0] + 2)  # the row after the window
+    assert make_windows(values[:3], lookback=3)[0].shape == (0, 3, 2)
+
+
+def test_stack_windows_pads_and_counts():
+    a = make_windows(np.arange(10.0)[:, None], 3)
+    b = make_windows(np.arange(6.0)[:, None], 3)
+    X, y, counts = stack_windows([a, b])
+    assert X.shape == (2, 7, 3, 1) and counts.tolist() == [7, 3]
+    np.testing.assert_array_equal(y[1, :3, 0], [3, 4, 5])
+    assert not X[1, 3:].any()
+
+
+def test_validation_tail_size():
+    assert n_validation(100, 0.1) == 10
+    assert n_validation(25, 0.1) == 3  # ceil
+    assert n_validation(5, 0.0) == 0 and n_validation(1, 0.5) == 0 and n_validation(2, 0.9) == 1
+
+
+# --- the batched LSTM is the same function and the same training as the loop --------------
+
+
+def test_batched_lstm_equals_stacked_nn_lstm():
+    torch.manual_seed(0)
+    models = [RecurrentRegressor(2, (5,), 3, dropout=0.2).eval() for _ in range(3)]
+    batched = BatchedLSTM.from_regressors(models)
+    x = torch.randn(3, 4, 6, 2)
+    expected = torch.stack([model(x[m]) for m, model in enumerate(models)])
+    torch.testing.assert_close(batched(x), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_hand_written_lstm_backward_matches_finite_differences():
+    torch.manual_seed(0)
+    x = torch.randn(4, 2, 3, 2, dtype=torch.float64)  # (lookback, n_models, batch, n_inputs)
+    weights = [
+        torch.randn(2, 2, 12, dtype=torch.float64, requires_grad=True),
+        torch.randn(2, 12, dtype=torch.float64, requires_grad=True),
+        torch.randn(2, 3, 12, dtype=torch.float64, requires_grad=True),
+    ]
+    assert torch.autograd.gradcheck(_LSTMRecurrence.apply, (x, *weights))
+
+
+def test_stacked_training_equals_training_each_model_alone():
+    # One minibatch per epoch (batch_size >= samples), so shuffling cannot differ; no
+    # dropout. Different sample counts, weight decay, clipping and per-model early
+    # stopping must still give each model exactly its own training run.
+    settings = TrainSettings(
+        lr=0.05, weight_decay=1e-3, batch_size=64, max_epochs=12, patience=2, grad_clip=0.5
+    )
+    rng = np.random.default_rng(1)
+    series = [rng.normal(size=(n, 1)) for n in (40, 55)]
+    samples = [make_windows(s, 5) for s in series]
+    torch.manual_seed(0)
+    alone = [RecurrentRegressor(1, (6,), 1, dropout=0.0) for _ in samples]
+    together = BatchedLSTM.from_regressors(alone).train()
+    logs = [train_network(m, *xy, settings, rng=rng) for m, xy in zip(alone, samples, strict=True)]
+    log = train_stacked(together, *stack_windows(samples), settings, rng=rng)
+    assert log.best_epoch.tolist() == [entry.best_epoch for entry in logs]
+    expected = BatchedLSTM.from_regressors(alone)
+    for name, value in expected.named_parameters():
+        torch.testing.assert_close(getattr(together, name), value, atol=2e-5, rtol=1e-4)
+
+
+# --- the forecaster contract -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_fit_predict_gives_a_finite_series_over_all_assets(name):
+    prices = ar_prices()
+    forecaster = FAST[name]()
+    forecast = forecaster.fit(history_of(prices)).predict(history_of(prices))
+    assert isinstance(forecast, pd.Series)
+    assert forecast.index.equals(prices.columns)
+    assert np.isfinite(forecast.to_numpy()).all()
+
+
+@pytest.mark.parametrize("name", ["univariate", "univariate_loop"])
+def test_univariate_skips_an_asset_listed_too_late(name):
+    prices = ar_prices()
+    prices["LATE"] = prices["A0"] * 1.1
+    prices.iloc[:130, -1] = np.nan  # 19 returns: 11 windows of 8 < min_windows=20
+    forecast = FAST[name]().fit(history_of(prices)).predict(history_of(prices))
+    assert np.isnan(forecast["LATE"]) and np.isfinite(forecast.drop("LATE")).all()
+
+
+def test_panel_forecast_is_nan_when_the_last_window_is_incomplete():
+    prices = ar_prices()
+    forecaster = FAST["stacked_lstm"]().fit(history_of(prices))
+    gappy = prices.copy()
+    gappy.iloc[-3, 1] = np.nan
+    assert forecaster.predict(history_of(gappy)).isna().all()
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_same_seed_same_predictions_different_seed_different(name):
+    history = history_of(ar_prices())
+    first = FAST[name](seed=3).fit(history).predict(history)
+    again = FAST[name](seed=3).fit(history).predict(history)
+    other = FAST[name](seed=4).fit(history).predict(history)
+    pd.testing.assert_series_equal(first, again, check_exact=True)
+    assert not np.allclose(first.to_numpy(), other.to_numpy())
+
+
+def test_fit_leaves_the_global_torch_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    FAST["univariate"]().fit(history_of(ar_prices()))
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_clone_refits_to_the_same_predictions():
+    history = history_of(ar_prices())
+    forecaster = FAST["stacked_gru"](seed=7)
+    clone = forecaster.clone()
+    assert clone.get_params() == forecaster.get_params() and not hasattr(clone, "network_")
+    pd.testing.assert_series_equal(
+        forecaster.fit(history).predict(history), clone.fit(history).predict(history)
+    )
+
+
+@pytest.mark.parametrize("name", ["univariate", "stacked_lstm", "price"])
+def test_no_look_ahead(name):
+    prices = ar_prices()
+    t = 120
+    perturbed = prices.copy()
+    perturbed.iloc[t + 1 :] *= np.exp(np.random.default_rng(0).normal(0, 0.3, (29, 4)))
+    forecasts = []
+    for full in (prices, perturbed):
+        forecaster = FAST[name]().fit(history_of(full.iloc[: t - 10]))
+        forecasts.append(forecaster.predict(history_of(full.iloc[: t + 1])))
+    pd.testing.assert_series_equal(*forecasts, check_exact=True)
+
+
+@pytest.mark.parametrize("name", RETURN_MODELS)
+def test_predictions_are_in_original_units(name):
+    # Log return 0.01 every week (plus a little noise so the scalers see a spread).
+    rng = np.random.default_rng(0)
+    returns = 0.01 + rng.normal(0, 0.0005, size=(150, 3))
+    prices = pd.DataFrame(
+        100 * np.exp(np.cumsum(returns, axis=0)),
+        index=pd.date_range("2018-01-05", periods=150, freq="W-FRI"),
+        columns=["A", "B", "C"],
+    )
+    epochs = "max_epochs" if name.startswith("univariate") else "epochs"
+    forecaster = FAST[name](**{epochs: 30, "lr": 0.01})
+    forecast = forecaster.fit(history_of(prices)).predict(history_of(prices))
+    np.testing.assert_allclose(forecast.to_numpy(), 0.01, atol=0.003)
+
+
+def test_price_predictions_are_prices():
+    prices = ar_prices(sigma=0.01)
+    forecaster = FAST["price"](epochs=30, lr=0.01)
+    forecast = forecaster.fit(history_of(prices)).predict(history_of(prices))
+    ratio = forecast / prices.iloc[-1]
+    assert forecaster.target == "price" and ratio.between(0.8, 1.25).all()
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_both_univariate_variants_beat_predicting_zero_on_held_out_ar1(batched):
+    prices = ar_prices(n_rows=300, n_assets=3, phi=0.7, seed=5)
+    log_returns = np.log(prices).diff()
+    forecaster = UnivariateLSTMForecaster(
+        lookback=5, hidden=16, dropout=0.0, max_epochs=25, lr=0.01, batched=batched
+    ).fit(history_of(prices.iloc[:220]))
+    errors, zero = [], []
+    for t in range(220, 299):  # forecast r_{t+1} from the history up to t
+        forecast = forecaster.predict(history_of(prices.iloc[: t + 1]))
+        actual = log_returns.iloc[t + 1]
+        errors.append(((forecast - actual) ** 2).mean())
+        zero.append((actual**2).mean())
+    assert np.mean(errors) < 0.85 * np.mean(zero)  # AR(1) optimum is 1 - phi² = 0.51
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_scalers_fitted_on_training_data_only_extrapolate(name):
+    prices = ar_prices(n_rows=200)
+    forecaster = FAST[name]().fit(history_of(prices.iloc[:150]))
+    wilder = prices.copy()
+    wilder.iloc[150:] *= np.exp(np.cumsum(np.random.default_rng(1).normal(0.05, 0.2, (50, 4)), 0))
+    forecast = forecaster.predict(history_of(wilder))
+    assert np.isfinite(forecast.to_numpy()).all()
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_too_little_data_raises_data_error_naming_lookback(name):
+    with pytest.raises(DataError, match="lookback"):
+        FAST[name]().fit(history_of(ar_prices(n_rows=15)))
+
+
+@pytest.mark.parametrize("name", ["univariate", "univariate_loop", "transformer"])
+def test_progress_bar_completes_even_with_early_stopping(name):
+    bars: list[list] = []
+
+    def factory(description: str, total: int) -> Callable[[int], None]:
+        bars.append([description, total, 0])
+        return lambda n: bars[-1].__setitem__(2, bars[-1][2] + n)
+
+    epochs = "max_epochs" if name.startswith("univariate") else "epochs"
+    with reporting_progress(factory):
+        FAST[name](**{epochs: 30, "patience": 1}).fit(history_of(ar_prices()))
+    assert len(bars) == 1 and bars[0][0].startswith("training ") and bars[0][1] == bars[0][2]
