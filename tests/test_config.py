@@ -18,7 +18,8 @@ def test_every_default_experiment_validates():
 
 def test_errors_name_the_bad_key_and_value():
     bad = merge(
-        EXPERIMENTS["s1"].default_config(), {"backtest": {"transaction_cost": "ten bp", "rebalance_evry": 2}}
+        EXPERIMENTS["s1"].default_config(),
+        {"backtest": {"transaction_cost": "ten bp", "rebalance_evry": 2}},
     )
     with pytest.raises(ConfigError) as info:
         validate_config(bad, "my.yaml")
