@@ -12,15 +12,20 @@ import torch
 from dynafolio.errors import DataError
 from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.lstm import (
-    BatchedLSTM,
     PriceLSTMForecaster,
     RecurrentRegressor,
     StackedLSTMForecaster,
     TransformerForecaster,
     UnivariateLSTMForecaster,
-    _LSTMRecurrence,
 )
-from dynafolio.forecast.training import TrainSettings, n_validation, train_network, train_stacked
+from dynafolio.forecast.training import (
+    BatchedLSTM,
+    TrainSettings,
+    _LSTMRecurrence,
+    n_validation,
+    train_network,
+    train_stacked,
+)
 from dynafolio.forecast.windows import make_windows, stack_windows
 from dynafolio.history import MarketHistory
 from dynafolio.progress import reporting_progress
@@ -128,22 +133,31 @@ def test_hand_written_lstm_backward_matches_finite_differences():
     assert torch.autograd.gradcheck(_LSTMRecurrence.apply, (x, *weights))
 
 
-def test_stacked_training_equals_training_each_model_alone():
-    # One minibatch per epoch (batch_size >= samples), so shuffling cannot differ; no
-    # dropout. Different sample counts, weight decay, clipping and per-model early
-    # stopping must still give each model exactly its own training run.
+@pytest.mark.parametrize(
+    ("sizes", "batch_size"),
+    [
+        # Two models, one minibatch per epoch (so shuffling cannot differ): different sample
+        # counts, and each stops early at its own epoch.
+        ((40, 55), 64),
+        # One model, several minibatches with a partial last one: the same permutations.
+        ((45,), 8),
+    ],
+)
+def test_stacked_training_equals_training_each_model_alone(sizes, batch_size):
     settings = TrainSettings(
-        lr=0.05, weight_decay=1e-3, batch_size=64, max_epochs=12, patience=2, grad_clip=0.5
-    )
-    rng = np.random.default_rng(1)
-    series = [rng.normal(size=(n, 1)) for n in (40, 55)]
-    samples = [make_windows(s, 5) for s in series]
+        lr=0.05, weight_decay=1e-3, batch_size=batch_size, max_epochs=12, patience=2,
+        grad_clip=0.5,
+    )  # fmt: skip
+    data = np.random.default_rng(1)
+    samples = [make_windows(data.normal(size=(n, 1)), 5) for n in sizes]
     torch.manual_seed(0)
     alone = [RecurrentRegressor(1, (6,), 1, dropout=0.0) for _ in samples]
     together = BatchedLSTM.from_regressors(alone).train()
+    rng = np.random.default_rng(2)
     logs = [train_network(m, *xy, settings, rng=rng) for m, xy in zip(alone, samples, strict=True)]
-    log = train_stacked(together, *stack_windows(samples), settings, rng=rng)
+    log = train_stacked(together, *stack_windows(samples), settings, rng=np.random.default_rng(2))
     assert log.best_epoch.tolist() == [entry.best_epoch for entry in logs]
+    assert len(log.train_loss) == max(len(entry.train_loss) for entry in logs)
     expected = BatchedLSTM.from_regressors(alone)
     for name, value in expected.named_parameters():
         torch.testing.assert_close(getattr(together, name), value, atol=2e-5, rtol=1e-4)

@@ -16,39 +16,42 @@ reads only the last ``lookback`` rows (``lookback + 1`` prices for returns) and 
 the period after it. Predictions are in original units (log return ``ln(P_{t+1}/P_t)``, or
 the price ``P_{t+1}`` for ``target = "price"``).
 
-Training parameters shared by every class (see :class:`~dynafolio.forecast.training.
-TrainSettings`): ``lr`` (Adam), ``batch_size``, ``epochs``/``max_epochs`` (upper bound),
-``patience`` (early stopping on the chronological validation tail; None = no early stop),
-``val_fraction`` (share of the latest windows used for validation), ``grad_clip`` (None = no
-clipping), ``seed`` (initialisation, dropout and shuffling; same seed and data give
-bit-identical predictions, and the caller's global random state is left untouched).
+Training parameters shared by every class, see
+:class:`~dynafolio.forecast.training.TrainSettings`: ``lr`` (Adam), ``batch_size``,
+``epochs``/``max_epochs`` (upper bound), ``patience`` (early stopping on the chronological
+validation tail; None = no early stop), ``val_fraction`` (share of the latest windows used
+for validation), ``grad_clip`` (None = no clipping), ``seed`` (initialisation, dropout and
+shuffling: same seed and data give bit-identical predictions; the caller's global random
+state is left untouched).
 """
 
 from __future__ import annotations
 
-import math
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, Self
+from typing import ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.features import prices_to_returns
 from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.scaling import MinMaxScaler, ZScoreScaler
-from dynafolio.forecast.training import TrainSettings, seeded, train_network, train_stacked
+from dynafolio.forecast.training import (
+    BatchedLSTM,
+    TrainSettings,
+    seeded,
+    train_network,
+    train_stacked,
+)
 from dynafolio.forecast.windows import last_window, make_windows, stack_windows
 from dynafolio.history import MarketHistory
 from dynafolio.progress import progress_bar
 
 __all__ = [
-    "BatchedLSTM",
     "PriceLSTMForecaster",
     "RecurrentRegressor",
     "StackedLSTMForecaster",
@@ -96,148 +99,6 @@ class RecurrentRegressor(nn.Module):
         for layer in self.layers:
             x = self.dropout(layer(x)[0])
         return self.head(x[:, -1])
-
-
-class _LSTMRecurrence(torch.autograd.Function):
-    """Forward and backward of ``n_models`` one-layer LSTMs over a window; returns the last h.
-
-    Inputs: ``x`` (lookback, n_models, batch, n_inputs), time-major so every step is
-    contiguous; ``weight_ih`` (n_models, n_inputs, 4·hidden); ``bias`` (n_models,
-    4·hidden); ``weight_hh`` (n_models, hidden, 4·hidden); gates in ``nn.LSTM``'s order
-    (i, f, g, o). Output: ``h_T`` (n_models, batch, hidden). No gradient for ``x`` (data).
-
-    The backward pass is written out rather than left to autograd through the unrolled
-    loop: autograd keeps a graph of ~15 nodes per step and materialises full-size
-    zero gradients for every slice, which made the batched model slower than a loop of
-    ``nn.LSTM`` (whose CPU kernel is fused). Here each step costs three batched matmuls
-    (forward, d_h, d_W_hh) and a few in-place elementwise ops on buffers in cache.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        x: torch.Tensor,
-        weight_ih: torch.Tensor,
-        bias: torch.Tensor,
-        weight_hh: torch.Tensor,
-    ) -> torch.Tensor:
-        lookback, n_models, batch, _ = x.shape
-        hidden = weight_hh.shape[1]
-        gates = x.new_empty(lookback, n_models, batch, 4 * hidden)  # after activation
-        c = x.new_empty(lookback, n_models, batch, hidden)
-        tanh_c, h = torch.empty_like(c), torch.empty_like(c)
-        for t in range(lookback):
-            a = torch.baddbmm(bias[:, None], x[t], weight_ih, out=gates[t])
-            if t:
-                a.baddbmm_(h[t - 1], weight_hh)
-            i, f, g, o = a.chunk(4, dim=-1)
-            # tanh(z) = 2·σ(2z) − 1: one sigmoid over all gates, and σ is several times
-            # faster than tanh on CPU.
-            g.mul_(2)
-            a.sigmoid_()
-            g.mul_(2).sub_(1)
-            torch.mul(i, g, out=c[t])
-            if t:
-                c[t].addcmul_(f, c[t - 1])
-            torch.mul(c[t], 2, out=tanh_c[t]).sigmoid_().mul_(2).sub_(1)
-            torch.mul(o, tanh_c[t], out=h[t])
-        ctx.save_for_backward(x, weight_hh, gates, c, tanh_c, h)
-        return h[-1].clone()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_h: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight_hh, gates, c, tanh_c, h = ctx.saved_tensors
-        lookback, n_models, batch, n_inputs = x.shape
-        grad_ih = x.new_zeros(n_models, n_inputs, gates.shape[-1])
-        grad_bias = x.new_zeros(n_models, gates.shape[-1])
-        grad_hh = torch.zeros_like(weight_hh)
-        weight_hh_t = weight_hh.transpose(1, 2).contiguous()
-        d_gates = x.new_empty(n_models, batch, gates.shape[-1])  # before activation
-        d_i, d_f, d_g, d_o = d_gates.chunk(4, dim=-1)
-        d_h = grad_h.contiguous()
-        d_c = torch.zeros_like(d_h)
-        for t in reversed(range(lookback)):
-            i, f, g, o = gates[t].chunk(4, dim=-1)
-            # h = o·tanh(c); c = f·c_prev + i·g; σ' = σ(1 − σ), tanh' = 1 − tanh².
-            torch.mul(d_h, tanh_c[t], out=d_o).mul_(o).mul_(1 - o)
-            d_c.addcmul_(d_h * o, 1 - tanh_c[t].square())
-            torch.mul(d_c, g, out=d_i).mul_(i).mul_(1 - i)
-            torch.mul(d_c, i, out=d_g).mul_(1 - g.square())
-            if t:
-                torch.mul(d_c, c[t - 1], out=d_f).mul_(f).mul_(1 - f)
-            else:
-                d_f.zero_()
-            d_c.mul_(f)
-            grad_bias += d_gates.sum(1)
-            grad_ih.baddbmm_(x[t].transpose(1, 2), d_gates)
-            if t:
-                grad_hh.baddbmm_(h[t - 1].transpose(1, 2), d_gates)
-                d_h = torch.bmm(d_gates, weight_hh_t)
-        return None, grad_ih, grad_bias, grad_hh
-
-
-class BatchedLSTM(nn.Module):
-    """``n_models`` independent one-unit-stack :class:`RecurrentRegressor` s in one pass.
-
-    Every parameter has a leading ``n_models`` dimension, so model ``m`` has its own
-    weights, and each time step is one ``torch.bmm`` for all models. Hand-written for speed
-    on CPU: one small ``nn.LSTM`` per asset (batch 64, hidden 64, one input) leaves the
-    cores mostly idle between tiny calls, while the 34 assets of S1 stacked into each
-    matrix product keep them busy (``benchmarks/lstm_speed.py`` measures the difference).
-    Same function, initialisation distribution and gate order as ``nn.LSTM`` +
-    dropout + ``nn.Linear``; :meth:`from_regressors` copies trained models in exactly.
-
-    Maps ``(n_models, batch, lookback, n_inputs)`` to ``(n_models, batch, n_outputs)``.
-    """
-
-    def __init__(
-        self, n_models: int, n_inputs: int, hidden: int, n_outputs: int, dropout: float
-    ) -> None:
-        super().__init__()
-        bound = 1.0 / math.sqrt(hidden)  # nn.LSTM's and nn.Linear's default init range
-
-        def uniform(*shape: int) -> nn.Parameter:
-            return nn.Parameter(torch.empty(n_models, *shape).uniform_(-bound, bound))
-
-        self.dropout = dropout
-        self.weight_ih = uniform(n_inputs, 4 * hidden)
-        self.weight_hh = uniform(hidden, 4 * hidden)
-        self.bias_ih = uniform(4 * hidden)
-        self.bias_hh = uniform(4 * hidden)
-        self.head_weight = uniform(hidden, n_outputs)
-        self.head_bias = uniform(1, n_outputs)
-
-    @classmethod
-    def from_regressors(cls, regressors: Sequence[RecurrentRegressor]) -> BatchedLSTM:
-        """Stack trained one-layer LSTM :class:`RecurrentRegressor` s (same sizes)."""
-        lstm, head = regressors[0].layers[0], regressors[0].head
-        batched = cls(
-            len(regressors), lstm.input_size, lstm.hidden_size, head.out_features,
-            regressors[0].dropout.p,
-        )  # fmt: skip
-        with torch.no_grad():
-            for m, reg in enumerate(regressors):
-                lstm, head = reg.layers[0], reg.head
-                batched.weight_ih[m] = lstm.weight_ih_l0.T
-                batched.weight_hh[m] = lstm.weight_hh_l0.T
-                batched.bias_ih[m] = lstm.bias_ih_l0
-                batched.bias_hh[m] = lstm.bias_hh_l0
-                batched.head_weight[m] = head.weight.T
-                batched.head_bias[m, 0] = head.bias
-        return batched.eval()
-
-    def forward(self, x: torch.Tensor, models: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` (n, batch, lookback, n_inputs) → (n, batch, n_outputs) for the models whose
-        indices are in ``models`` (int64, length n), or all models when None."""
-        weights = [self.weight_ih, self.bias_ih + self.bias_hh, self.weight_hh]
-        head = [self.head_bias, self.head_weight]
-        if models is not None:
-            weights, head = [w[models] for w in weights], [w[models] for w in head]
-        steps = x.permute(2, 0, 1, 3).contiguous()
-        h = _LSTMRecurrence.apply(steps, *weights)
-        h = F.dropout(h, self.dropout, self.training)
-        return torch.baddbmm(head[0], h, head[1])
 
 
 class _TransformerNet(nn.Module):

@@ -5,9 +5,10 @@ Two loops, one procedure:
 * :func:`train_network` trains one ``nn.Module`` (the multi-output forecasters, and each
   per-asset model of the univariate forecaster's loop variant).
 * :func:`train_stacked` trains ``n_models`` independent models whose parameters are stacked
-  along a leading dimension (the batched univariate LSTM): every model has its own samples,
-  minibatches, Adam state, validation tail, early stopping and best weights, exactly as if it
-  were trained alone by :func:`train_network`; only the arithmetic is shared.
+  along a leading dimension — :class:`BatchedLSTM`, S1's per-asset LSTMs in one pass: every
+  model has its own samples, minibatches, Adam state, validation tail, early stopping and
+  best weights, exactly as if it were trained alone by :func:`train_network`; only the
+  arithmetic is shared.
 
 Validation is always the chronological tail of the samples (the latest windows): shuffling
 happens within the training part only, so no model is ever validated on data older than what
@@ -17,18 +18,21 @@ it trained on.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from dynafolio.errors import ConfigError
 
 __all__ = [
+    "BatchedLSTM",
     "StackedTrainingLog",
     "TrainSettings",
     "TrainingLog",
@@ -45,24 +49,12 @@ Progress = Callable[[int], None]
 class TrainSettings:
     """Optimisation settings of one training run (Adam on mean squared error).
 
-    Attributes
-    ----------
-    lr : float
-        Adam learning rate.
-    weight_decay : float
-        L2 penalty added to the gradient (``torch.optim.Adam``'s ``weight_decay``).
-    batch_size : int
-        Samples per minibatch (the last minibatch of an epoch may be smaller).
-    max_epochs : int
-        Upper bound on passes over the training samples.
-    patience : int or None
-        Stop after this many epochs without a lower validation loss; None trains all
-        ``max_epochs`` (the best-validation weights are still restored).
-    val_fraction : float
-        Share of the samples, taken from the chronological tail, used for validation;
-        0 disables validation (the final weights are kept).
-    grad_clip : float or None
-        Clip the gradient norm (per model) to this value; None does not clip.
+    ``weight_decay`` is the L2 penalty of ``torch.optim.Adam``; the last minibatch of an
+    epoch may be smaller than ``batch_size``; ``patience``: stop after this many epochs
+    without a lower validation loss (None trains all ``max_epochs``; the best-validation
+    weights are restored either way); ``val_fraction``: share of the samples, from the
+    chronological tail, used for validation (0: none, the final weights are kept);
+    ``grad_clip``: clip each model's gradient norm to this value (None: no clipping).
     """
 
     lr: float = 1e-3
@@ -106,16 +98,8 @@ class TrainingLog:
 
 @dataclass(frozen=True)
 class StackedTrainingLog:
-    """What :func:`train_stacked` did, one entry per model.
-
-    Attributes
-    ----------
-    train_loss, val_loss : numpy.ndarray, shape (n_epochs_run, n_models)
-        Mean losses per epoch; NaN once a model has stopped (and val_loss without validation).
-    best_epoch : numpy.ndarray, shape (n_models,)
-        0-based epoch whose weights were kept; -1 = the last (no validation).
-    n_train, n_val : numpy.ndarray, shape (n_models,)
-    """
+    """What :func:`train_stacked` did, per model: as :class:`TrainingLog`, with losses of
+    shape (n_epochs_run, n_models) (NaN once a model has stopped) and the rest (n_models,)."""
 
     train_loss: np.ndarray
     val_loss: np.ndarray
@@ -170,10 +154,8 @@ def train_network(
     ----------
     model : torch.nn.Module
         Maps a float32 batch ``(batch, *input_shape)`` to ``(batch, *target_shape)``.
-    X : numpy.ndarray, shape (n_samples, *input_shape)
-        Inputs in chronological order.
-    y : numpy.ndarray, shape (n_samples, *target_shape)
-        Targets (scaled units).
+    X, y : numpy.ndarray, shapes (n_samples, *input_shape) and (n_samples, *target_shape)
+        Inputs and (scaled) targets in chronological order.
     settings : TrainSettings
     rng : numpy.random.Generator
         Shuffles the minibatches (torch's global generator, see :func:`seeded`, drives
@@ -181,10 +163,6 @@ def train_network(
     progress : callable, optional
         Called with 1 after every epoch, and with the number of epochs skipped by early
         stopping, so a bar of ``settings.max_epochs`` steps always completes.
-
-    Returns
-    -------
-    TrainingLog
     """
     X_all = torch.as_tensor(X, dtype=torch.float32)
     y_all = torch.as_tensor(y, dtype=torch.float32)
@@ -228,6 +206,139 @@ def train_network(
         model.load_state_dict(best_state)
     model.eval()
     return TrainingLog(tuple(train_losses), tuple(val_losses), best_epoch, n_train, n_val)
+
+
+class _LSTMRecurrence(torch.autograd.Function):
+    """Forward and backward of ``n_models`` one-layer LSTMs over a window; returns the last h.
+
+    Inputs: ``x`` (lookback, n_models, batch, n_inputs), time-major so every step is
+    contiguous; ``weight_ih`` (n_models, n_inputs, 4·hidden); ``bias`` (n_models,
+    4·hidden); ``weight_hh`` (n_models, hidden, 4·hidden); gates in ``nn.LSTM``'s order
+    (i, f, g, o). Output: ``h_T`` (n_models, batch, hidden). No gradient for ``x`` (data).
+
+    The backward pass is written out because autograd through the unrolled loop (a graph of
+    ~15 nodes per step) was measured no faster than a loop of ``nn.LSTM``, whose CPU kernel
+    is fused (oneDNN). Here a step costs three batched matmuls (forward, d_h, d_W_hh) and a
+    few in-place elementwise ops, and the weight gradients accumulate step by step.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight_ih: Tensor, bias: Tensor, weight_hh: Tensor) -> Tensor:
+        lookback, n_models, batch, _ = x.shape
+        hidden = weight_hh.shape[1]
+        gates = x.new_empty(lookback, n_models, batch, 4 * hidden)  # after activation
+        c = x.new_empty(lookback, n_models, batch, hidden)
+        tanh_c, h = torch.empty_like(c), torch.empty_like(c)
+        for t in range(lookback):
+            a = torch.baddbmm(bias[:, None], x[t], weight_ih, out=gates[t])
+            if t:
+                a.baddbmm_(h[t - 1], weight_hh)
+            i, f, g, o = a.chunk(4, dim=-1)
+            # tanh(z) = 2·σ(2z) − 1: one sigmoid over all gates, and σ is several times
+            # faster than tanh on CPU.
+            g.mul_(2)
+            a.sigmoid_()
+            g.mul_(2).sub_(1)
+            torch.mul(i, g, out=c[t])
+            if t:
+                c[t].addcmul_(f, c[t - 1])
+            torch.mul(c[t], 2, out=tanh_c[t]).sigmoid_().mul_(2).sub_(1)
+            torch.mul(o, tanh_c[t], out=h[t])
+        ctx.save_for_backward(x, weight_hh, gates, c, tanh_c, h)
+        return h[-1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_h: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight_hh, gates, c, tanh_c, h = ctx.saved_tensors
+        lookback, n_models, batch, n_inputs = x.shape
+        grad_ih = x.new_zeros(n_models, n_inputs, gates.shape[-1])
+        grad_bias = x.new_zeros(n_models, gates.shape[-1])
+        grad_hh = torch.zeros_like(weight_hh)
+        weight_hh_t = weight_hh.transpose(1, 2).contiguous()
+        d_gates = x.new_empty(n_models, batch, gates.shape[-1])  # before activation
+        d_i, d_f, d_g, d_o = d_gates.chunk(4, dim=-1)
+        d_h = grad_h.contiguous()
+        d_c = torch.zeros_like(d_h)
+        for t in reversed(range(lookback)):
+            i, f, g, o = gates[t].chunk(4, dim=-1)
+            # h = o·tanh(c); c = f·c_prev + i·g; σ' = σ(1 − σ), tanh' = 1 − tanh².
+            torch.mul(d_h, tanh_c[t], out=d_o).mul_(o).mul_(1 - o)
+            d_c.addcmul_(d_h * o, 1 - tanh_c[t].square())
+            torch.mul(d_c, g, out=d_i).mul_(i).mul_(1 - i)
+            torch.mul(d_c, i, out=d_g).mul_(1 - g.square())
+            if t:
+                torch.mul(d_c, c[t - 1], out=d_f).mul_(f).mul_(1 - f)
+            else:
+                d_f.zero_()
+            d_c.mul_(f)
+            grad_bias += d_gates.sum(1)
+            grad_ih.baddbmm_(x[t].transpose(1, 2), d_gates)
+            if t:
+                grad_hh.baddbmm_(h[t - 1].transpose(1, 2), d_gates)
+                d_h = torch.bmm(d_gates, weight_hh_t)
+        return None, grad_ih, grad_bias, grad_hh
+
+
+class BatchedLSTM(nn.Module):
+    """``n_models`` independent one-layer LSTM regressors (LSTM → dropout → linear head).
+
+    Every parameter has a leading ``n_models`` dimension (model ``m``'s own weights) and
+    each time step is one batched matmul for all models. Hand-written for CPU speed: S1's
+    34 small per-asset LSTMs (batch 64, hidden 64, one input) trained one after another
+    cannot keep the cores busy; stacked they train faster (``benchmarks/lstm_speed.py``).
+    Same function, initialisation distribution and gate order as ``nn.LSTM`` +
+    ``nn.Linear``; :meth:`from_regressors` copies trained models in. Maps ``(n_models,
+    batch, lookback, n_inputs)`` to ``(n_models, batch, n_outputs)``.
+    """
+
+    def __init__(
+        self, n_models: int, n_inputs: int, hidden: int, n_outputs: int, dropout: float
+    ) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(hidden)  # nn.LSTM's and nn.Linear's default init range
+
+        def uniform(*shape: int) -> nn.Parameter:
+            return nn.Parameter(torch.empty(n_models, *shape).uniform_(-bound, bound))
+
+        self.dropout = dropout
+        self.weight_ih = uniform(n_inputs, 4 * hidden)
+        self.weight_hh = uniform(hidden, 4 * hidden)
+        self.bias_ih = uniform(4 * hidden)
+        self.bias_hh = uniform(4 * hidden)
+        self.head_weight = uniform(hidden, n_outputs)
+        self.head_bias = uniform(1, n_outputs)
+
+    @classmethod
+    def from_regressors(cls, regressors: Sequence[nn.Module]) -> BatchedLSTM:
+        """Stack trained one-layer LSTM ``dynafolio.forecast.lstm.RecurrentRegressor`` s."""
+        lstm, head = regressors[0].layers[0], regressors[0].head
+        batched = cls(
+            len(regressors), lstm.input_size, lstm.hidden_size, head.out_features,
+            regressors[0].dropout.p,
+        )  # fmt: skip
+        with torch.no_grad():
+            for m, reg in enumerate(regressors):
+                lstm, head = reg.layers[0], reg.head
+                batched.weight_ih[m] = lstm.weight_ih_l0.T
+                batched.weight_hh[m] = lstm.weight_hh_l0.T
+                batched.bias_ih[m] = lstm.bias_ih_l0
+                batched.bias_hh[m] = lstm.bias_hh_l0
+                batched.head_weight[m] = head.weight.T
+                batched.head_bias[m, 0] = head.bias
+        return batched.eval()
+
+    def forward(self, x: torch.Tensor, models: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (n, batch, lookback, n_inputs) → (n, batch, n_outputs) for the models whose
+        indices are in ``models`` (int64, length n), or all models when None."""
+        weights = [self.weight_ih, self.bias_ih + self.bias_hh, self.weight_hh]
+        head = [self.head_bias, self.head_weight]
+        if models is not None:
+            weights, head = [w[models] for w in weights], [w[models] for w in head]
+        steps = x.permute(2, 0, 1, 3).contiguous()
+        h = _LSTMRecurrence.apply(steps, *weights)
+        h = F.dropout(h, self.dropout, self.training)
+        return torch.baddbmm(head[0], h, head[1])
 
 
 def _per_model(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -301,18 +412,12 @@ def train_stacked(
         Every parameter has shape ``(n_models, ...)``; ``model(x, models)`` maps ``x`` of
         shape ``(len(models), batch, *input)`` to ``(len(models), batch, *target)`` with
         the models whose indices are in the int64 tensor ``models``.
-    X : numpy.ndarray, shape (n_models, n_max, *input_shape)
-        Samples per model, padded after ``n_samples[m]`` (padding is never read).
-    y : numpy.ndarray, shape (n_models, n_max, *target_shape)
+    X, y : numpy.ndarray, shapes (n_models, n_max, *input_shape), (n_models, n_max, *target)
+        Samples per model (:func:`~dynafolio.forecast.windows.stack_windows`), padded after
+        ``n_samples[m]`` (padding is never trained on).
     n_samples : numpy.ndarray of int, shape (n_models,)
-    settings : TrainSettings
-    rng : numpy.random.Generator
-    progress : callable, optional
-        Called with 1 per epoch (and the skipped epochs at an early stop).
-
-    Returns
-    -------
-    StackedTrainingLog
+    settings, rng, progress
+        As for :func:`train_network` (progress counts epochs of the slowest model).
     """
     X_all = torch.as_tensor(X, dtype=torch.float32)
     y_all = torch.as_tensor(y, dtype=torch.float32)
