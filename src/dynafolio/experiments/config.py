@@ -71,12 +71,23 @@ class BacktestConfig(_Frozen):
     )
 
 
+class ConstraintsSpec(_Frozen):
+    """Per-strategy portfolio limits; unset fields inherit the experiment's ``backtest``."""
+
+    long_only: bool | None = None
+    max_gross_leverage: float | None = Field(None, gt=0.0)
+    max_position: float | None = Field(None, gt=0.0, le=10.0)
+
+
 class _Spec(_Frozen):
     """Fields every strategy entry accepts."""
 
     name: str | None = Field(None, description="display name (default: derived from the settings)")
     universe: tuple[str, ...] | None = Field(
         None, description="assets this strategy may hold (default: every asset in the data)"
+    )
+    constraints: ConstraintsSpec | None = Field(
+        None, description="portfolio limits of this strategy (default: the backtest's)"
     )
 
 

@@ -89,12 +89,6 @@ def run_experiment(
     rf_annual = config.backtest.risk_free_rate
     rf_per_period = (1.0 + rf_annual) ** (1.0 / ppy) - 1.0
     cost = ProportionalCost(config.backtest.transaction_cost)
-    constraints = PortfolioConstraints(
-        long_only=config.backtest.long_only,
-        max_gross_leverage=config.backtest.max_gross_leverage,
-        max_position=config.backtest.max_position,
-        fully_invested=config.backtest.long_only,
-    )
     test_start, test_end = split.test_dates[0], split.test_dates[-1]
     n_decisions = len(split.test_dates)
 
@@ -102,6 +96,7 @@ def run_experiment(
     for position, spec in enumerate(config.strategies):
         where = f"strategies.{position}"
         universe = _universe(spec.universe, prices, where)
+        constraints = _constraints(config, spec)
         seeds = config.seeds if is_learned(spec) else (config.seed,)
         runs = []
         for seed in seeds:
@@ -155,6 +150,15 @@ def run_experiment(
         findings=tuple(compare_with_benchmark(table, benchmark, all_runs)),
         notes=tuple(notes),
     )
+
+
+def _constraints(config: ExperimentConfig, spec) -> PortfolioConstraints:
+    """The experiment's limits, overridden field by field by the strategy entry's."""
+    limits = config.backtest.model_dump(include={"long_only", "max_gross_leverage", "max_position"})
+    if spec.constraints is not None:
+        limits.update(spec.constraints.model_dump(exclude_none=True))
+    # Long-only portfolios are fully invested; long-short ones keep the remainder in cash.
+    return PortfolioConstraints(**limits, fully_invested=limits["long_only"])
 
 
 def _universe(assets, prices: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -268,8 +272,9 @@ def compare_with_benchmark(
     for runs in all_runs:
         if runs.learned and runs.name in worse:
             row = table.loc[runs.name]
+            spread = f" ± {row['sharpe_std']:.2f}" if row["n_seeds"] > 1 else ""
             findings.append(
-                f"{runs.name} (learned) loses to {benchmark}: Sharpe {row['sharpe']:.2f} "
-                f"± {np.nan_to_num(row['sharpe_std']):.2f} vs {base['sharpe']:.2f}."
+                f"{runs.name} (learned) loses to {benchmark}: Sharpe {row['sharpe']:.2f}{spread} "
+                f"vs {base['sharpe']:.2f}."
             )
     return findings

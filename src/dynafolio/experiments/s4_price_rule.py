@@ -50,9 +50,6 @@ def default_config() -> dict[str, Any]:
         "backtest": {
             "transaction_cost": 0.0,
             "rebalance_every": 1,
-            "long_only": False,
-            "max_gross_leverage": 1.0,
-            "max_position": 1 / 3,
             # Approximate 2024 average of the US 2-year Treasury yield, the source's choice.
             "risk_free_rate": 0.044,
         },
@@ -64,6 +61,11 @@ def default_config() -> dict[str, Any]:
                 "name": "LSTM price rule",
                 "universe": PRESENT,
                 "max_position": 1 / 3,
+                "constraints": {
+                    "long_only": False,
+                    "max_gross_leverage": 1.0,
+                    "max_position": 1 / 3,
+                },
                 "forecaster": {"model": "price_lstm", "params": {}},
             },
         ],
