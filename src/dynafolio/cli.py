@@ -216,6 +216,7 @@ def tune(
         summary = {
             "model": model,
             "best_params": result.best_params,
+            "config_snippet": {"forecaster": {"model": model, "params": result.best_params}},
             "validation_mse": result.best_value,
             "zero_forecast_mse": result.baseline_value,
             "fit_period": [str(d.date()) for d in result.fit_dates],

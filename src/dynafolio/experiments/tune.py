@@ -71,12 +71,16 @@ SEARCH_SPACES: dict[str, Callable[[optuna.Trial], dict[str, Any]]] = {
 }
 
 
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 @dataclass(frozen=True)
 class TuneResult:
     """Outcome of a search: the trials table and the best parameters."""
 
     model: str
-    best_params: dict[str, Any]
+    best_params: dict[str, Any]  # constructor arguments of the best trial's forecaster
     best_value: float
     baseline_value: float
     trials: pd.DataFrame
@@ -162,6 +166,8 @@ def tune_forecaster(
 
     def objective(trial: optuna.Trial) -> float:
         params = {**SEARCH_SPACES[model](trial), **(fixed_params or {})}
+        # Keep the constructor form too, so the best trial pastes straight into a config.
+        trial.set_user_attr("forecaster_params", {k: _plain(v) for k, v in params.items()})
         forecaster = build_forecaster(ForecasterSpec(model=model, params=params), seed, "tune")
         value = validation_mse(forecaster, prices, first_val, n_train)
         if progress is not None:
@@ -175,7 +181,7 @@ def tune_forecaster(
     trials = study.trials_dataframe(attrs=("number", "value", "params", "duration", "state"))
     return TuneResult(
         model=model,
-        best_params=dict(study.best_params),
+        best_params=dict(study.best_trial.user_attrs["forecaster_params"]),
         best_value=float(study.best_value),
         baseline_value=zero_forecast_mse(prices, first_val, n_train, target),
         trials=trials,
