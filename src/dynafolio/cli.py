@@ -30,7 +30,7 @@ app = typer.Typer(
 data_app = typer.Typer(no_args_is_help=True, help="Embedded datasets: list them and inspect one.")
 app.add_typer(data_app, name="data")
 # Piped output (CI logs, files) gets a wide console so the results table is not squeezed.
-console = Console() if Console().is_terminal else Console(width=160)
+console = Console() if Console().is_terminal else Console(width=220)
 err_console = Console(stderr=True)
 
 _SHORT_LABELS = {
