@@ -152,3 +152,21 @@ def test_constraints_are_enforced(prices):
 def test_evaluation_must_leave_a_decision_date(prices):
     with pytest.raises(DataError, match="no earlier date"):
         run_backtest(EqualWeightStrategy(), prices, prices.index[0])
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_rebalance_step_reproduces_simulate_period_by_period(seed):
+    from dynafolio.backtest import rebalance_step
+
+    rng = np.random.default_rng(seed)
+    returns = rng.normal(0.0, 0.05, size=(12, 4))
+    targets = rng.dirichlet(np.ones(4), size=12)
+    cost = ProportionalCost(0.002)
+    sim = simulate(returns, targets, np.ones(12, dtype=bool), cost)
+    drifted = np.zeros((1, 4))
+    for i in range(12):
+        step = rebalance_step(targets[i : i + 1], drifted, returns[i : i + 1], cost)
+        assert step.net[0] == pytest.approx(sim.net[i], abs=1e-14)
+        np.testing.assert_allclose(step.weights_end[0], sim.weights_end[i], atol=1e-14)
+        drifted = step.weights_end

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dynafolio.backtest.constraints import PortfolioConstraints
 from dynafolio.backtest.costs import CostModel, ProportionalCost
-from dynafolio.backtest.engine import Simulation, decision_rows, run_backtest, simulate
+from dynafolio.backtest.engine import (
+    Simulation,
+    decision_rows,
+    rebalance_step,
+    run_backtest,
+    simulate,
+)
 from dynafolio.backtest.result import BacktestResult
 
 __all__ = [
@@ -14,6 +20,7 @@ __all__ = [
     "ProportionalCost",
     "Simulation",
     "decision_rows",
+    "rebalance_step",
     "run_backtest",
     "simulate",
 ]

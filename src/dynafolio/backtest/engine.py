@@ -136,6 +136,48 @@ def simulate(
     )
 
 
+def rebalance_step(
+    targets: np.ndarray,
+    drifted: np.ndarray,
+    forward_returns: np.ndarray,
+    cost_model: CostModel,
+) -> Simulation:
+    """One period of :func:`simulate` for a batch of portfolios that all rebalance now.
+
+    The accounting an RL environment pays its agent with: trade from ``drifted`` to
+    ``targets`` (cost on the difference), then earn ``forward_returns``. Identical to a
+    :func:`simulate` period that opens with a rebalance, so a policy is rewarded exactly as
+    the backtest later reports it (tested).
+
+    Parameters
+    ----------
+    targets, drifted, forward_returns : ndarray, shape (batch, n_assets)
+        Post-trade target weights, pre-trade drifted weights, and the next period's simple
+        returns (NaN carried at the last price, i.e. 0).
+    cost_model : CostModel
+
+    Returns
+    -------
+    Simulation
+        Vectors of shape ``(batch,)``; ``weights_start`` = targets, ``weights_end`` = drifted
+        weights at the end of the period (the next step's ``drifted``).
+    """
+    targets = np.asarray(targets, dtype=float)
+    returns = np.nan_to_num(np.asarray(forward_returns, dtype=float), nan=0.0)
+    holdings_end = targets * (1.0 + returns)
+    value_end = holdings_end.sum(axis=1) + (1.0 - targets.sum(axis=1))
+    gross = value_end - 1.0
+    cost = cost_model.cost(targets, drifted)
+    return Simulation(
+        gross=gross,
+        cost=cost,
+        net=gross - cost,
+        turnover=np.abs(targets - drifted).sum(axis=1),
+        weights_start=targets,
+        weights_end=holdings_end / value_end[:, None],
+    )
+
+
 def decision_rows(
     index: pd.DatetimeIndex, start: str | pd.Timestamp, end: str | pd.Timestamp | None = None
 ) -> np.ndarray:
