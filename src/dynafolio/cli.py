@@ -46,6 +46,15 @@ _SHORT_LABELS = {
 }
 
 
+def _set_torch_threads(threads: int) -> None:
+    """Small recurrent models train several times faster on one CPU thread than on two
+    (measured: a 34-asset S1 forecaster fit took 6 s on 1 thread and 31 s on 2 while another
+    process shared the cores), so the CLI defaults to one thread."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 @contextmanager
 def _user_errors():
     """Turn the project's exceptions into a one-line message and exit code 2."""
@@ -80,6 +89,9 @@ def run(
         bool,
         typer.Option("--quick", help="Smoke-test budgets: one seed, smallest training budgets."),
     ] = False,
+    threads: Annotated[
+        int, typer.Option("--threads", min=1, help="CPU threads for model training.")
+    ] = 1,
 ) -> None:
     """Run an experiment and write its run directory (metrics, weights, plots, report.html)."""
     from dynafolio.experiments import DEFAULT_EXPERIMENT, EXPERIMENTS
@@ -89,6 +101,7 @@ def run(
     from dynafolio.progress import reporting_progress
     from dynafolio.report import write_report
 
+    _set_torch_threads(threads)
     with _user_errors():
         if experiment not in EXPERIMENTS:
             raise DynafolioError(
@@ -166,6 +179,9 @@ def tune(
     ] = Path("runs"),
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sampler and the models.")] = 0,
     quick: Annotated[bool, typer.Option("--quick", help="3 trials of 3 epochs each.")] = False,
+    threads: Annotated[
+        int, typer.Option("--threads", min=1, help="CPU threads for model training.")
+    ] = 1,
 ) -> None:
     """Search a forecaster's hyper-parameters on a validation period before the test period."""
     import json
@@ -177,6 +193,7 @@ def tune(
     from dynafolio.experiments.tune import SEARCH_SPACES, tune_forecaster
     from dynafolio.splits import chronological_split
 
+    _set_torch_threads(threads)
     with _user_errors():
         if experiment not in EXPERIMENTS:
             raise DynafolioError(
