@@ -178,6 +178,21 @@ class DrawdownAllocatorSpec(_Spec):
     params: dict[str, Any] = Field(default_factory=dict, description="constructor arguments")
 
 
+class PPOSpec(_Spec):
+    """S1 PPO Top-K allocator; with a ``forecaster`` it is the hybrid LSTM+PPO."""
+
+    kind: Literal["ppo_topk"]
+    k: int = Field(5, ge=1)
+    tau: float = Field(0.0, ge=0.0, lt=1.0)
+    lookback: int = Field(30, ge=1)
+    lambda_sparse: float = Field(0.0, ge=0.0)
+    ppo: dict[str, Any] = Field(default_factory=dict, description="PPOSettings overrides")
+    forecaster: ForecasterSpec | None = Field(None, description="hybrid: forecasts in the state")
+    score_refit_every: int = Field(26, ge=1)
+    score_initial_window: int = Field(104, ge=10)
+    agent_path: Path | None = Field(None, description="load a saved agent instead of training")
+
+
 StrategySpec = Annotated[
     EqualWeightSpec
     | BuyAndHoldSpec
@@ -186,7 +201,8 @@ StrategySpec = Annotated[
     | TopKSpec
     | SignalSpec
     | PriceRuleSpec
-    | DrawdownAllocatorSpec,
+    | DrawdownAllocatorSpec
+    | PPOSpec,
     Field(discriminator="kind"),
 ]
 

@@ -13,6 +13,7 @@ from dynafolio.experiments.config import (
     EqualWeightSpec,
     EstimatedSpec,
     ForecasterSpec,
+    PPOSpec,
     PriceRuleSpec,
     SignalSpec,
     StrategySpec,
@@ -83,6 +84,7 @@ def build_strategy(
     risk_free_per_period: float,
     seed: int = 0,
     where: str = "strategies",
+    transaction_cost: float = 0.001,
 ) -> Strategy:
     """Instantiate the strategy a config entry describes, seeded with ``seed`` if learned."""
     if isinstance(spec, EqualWeightSpec):
@@ -134,9 +136,32 @@ def build_strategy(
 
         kwargs = {**spec.params, "lam": spec.lam, "retrain_every": spec.retrain_every, "seed": seed}
         return DrawdownLSTMAllocator(**_checked(DrawdownLSTMAllocator, kwargs, f"{where}.params"))
+    if isinstance(spec, PPOSpec):
+        from dynafolio.rl.agents import PPOSettings
+        from dynafolio.strategies.rl import PPOAllocatorStrategy
+
+        ppo = _checked(PPOSettings, dict(spec.ppo), f"{where}.ppo")
+        if "net_arch" in ppo:
+            ppo["net_arch"] = tuple(ppo["net_arch"])
+        forecaster = (
+            None if spec.forecaster is None else build_forecaster(spec.forecaster, seed, where)
+        )
+        return PPOAllocatorStrategy(
+            k=spec.k,
+            tau=spec.tau,
+            lookback=spec.lookback,
+            transaction_cost=transaction_cost,
+            lambda_sparse=spec.lambda_sparse,
+            settings=PPOSettings(**ppo),
+            forecaster=forecaster,
+            score_refit_every=spec.score_refit_every,
+            score_initial_window=spec.score_initial_window,
+            agent_path=None if spec.agent_path is None else str(spec.agent_path),
+            seed=seed,
+        )
     raise ConfigError(f"{where}: unknown strategy {spec!r}")  # pragma: no cover
 
 
 def is_learned(spec: StrategySpec) -> bool:
     """Whether the entry trains a model (and so runs once per seed)."""
-    return isinstance(spec, TopKSpec | SignalSpec | PriceRuleSpec | DrawdownAllocatorSpec)
+    return isinstance(spec, TopKSpec | SignalSpec | PriceRuleSpec | DrawdownAllocatorSpec | PPOSpec)

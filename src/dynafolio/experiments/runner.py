@@ -100,7 +100,14 @@ def run_experiment(
         runs = []
         for seed in seeds:
             seed_everything(seed)
-            strategy = build_strategy(spec, prepared.asset_classes, rf_per_period, seed, where)
+            strategy = build_strategy(
+                spec,
+                prepared.asset_classes,
+                rf_per_period,
+                seed,
+                where,
+                transaction_cost=config.backtest.transaction_cost,
+            )
             step = progress(f"{strategy.name} (seed {seed})", n_decisions) if progress else None
             runs.append(
                 run_backtest(

@@ -1,0 +1,198 @@
+"""PPO allocators (S1): PPO-only and the hybrid whose state includes LSTM forecasts.
+
+Both train a Stable-Baselines3 PPO agent on the training period with the Top-K environment
+(:mod:`dynafolio.rl.env`) and act deterministically at test time. The observation at a
+decision date is rebuilt from the history up to that date exactly as the environment builds
+it: the last ``lookback`` returns, the previous target drifted through the returns since
+(with the engine's :func:`~dynafolio.backtest.engine.rebalance_step`) and, for the hybrid,
+the standardised forecasts.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from dynafolio.backtest.costs import ProportionalCost
+from dynafolio.backtest.engine import rebalance_step
+from dynafolio.errors import DataError
+from dynafolio.forecast.base import Forecaster
+from dynafolio.history import MarketHistory
+from dynafolio.rl.agents import PPOSettings, TrainedAgent, train_agent
+from dynafolio.rl.env import RETURN_CLIP, SCORE_CLIP
+from dynafolio.rl.projection import top_k_weights
+from dynafolio.strategies.base import Strategy
+from dynafolio.strategies.forecast import fit_shared
+from dynafolio.strategies.signal import cross_sectional_zscore
+
+_NO_COST = ProportionalCost(0.0)
+
+
+class PPOAllocatorStrategy(Strategy):
+    """PPO-only Top-K allocator; with a ``forecaster`` it becomes the hybrid LSTM+PPO.
+
+    Parameters
+    ----------
+    k, tau : int, float
+        Top-K projection of the policy's logits.
+    lookback : int
+        Return rows in the observation.
+    transaction_cost, lambda_sparse : float
+        Reward terms during training (the backtest charges its own cost model).
+    settings : PPOSettings, optional
+        PPO hyper-parameters and training budget (S1 defaults).
+    forecaster : Forecaster, optional
+        Hybrid only: its forecasts join the observation. Training-period forecasts are made
+        out-of-sample by an inner walk-forward (refit every ``score_refit_every`` periods on
+        the history so far, starting after ``score_initial_window`` periods), so the agent
+        never learns to trust a leaked signal; test-period forecasts are refit on the same
+        schedule.
+    agent_path : str, optional
+        Load a trained agent instead of training one (its settings must match).
+    seed : int
+    """
+
+    learned: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        k: int = 5,
+        tau: float = 0.0,
+        lookback: int = 30,
+        transaction_cost: float = 0.001,
+        lambda_sparse: float = 0.0,
+        settings: PPOSettings | None = None,
+        forecaster: Forecaster | None = None,
+        score_refit_every: int = 26,
+        score_initial_window: int = 104,
+        agent_path: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.k = k
+        self.tau = tau
+        self.lookback = lookback
+        self.transaction_cost = transaction_cost
+        self.lambda_sparse = lambda_sparse
+        self.settings = settings
+        self.forecaster = forecaster
+        self.score_refit_every = score_refit_every
+        self.score_initial_window = score_initial_window
+        self.agent_path = agent_path
+        self.seed = seed
+
+    @property
+    def name(self) -> str:
+        return f"{'Hybrid' if self.forecaster is not None else 'PPO-only'} Top-{self.k}"
+
+    def fit(self, history: MarketHistory) -> Self:
+        super().fit(history)
+        returns = history.returns.to_numpy(dtype=float)
+        scores, start = None, 0
+        if self.forecaster is not None:
+            scores = self._training_scores(history)
+            start = self.score_initial_window
+        if self.agent_path is not None:
+            self.agent_ = TrainedAgent.load(self.agent_path)
+            self._check_agent(history, scores is not None)
+        else:
+            self.agent_ = train_agent(
+                returns,
+                k=self.k,
+                tau=self.tau,
+                lookback=self.lookback,
+                transaction_cost=self.transaction_cost,
+                lambda_sparse=self.lambda_sparse,
+                scores=scores,
+                start=start,
+                settings=self.settings,
+                seed=self.seed,
+                label=self.name,
+            )
+        self.previous_: pd.Series | None = None
+        self.previous_date_: pd.Timestamp | None = None
+        self.model_: Forecaster | None = None
+        self.decisions_since_fit_ = 0
+        return self
+
+    def weights(self, history: MarketHistory) -> pd.Series:
+        if not hasattr(self, "agent_"):
+            raise RuntimeError(f"{self.name} is not fitted; call fit() first")
+        returns = history.returns
+        if len(returns) < self.lookback + 1:
+            raise DataError(
+                f"{self.name} on {history.date.date()}: needs {self.lookback} periods of returns"
+            )
+        window = np.clip(
+            np.nan_to_num(returns.iloc[-self.lookback :].to_numpy(float)), -RETURN_CLIP, RETURN_CLIP
+        )
+        parts = [window.reshape(-1), np.clip(self._drifted(history), 0.0, 1.0)]
+        if self.forecaster is not None:
+            parts.append(self._scores_now(history))
+        logits = self.agent_.act(np.concatenate(parts)[None].astype(np.float32))[0]
+        tradable = returns.iloc[-1].notna().to_numpy()
+        target = pd.Series(top_k_weights(logits, self.k, self.tau, tradable), index=history.assets)
+        self.previous_, self.previous_date_ = target, history.date
+        return target
+
+    def _drifted(self, history: MarketHistory) -> np.ndarray:
+        """The previous target drifted through the returns realised since it was set."""
+        if self.previous_ is None:
+            return np.zeros(len(history.assets))  # the portfolio starts in cash
+        weights = self.previous_.to_numpy()[None]
+        since = history.returns.loc[history.returns.index > self.previous_date_]
+        for row in since.to_numpy(dtype=float):
+            weights = rebalance_step(weights, weights, row[None], _NO_COST).weights_end
+        return weights[0]
+
+    def _scores_now(self, history: MarketHistory) -> np.ndarray:
+        if self.model_ is None or self.decisions_since_fit_ >= self.score_refit_every:
+            self.model_ = fit_shared(self.forecaster, history)
+            self.decisions_since_fit_ = 0
+        self.decisions_since_fit_ += 1
+        return _standardise(self.model_.predict(history).reindex(history.assets))
+
+    def _training_scores(self, history: MarketHistory) -> np.ndarray:
+        """Out-of-sample forecasts for every training row after the initial window."""
+        n = len(history.prices)
+        if n <= self.score_initial_window + self.lookback:
+            raise DataError(
+                f"{self.name}: {n} training periods are too few for an initial forecaster "
+                f"window of {self.score_initial_window}; lower score_initial_window"
+            )
+        scores = np.full((n, len(history.assets)), np.nan)
+        for refit in range(self.score_initial_window, n, self.score_refit_every):
+            model = fit_shared(self.forecaster, _until(history, refit))
+            for row in range(refit, min(refit + self.score_refit_every, n)):
+                scores[row] = _standardise(
+                    model.predict(_until(history, row)).reindex(history.assets)
+                )
+        return scores
+
+    def _check_agent(self, history: MarketHistory, with_scores: bool) -> None:
+        expected = {"lookback": self.lookback, "k": self.k, "with_scores": with_scores}
+        saved = {key: self.agent_.env_settings.get(key) for key in expected}
+        size = self.agent_.obs_mean.size
+        needed = self.lookback * len(history.assets) + len(history.assets) * (
+            2 if with_scores else 1
+        )
+        if saved != expected or size != needed:
+            raise DataError(
+                f"agent {self.agent_path} was trained with {saved} and {size} inputs; this "
+                f"strategy needs {expected} and {needed} inputs"
+            )
+
+
+def _until(history: MarketHistory, row: int) -> MarketHistory:
+    return MarketHistory(history.prices.iloc[: row + 1], history.returns.iloc[: row + 1])
+
+
+def _standardise(forecast: pd.Series) -> np.ndarray:
+    """Cross-sectional z-scores of the forecasts (0 where missing), clipped like the env."""
+    values = forecast.to_numpy(dtype=float)
+    z = np.zeros_like(values)
+    known = np.isfinite(values)
+    if known.any():
+        z[known] = cross_sectional_zscore(values[known])
+    return np.clip(z, -SCORE_CLIP, SCORE_CLIP)
