@@ -108,9 +108,8 @@ def build_strategy(
         if spec.kind == "max_sharpe":
             return MaxSharpeStrategy(**kwargs, risk_free_rate=risk_free_per_period)
         return _ESTIMATED[spec.kind](**kwargs)
-    walk = {"retrain_every": spec.retrain_every}
     if isinstance(spec, TopKSpec | SignalSpec | PriceRuleSpec):
-        walk["train_window"] = spec.train_window
+        walk = {"retrain_every": spec.retrain_every, "train_window": spec.train_window}
         forecaster = build_forecaster(spec.forecaster, seed, where)
         family = MODEL_LABELS[spec.forecaster.model]
     if isinstance(spec, TopKSpec):
