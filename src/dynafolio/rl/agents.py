@@ -120,16 +120,16 @@ class TrainedAgent:
         try:
             with zipfile.ZipFile(path) as archive:
                 header = json.loads(archive.read("dynafolio_agent.json"))
+                if header.get("format") != AGENT_FORMAT:
+                    raise DataError(f"{what} (format {header.get('format')!r})")
+                if header.get("version") != AGENT_VERSION:
+                    raise DataError(
+                        f"{path} was written by agent format version {header.get('version')}; "
+                        f"this dynafolio reads version {AGENT_VERSION}"
+                    )
                 policy = archive.read("policy.zip")
         except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as error:
             raise DataError(f"{what} ({error}); save agents with TrainedAgent.save") from None
-        if header.get("format") != AGENT_FORMAT:
-            raise DataError(f"{what} (format {header.get('format')!r})")
-        if header.get("version") != AGENT_VERSION:
-            raise DataError(
-                f"{path} was written by agent format version {header.get('version')}; this "
-                f"dynafolio reads version {AGENT_VERSION}"
-            )
         model = PPO.load(io.BytesIO(policy), device="cpu")
         return cls(
             model=model,

@@ -1,0 +1,175 @@
+"""PPO agents and the PPO-only / hybrid strategies: training smoke, save/load, timing,
+backtest = environment, no look-ahead, out-of-sample training forecasts."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import make_prices
+from dynafolio.backtest import ProportionalCost, run_backtest
+from dynafolio.errors import DataError
+from dynafolio.forecast.base import Forecaster
+from dynafolio.rl.agents import PPOSettings, TrainedAgent, train_agent
+from dynafolio.rl.env import PortfolioEnv
+from dynafolio.strategies.rl import PPOAllocatorStrategy
+
+TINY = PPOSettings(
+    n_steps=32,
+    batch_size=32,
+    n_epochs=2,
+    total_timesteps=256,
+    n_envs=4,
+    episode_length=10,
+    eval_every=128,
+    patience=2,
+    net_arch=(16,),
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _prices(seed: int = 0) -> pd.DataFrame:
+    return make_prices(n_periods=120, n_assets=5, seed=seed, late=20)
+
+
+def _returns(prices: pd.DataFrame) -> np.ndarray:
+    return prices.pct_change(fill_method=None).to_numpy()
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory) -> tuple[TrainedAgent, str]:
+    prices = make_prices(n_periods=120, n_assets=5, seed=0, late=20)
+    trained = train_agent(_returns(prices)[:90], k=2, lookback=8, settings=TINY, seed=0)
+    path = tmp_path_factory.mktemp("agent") / "agent.zip"
+    trained.save(path)
+    return trained, str(path)
+
+
+def test_training_smoke_records_validation_history(agent):
+    trained, _ = agent
+    assert trained.history and all(np.isfinite(h["validation_log_growth"]) for h in trained.history)
+    assert trained.model.num_timesteps >= 128
+
+
+def test_save_then_load_gives_identical_actions(agent):
+    trained, path = agent
+    loaded = TrainedAgent.load(path)
+    observations = np.random.default_rng(0).normal(size=(6, trained.obs_mean.size))
+    np.testing.assert_array_equal(trained.act(observations), loaded.act(observations))
+
+
+def test_loading_refuses_files_that_are_not_agents(tmp_path):
+    text = tmp_path / "notes.zip"
+    text.write_text("hello")
+    with pytest.raises(DataError, match="not a dynafolio agent file"):
+        TrainedAgent.load(text)
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("dynafolio_agent.json", '{"format": "something-else"}')
+    with pytest.raises(DataError, match="format 'something-else'"):
+        TrainedAgent.load(other)
+    with pytest.raises(DataError, match="does not exist"):
+        TrainedAgent.load(tmp_path / "missing.zip")
+
+
+def test_backtest_pays_what_the_environment_pays(agent):
+    """The strategy, run through the engine, earns exactly the env's net returns."""
+    _, path = agent
+    prices = _prices()
+    start = 90
+    strategy = PPOAllocatorStrategy(k=2, lookback=8, agent_path=path, transaction_cost=0.001)
+    result = run_backtest(strategy, prices, prices.index[start], cost_model=ProportionalCost(0.001))
+    env = PortfolioEnv(
+        _returns(prices),
+        lookback=8,
+        k=2,
+        transaction_cost=0.001,
+        start=start - 1,
+        random_start=False,
+    )
+    loaded = TrainedAgent.load(path)
+    rollout = env.rollout(lambda obs: loaded.act(obs[None])[0])
+    np.testing.assert_allclose(result.weights.to_numpy(), rollout.weights, atol=1e-12)
+    np.testing.assert_allclose(result.net_returns.to_numpy(), rollout.net, atol=1e-12)
+
+
+def test_loaded_agent_must_match_the_strategy(agent):
+    _, path = agent
+    prices = _prices()
+    with pytest.raises(DataError, match="was trained with"):
+        run_backtest(
+            PPOAllocatorStrategy(k=3, lookback=8, agent_path=path), prices, prices.index[90]
+        )
+
+
+class _Momentum(Forecaster):
+    """Mean of the last 4 log returns; records where each fit's history ends."""
+
+    fit_ends: list = []
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def fit(self, history):
+        type(self).fit_ends.append(history.date)
+        self.fitted_ = True
+        return self
+
+    def predict(self, history):
+        log = np.log(history.prices / history.prices.shift(1))
+        return log.iloc[-4:].mean()
+
+
+@pytest.mark.parametrize("hybrid", [False, True], ids=["ppo-only", "hybrid"])
+def test_weights_up_to_t_ignore_later_prices_and_repeat_with_the_seed(hybrid):
+    prices = _prices(seed=3)
+    changed = prices.copy()
+    t = prices.index[100]
+    changed.loc[changed.index > t] *= np.linspace(0.5, 2.0, (changed.index > t).sum())[:, None]
+
+    def run(data):
+        forecaster = _Momentum() if hybrid else None
+        strategy = PPOAllocatorStrategy(
+            k=2,
+            lookback=8,
+            settings=TINY,
+            forecaster=forecaster,
+            score_initial_window=40,
+            score_refit_every=10,
+            seed=1,
+        )
+        return run_backtest(strategy, data, data.index[96]).weights
+
+    first, again, perturbed = run(prices), run(prices), run(changed)
+    pd.testing.assert_frame_equal(first, again)
+    pd.testing.assert_frame_equal(first.loc[:t], perturbed.loc[:t])
+    held = first.to_numpy()
+    assert (held >= 0).all() and np.allclose(held.sum(axis=1), 1.0)
+    assert ((held > 0).sum(axis=1) <= 2).all()
+
+
+def test_hybrid_training_forecasts_are_out_of_sample():
+    prices = _prices(seed=4)
+    _Momentum.fit_ends = []
+    strategy = PPOAllocatorStrategy(
+        k=2, lookback=8, forecaster=_Momentum(), score_initial_window=40, score_refit_every=10
+    )
+    from dynafolio.history import MarketHistory
+
+    history = MarketHistory(prices.iloc[:90], prices.pct_change(fill_method=None).iloc[:90])
+    scores = strategy._training_scores(history)
+    assert np.isnan(scores[:40]).all() and np.isfinite(scores[40:]).all()
+    # One fit per block, each on the history up to the block's first row only.
+    assert _Momentum.fit_ends == list(prices.index[40:90:10])
