@@ -180,7 +180,8 @@ def test_write_report_is_self_contained(result: ExperimentResult, tmp_path) -> N
         assert not re.search(pattern, html, flags=re.IGNORECASE), pattern
     imgs = re.findall(r"<img\b[^>]*>", html)
     # equity, drawdowns, sharpe + one weights chart per strategy
-    assert len(imgs) == 3 + len(result.strategies)
+    learned = sum(runs.learned for runs in result.strategies)
+    assert len(imgs) == 3 + len(result.strategies) + learned  # + average-weight bars
     for tag in imgs:
         match = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', tag)
         assert match, tag[:80]

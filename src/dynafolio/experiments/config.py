@@ -227,6 +227,9 @@ class ExperimentConfig(_Frozen):
     rolling_window: int = Field(26, ge=4, description="periods of the rolling alpha/beta window")
     stress_windows: dict[str, tuple[dt.date, dt.date]] = Field(default_factory=dict)
     notes: tuple[str, ...] = Field((), description="caveats printed with the results")
+    plot_groups: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="panel title -> strategy names charted together"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:

@@ -68,6 +68,8 @@ class ExperimentResult:
         Experiment-specific analyses (ablations, parameter sweeps, sub-period alphas, final
         weights), keyed by title, shown in the report and written as CSV. Values are already
         in display units; ``attrs["caption"]`` may hold one explanatory sentence.
+    groups : dict of str -> tuple of str
+        Strategy names compared side by side in per-group charts (e.g. one panel per K).
     findings : tuple of str
         Plain-language statements for the report (who beats the benchmark, who does not).
     notes : tuple of str
@@ -88,6 +90,7 @@ class ExperimentResult:
     benchmark: str = "Equal weight"
     rolling: pd.DataFrame = field(default_factory=pd.DataFrame)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     findings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 

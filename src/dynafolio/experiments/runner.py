@@ -153,6 +153,7 @@ def run_experiment(
         asset_classes=prepared.asset_classes,
         benchmark=benchmark,
         rolling=rolling,
+        groups=dict(config.plot_groups),
         findings=tuple(compare_with_benchmark(table, benchmark, all_runs)),
         notes=tuple(notes),
     )

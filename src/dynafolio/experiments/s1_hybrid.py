@@ -77,6 +77,10 @@ def default_config() -> dict[str, Any]:
         "n_seeds": 3,
         "benchmark": "Equal weight",
         "index_asset": "SPY",
+        "plot_groups": {
+            f"K = {k}": (f"LSTM-only Top-{k}", f"PPO-only Top-{k}", f"Hybrid LSTM+PPO Top-{k}")
+            for k in TOP_K
+        },
         "stress_windows": {
             "covid-crash": ["2020-02-15", "2020-04-30"],
             "2022-crypto-winter": ["2022-01-01", "2022-12-31"],

@@ -213,7 +213,18 @@ def _make_plots(result: ExperimentResult, plot_dir: Path) -> dict[str, Any]:
         "drawdowns": _data_uri(plots.plot_drawdowns(result, plot_dir / "drawdowns.png")),
         "sharpe": None,
         "weights": [],
+        "panels": None,
+        "average_weights": [],
     }
+    if result.groups:
+        path = plots.plot_drawdown_panels(
+            result, result.groups, plot_dir / "drawdowns_by_group.png"
+        )
+        images["panels"] = _data_uri(path)
+    for i, runs in enumerate(r for r in result.strategies if r.learned):
+        path = plot_dir / f"average_weights_{i:02d}_{_slug(runs.name)}.png"
+        plots.plot_average_weights(runs, path, asset_order=asset_order)
+        images["average_weights"].append({"name": runs.name, "uri": _data_uri(path)})
     if "sharpe" in result.table.columns and len(result.table):
         path = plots.plot_metric_bars(result, plot_dir / "sharpe.png", metric="sharpe")
         images["sharpe"] = _data_uri(path)

@@ -247,6 +247,33 @@ def plot_drawdowns(result: ExperimentResult, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def plot_drawdown_panels(
+    result: ExperimentResult, groups: dict[str, Sequence[str]], path: str | Path
+) -> Path:
+    """One underwater panel per group of strategies (e.g. one per K), benchmark in each.
+
+    Parameters
+    ----------
+    result : ExperimentResult
+    groups : dict of str -> sequence of str
+        Panel title -> strategy names; unknown names are skipped.
+    path : str or Path
+    """
+    by_name = {runs.name: runs for runs in result.strategies}
+    panels = {t: [n for n in names if n in by_name] for t, names in groups.items()}
+    panels = {t: names for t, names in panels.items() if names}
+    fig = Figure(figsize=(11, 3.2 * max(len(panels), 1)))
+    axes = fig.subplots(max(len(panels), 1), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
+    for ax, (title, names) in zip(axes, panels.items(), strict=False):
+        shown = [result.benchmark, *[n for n in names if n != result.benchmark]]
+        series = {n: _drawdown(_equity(by_name[n])) for n in shown if n in by_name}
+        _line_chart(result, series, ax)
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        ax.set_title(title, loc="left")
+        ax.set_ylabel("Drawdown")
+    return _save(fig, path)
+
+
 def _top_assets(weights: pd.DataFrame, max_assets: int) -> tuple[pd.DataFrame, bool]:
     """Keep the ``max_assets`` largest average weights; sum the rest into ``other``."""
     mean = weights.mean(axis=0).sort_values(ascending=False, kind="stable")
