@@ -25,7 +25,9 @@ to ±1); drifted weights]`` (1,054 floats), action 34 logits in ±10.
 Before timing, the pandas environment is checked against :class:`dynafolio.rl.env.PortfolioEnv`
 (forced start rows, fixed random actions with ties at the ±10 bounds) and the two VecEnvs
 against each other (same seed, random starts and auto-resets): observations, rewards and
-``dones`` must agree to 1e-9, or the script exits with status 1.
+``dones`` must agree to 1e-9, or the script exits with status 1. (``DummyVecEnv`` stores
+rewards as float32, so the VecEnv rewards are compared after rounding the batched env's float64
+rewards to float32; PPO's rollout buffer stores float32 either way.)
 
 Timing: after a warm-up ``learn`` of one rollout with each, ``--repeats`` (default 3) fresh
 models of each are trained for ``--timesteps`` (default 16,384, i.e. 4 rollouts of
@@ -251,7 +253,10 @@ def check_single(returns: pd.DataFrame, rng: np.random.Generator) -> tuple[float
 def check_vec(
     returns: pd.DataFrame, n_envs: int, n_steps: int, seed: int, rng: np.random.Generator
 ) -> tuple[float, float, int]:
-    """Both VecEnvs, same seed, random starts and auto-resets; max |Δobs|, |Δreward|, steps."""
+    """Both VecEnvs, same seed, random starts and auto-resets; max |Δobs|, |Δreward|, steps.
+
+    Rewards are compared in float32, the dtype of ``DummyVecEnv``'s reward buffer.
+    """
     envs = [make_env(name, returns, n_envs, seed) for name in ("batched", "pandas")]
     for env in envs:
         env.seed(seed)
@@ -266,7 +271,8 @@ def check_vec(
             terminal = info_a[i]["terminal_observation"] - info_b[i]["terminal_observation"]
             d_obs = max(d_obs, float(np.abs(terminal).max()))
         d_obs = max(d_obs, float(np.abs(o_a - o_b).max()))
-        d_reward = max(d_reward, float(np.abs(r_a - r_b).max()))
+        # DummyVecEnv keeps rewards in a float32 buffer; the batched env returns float64.
+        d_reward = max(d_reward, float(np.abs(r_a.astype(np.float32) - r_b).max()))
     return d_obs, d_reward, n_steps * n_envs
 
 

@@ -147,8 +147,9 @@ def run(
                 task = bar.add_task(description, total=total)
                 return lambda n: bar.advance(task, n)
 
+            runner = getattr(module, "run", run_experiment)
             with reporting_progress(factory):
-                result = run_experiment(cfg, prepared=prepared, progress=factory)
+                result = runner(cfg, prepared=prepared, progress=factory)
         result = dataclasses.replace(result, tables={**result.tables, **module.analyse(result)})
         manifest = build_manifest(cfg, result, prepared.source, prepared.source_sha256)
         run_dir = write_run(result, manifest, out, write_report)
