@@ -252,9 +252,11 @@ def _rolling_alpha_beta(all_runs, prices, index_asset, window, ppy) -> pd.DataFr
     frames = {}
     for runs in all_runs:
         net = runs.mean_net_returns()
-        if len(net) > window:
+        # Periods where the index has no price (e.g. a weekend-only last week) are skipped.
+        paired = pd.concat([net, index_returns.reindex(net.index)], axis=1).dropna()
+        if len(paired) > window:
             frames[runs.name] = metrics.rolling_alpha_beta(
-                net, index_returns.loc[net.index], window, ppy
+                paired.iloc[:, 0], paired.iloc[:, 1], window, ppy
             )
     return pd.concat(frames, axis=1) if frames else pd.DataFrame()
 

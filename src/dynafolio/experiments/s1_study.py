@@ -32,7 +32,7 @@ K_SWEEP = (3, 5, 10, 20, 30)
 COSTS = (0.001, 0.002, 0.005)
 CRISES = {
     "2020 COVID crash": ("2020-02-15", "2020-04-30"),
-    "2022 crypto winter": ("2022-01-01", "2022-12-31"),
+    "2022 crypto winter": ("2022-01-01", "2022-12-30"),
 }
 CRISIS_K = 10
 
@@ -110,9 +110,9 @@ def _crisis_config(config: ExperimentConfig, start: str, end: str) -> Experiment
         entry = copy.deepcopy(entry)
         if entry["kind"] == "ppo_topk":
             # Two years of weekly data before 2020: shorter episodes and forecaster warm-up.
-            ppo = {**_ppo_settings(config), "episode_length": 26}
+            ppo = {**_ppo_settings(config), "episode_length": 20}
             entry["ppo"] = ppo
-            entry["score_initial_window"] = 40
+            entry["score_initial_window"] = 60
         if entry.get("forecaster"):
             entry["forecaster"]["params"] = _forecaster_params_of(config)
         strategies.append(entry)

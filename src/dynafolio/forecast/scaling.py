@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +23,11 @@ class ZScoreScaler:
     def fit(cls, values: np.ndarray) -> ZScoreScaler:
         """Statistics of ``values``, shape ``(n_rows, n_columns)``; NaN rows are ignored."""
         values = np.asarray(values, dtype=float)
-        mean = np.nanmean(values, axis=0)
-        std = np.nanstd(values, axis=0)
+        with warnings.catch_warnings():
+            # A column with no data yet (an asset not listed) is expected: it maps to 0.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(values, axis=0)
+            std = np.nanstd(values, axis=0)
         std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)
         return cls(np.nan_to_num(mean), std)
 
@@ -48,8 +52,10 @@ class MinMaxScaler:
     @classmethod
     def fit(cls, values: np.ndarray) -> MinMaxScaler:
         values = np.asarray(values, dtype=float)
-        low = np.nanmin(values, axis=0)
-        span = np.nanmax(values, axis=0) - low
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low = np.nanmin(values, axis=0)
+            span = np.nanmax(values, axis=0) - low
         span = np.where(np.isfinite(span) & (span > 1e-12), span, 1.0)
         return cls(np.nan_to_num(low), span)
 
