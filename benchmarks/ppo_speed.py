@@ -36,7 +36,7 @@ models of each are trained for ``--timesteps`` (default 16,384, i.e. 4 rollouts 
 policy inference, timed by a callback) and the PPO update, with the ratio ``batched / pandas``;
 and the speed of pure env stepping (random actions, no policy) for the same number of steps.
 
-Run it from the repository root (about 4 minutes on 2 CPU cores)::
+Run it from the repository root (2 to 3 minutes on 2 CPU cores)::
 
     T=glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296
     GLIBC_TUNABLES=$T:glibc.malloc.top_pad=268435456 \\

@@ -154,8 +154,8 @@ def _ablation(result: ExperimentResult) -> pd.DataFrame:
         hybrid, ppo = f"Hybrid LSTM+PPO Top-{k}", f"PPO-only Top-{k}"
         if hybrid not in per_seed.index or ppo not in per_seed.index:
             continue
-        a = np.atleast_1d(per_seed.loc[hybrid, "sharpe"].to_numpy(dtype=float))
-        b = np.atleast_1d(per_seed.loc[ppo, "sharpe"].to_numpy(dtype=float))
+        a = _seed_values(per_seed, hybrid)
+        b = _seed_values(per_seed, ppo)
         diff = a.mean() - b.mean()
         se = (
             np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
@@ -178,6 +178,11 @@ def _ablation(result: ExperimentResult) -> pd.DataFrame:
         "seeds this is a coarse check, not a significance test of the Sharpe ratios themselves."
     )
     return table
+
+
+def _seed_values(per_seed: pd.DataFrame, name: str) -> np.ndarray:
+    """Sharpe ratio of each seed of one strategy."""
+    return per_seed.loc[per_seed.index == name, "sharpe"].to_numpy(dtype=float)
 
 
 def _k_sweep(result: ExperimentResult) -> pd.DataFrame:
