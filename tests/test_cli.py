@@ -23,7 +23,7 @@ def _write_csv(tmp_path, prices: pd.DataFrame, name: str = "prices.csv"):
 
 @pytest.fixture
 def good_csv(tmp_path):
-    return _write_csv(tmp_path, make_prices(n_periods=160, n_assets=5, late=0))
+    return _write_csv(tmp_path, make_prices(n_periods=400, n_assets=6, late=0))
 
 
 def test_run_on_a_user_csv_writes_a_complete_run_directory(tmp_path, good_csv):
@@ -101,7 +101,11 @@ def test_failed_report_leaves_no_run_directory(tmp_path, good_csv, monkeypatch):
 
     monkeypatch.setattr(report, "write_report", explode)
     out = tmp_path / "runs"
-    result = runner.invoke(app, ["run", "--data", str(good_csv), "--out", str(out)])
+    config = tmp_path / "ew.yaml"
+    config.write_text("strategies:\n  - kind: equal_weight\n")
+    result = runner.invoke(
+        app, ["run", "--data", str(good_csv), "--config", str(config), "--out", str(out)]
+    )
     assert result.exit_code != 0
     assert list(out.iterdir()) == []
 

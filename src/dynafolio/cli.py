@@ -279,6 +279,11 @@ def _fit_defaults_to_data(cfg, prepared):
             dropped.append("asset-class composite skipped: the data file carries no asset classes")
         elif isinstance(spec, BuyAndHoldSpec) and spec.asset not in prepared.prices.columns:
             dropped.append(f"{spec.asset} buy & hold skipped: {spec.asset} is not in the data file")
+        elif getattr(spec, "k", 0) > prepared.prices.shape[1]:
+            dropped.append(
+                f"{spec.name or spec.kind} skipped: K = {spec.k} needs at least {spec.k} assets, "
+                f"the data file has {prepared.prices.shape[1]}"
+            )
         else:
             kept.append(spec)
     return cfg.model_copy(update={"strategies": tuple(kept)}), dropped
