@@ -281,9 +281,17 @@ def compare_with_benchmark(
     for runs in all_runs:
         if runs.learned and runs.name in worse:
             row = table.loc[runs.name]
-            spread = f" ± {row['sharpe_std']:.2f}" if row["n_seeds"] > 1 else ""
+            several = row["n_seeds"] > 1
+            spread = f" ± {row['sharpe_std']:.2f}" if several else ""
+            gap = base["sharpe"] - row["sharpe"]
+            verdict = "is level with" if several and gap < row["sharpe_std"] else "loses to"
             findings.append(
-                f"{runs.name} (learned) loses to {benchmark}: Sharpe {row['sharpe']:.2f}{spread} "
-                f"vs {base['sharpe']:.2f}."
+                f"{runs.name} (learned) {verdict} {benchmark}: Sharpe {row['sharpe']:.2f}{spread} "
+                f"vs {base['sharpe']:.2f}"
+                + (
+                    " (the gap is within one seed standard deviation)."
+                    if verdict != "loses to"
+                    else "."
+                )
             )
     return findings

@@ -36,13 +36,13 @@ def default_config() -> dict[str, Any]:
     strategies += [{"kind": k, "estimation": "rolling", "window": 104} for k in _ESTIMATED]
     strategies += [{"kind": k, "estimation": "static", "window": None} for k in _ESTIMATED]
     # LSTM-only Top-K: per-asset LSTM forecasts through the Top-K projection, refit every
-    # 13 weeks on all history so far (walk-forward, expanding).
+    # 26 weeks on all history so far (walk-forward, expanding).
     strategies += [
         {
             "kind": "forecast_topk",
             "name": f"LSTM-only Top-{k}",
             "k": k,
-            "retrain_every": 13,
+            "retrain_every": 26,
             "forecaster": {"model": "univariate_lstm", "params": {}},
         }
         for k in TOP_K
@@ -58,7 +58,7 @@ def default_config() -> dict[str, Any]:
                 "name": f"Hybrid LSTM+PPO Top-{k}",
                 "k": k,
                 "forecaster": {"model": "univariate_lstm", "params": {}},
-                "score_refit_every": 13,
+                "score_refit_every": 26,
             }
         )
     return {

@@ -43,7 +43,7 @@ def _family(k: int) -> list[dict[str, Any]]:
             "kind": "forecast_topk",
             "name": f"LSTM-only Top-{k}",
             "k": k,
-            "retrain_every": 13,
+            "retrain_every": 26,
             "forecaster": {"model": "univariate_lstm", "params": {}},
         },
         {"kind": "ppo_topk", "name": f"PPO-only Top-{k}", "k": k},
@@ -51,7 +51,7 @@ def _family(k: int) -> list[dict[str, Any]]:
             "kind": "ppo_topk",
             "name": f"Hybrid LSTM+PPO Top-{k}",
             "k": k,
-            "score_refit_every": 13,
+            "score_refit_every": 26,
             "forecaster": {"model": "univariate_lstm", "params": {}},
         },
     ]
