@@ -173,3 +173,42 @@ def test_hybrid_training_forecasts_are_out_of_sample():
     assert np.isnan(scores[:40]).all() and np.isfinite(scores[40:]).all()
     # One fit per block, each on the history up to the block's first row only.
     assert _Momentum.fit_ends == list(prices.index[40:90:10])
+
+
+def test_run_directory_keeps_trained_agents_that_reload(tmp_path):
+    from dynafolio.experiments.artifacts import write_run
+    from dynafolio.experiments.config import validate_config
+    from dynafolio.experiments.runner import run_experiment
+
+    path = tmp_path / "p.csv"
+    _prices(seed=5).to_csv(path, index_label="date")
+    ppo = {k: v for k, v in vars(TINY).items() if k != "net_arch"} | {"net_arch": [16]}
+    config = validate_config(
+        {
+            "name": "t",
+            "data": {"path": str(path)},
+            "n_seeds": 1,
+            "split": {"train_fraction": 0.8},
+            "strategies": [
+                {"kind": "equal_weight"},
+                {"kind": "ppo_topk", "k": 2, "lookback": 8, "ppo": ppo},
+            ],
+        }
+    )
+    result = run_experiment(config)
+    run_dir = write_run(result, {}, tmp_path / "runs", lambda r, d, m: d / "report.html")
+    (saved,) = (run_dir / "agents").iterdir()
+    assert saved.name == "ppo-only-top-2-seed0.zip"
+    replay = validate_config(
+        {
+            **config.model_dump(mode="json"),
+            "strategies": [
+                {"kind": "equal_weight"},
+                {"kind": "ppo_topk", "k": 2, "lookback": 8, "agent_path": str(saved)},
+            ],
+        }
+    )
+    again = run_experiment(replay)
+    pd.testing.assert_frame_equal(
+        result.strategies[1].first.weights, again.strategies[1].first.weights
+    )

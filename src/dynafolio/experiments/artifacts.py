@@ -171,6 +171,11 @@ def _write_tables(result: ExperimentResult, run_dir: Path) -> None:
         result.stress.to_csv(run_dir / "stress.csv", index=False)
     if not result.rolling.empty:
         result.rolling.to_csv(run_dir / "rolling_alpha_beta.csv", index_label="date")
+    if result.agents:
+        agents_dir = run_dir / "agents"
+        agents_dir.mkdir()
+        for stem, agent in result.agents.items():
+            agent.save(agents_dir / f"{slug(stem)}.zip")
     if result.tables:
         tables_dir = run_dir / "tables"
         tables_dir.mkdir()

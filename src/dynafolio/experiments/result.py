@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -68,6 +69,9 @@ class ExperimentResult:
         Experiment-specific analyses (ablations, parameter sweeps, sub-period alphas, final
         weights), keyed by title, shown in the report and written as CSV. Values are already
         in display units; ``attrs["caption"]`` may hold one explanatory sentence.
+    agents : dict of str -> TrainedAgent
+        Trained RL agents by file stem (``<strategy>-seed<k>``), saved with the run so they
+        can be reloaded (``agent_path``) and evaluated again.
     groups : dict of str -> tuple of str
         Strategy names compared side by side in per-group charts (e.g. one panel per K).
     findings : tuple of str
@@ -91,6 +95,7 @@ class ExperimentResult:
     rolling: pd.DataFrame = field(default_factory=pd.DataFrame)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    agents: dict[str, Any] = field(default_factory=dict)
     findings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 

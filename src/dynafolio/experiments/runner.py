@@ -92,6 +92,7 @@ def run_experiment(
     n_decisions = len(split.test_dates)
 
     all_runs: list[StrategyRuns] = []
+    agents = {}
     for position, spec in enumerate(config.strategies):
         where = f"strategies.{position}"
         universe = _universe(spec.universe, prices, where)
@@ -121,6 +122,8 @@ def run_experiment(
                     progress=step,
                 )
             )
+            if hasattr(strategy, "agent_") and getattr(strategy, "agent_path", None) is None:
+                agents[f"{spec.name or runs[-1].name}-seed{seed}"] = strategy.agent_
         all_runs.append(
             StrategyRuns(spec.name or runs[0].name, tuple(runs), tuple(seeds), is_learned(spec))
         )
@@ -154,6 +157,7 @@ def run_experiment(
         benchmark=benchmark,
         rolling=rolling,
         groups=dict(config.plot_groups),
+        agents=agents,
         findings=tuple(compare_with_benchmark(table, benchmark, all_runs)),
         notes=tuple(notes),
     )
