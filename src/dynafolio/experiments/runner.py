@@ -7,7 +7,6 @@ files is :mod:`dynafolio.experiments.artifacts`' job.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -21,11 +20,9 @@ from dynafolio.experiments.config import ExperimentConfig
 from dynafolio.experiments.factory import build_strategy, is_learned
 from dynafolio.experiments.result import ExperimentResult, StrategyRuns
 from dynafolio.features import periods_per_year, prepare_prices
+from dynafolio.progress import ProgressFactory
 from dynafolio.seeding import seed_everything
 from dynafolio.splits import chronological_split
-
-# Progress callback: (description, total steps) -> step function.
-ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 
 @dataclass(frozen=True)

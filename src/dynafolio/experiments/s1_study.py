@@ -23,7 +23,8 @@ from dynafolio.backtest import ProportionalCost, simulate
 from dynafolio.experiments import s1_hybrid
 from dynafolio.experiments.config import ExperimentConfig, validate_config
 from dynafolio.experiments.result import ExperimentResult
-from dynafolio.experiments.runner import PreparedData, ProgressFactory, load_prices, run_experiment
+from dynafolio.experiments.runner import PreparedData, load_prices, run_experiment
+from dynafolio.progress import ProgressFactory
 
 NAME = "s1-study"
 TITLE = "S1 study — ablation, K sensitivity, cost stress and crisis windows (out-of-sample)"
