@@ -264,7 +264,11 @@ def _extra_tables(result: ExperimentResult) -> list[dict[str, Any]]:
                     shown[column] = frame[column].map(lambda v: f"{v:,.3g}")
             frame = shown
         html = frame.to_html(
-            classes="extra", border=0, na_rep=MISSING, float_format=lambda v: f"{v:,.4g}"
+            classes="extra",
+            border=0,
+            index_names=False,
+            na_rep=MISSING,
+            float_format=lambda v: f"{v:,.4g}",
         )
         rendered.append({"title": title, "html": Markup(html), "caption": caption})
     return rendered
