@@ -7,7 +7,7 @@ import copy
 import io
 import json
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -190,7 +190,7 @@ def train_agent(
     vec = BatchedPortfolioVecEnv(
         returns[:val_start],
         n_envs=settings.n_envs,
-        scores=_head(scores, val_start),
+        scores=None if scores is None else scores[:val_start],
         start=first_decision,
         episode_length=settings.episode_length,
         seed=seed,
@@ -258,12 +258,3 @@ def train_agent(
         model.policy.load_state_dict(best_state[0])
         agent.obs_mean, agent.obs_var = best_state[1], best_state[2]
     return agent
-
-
-def _head(scores: np.ndarray | None, rows: int) -> np.ndarray | None:
-    return None if scores is None else scores[:rows]
-
-
-def settings_dict(settings: PPOSettings) -> dict:
-    """Plain-dict form of the settings (for manifests)."""
-    return asdict(settings)

@@ -60,6 +60,40 @@ def normalise(weights: pd.Series) -> pd.Series:
     return weights / total
 
 
+def estimation_returns(
+    history: MarketHistory,
+    window: int | None,
+    min_coverage: float,
+    min_periods: int,
+    name: str,
+    assets: pd.Index | None = None,
+) -> pd.DataFrame:
+    """NaN-free returns for an estimate, refusing samples too small to estimate on.
+
+    ``assets`` restricts the columns *before* :meth:`MarketHistory.window_returns`, so
+    incomplete rows are dropped only for the assets that matter and as many periods as
+    possible are kept. Raises :class:`DataError` naming the strategy and date when no asset
+    has enough coverage or fewer than ``min_periods`` complete rows remain.
+    """
+    if assets is not None:
+        columns = list(assets)
+        history = MarketHistory(history.prices[columns], history.returns[columns])
+    returns = history.window_returns(window, min_coverage)
+    if returns.shape[1] == 0:
+        raise DataError(
+            f"{name} on {history.date.date()}: no tradable asset has returns on "
+            f"{min_coverage:.0%} of the last {window or 'all'} periods; start the evaluation "
+            "later, shorten the window or lower min_coverage"
+        )
+    if len(returns) < min_periods:
+        raise DataError(
+            f"{name} on {history.date.date()}: only {len(returns)} complete periods to "
+            f"estimate on, at least {min_periods} needed; use a longer window, lower "
+            "min_coverage, or start the evaluation later"
+        )
+    return returns
+
+
 class EstimatedStrategy(Strategy):
     """A strategy whose weights come from an estimate on a window of past returns.
 
@@ -121,18 +155,9 @@ class EstimatedStrategy(Strategy):
         return self._estimate_on(history, window)
 
     def _estimate_on(self, history: MarketHistory, window: int | None) -> pd.Series:
-        returns = history.window_returns(window, self.min_coverage)
-        if returns.shape[1] == 0:
-            raise DataError(
-                f"{self.name} on {history.date.date()}: no asset has enough history in the "
-                f"estimation window; start the evaluation later or shorten the window"
-            )
-        if len(returns) < self.min_periods:
-            raise DataError(
-                f"{self.name} on {history.date.date()}: only {len(returns)} complete periods "
-                f"to estimate on, at least {self.min_periods} needed; use a longer window, "
-                "lower min_coverage, or start the evaluation later"
-            )
+        returns = estimation_returns(
+            history, window, self.min_coverage, self.min_periods, self.name
+        )
         if returns.shape[1] == 1:
             estimate = pd.Series(1.0, index=returns.columns)
         else:

@@ -28,7 +28,7 @@ from dynafolio.errors import DataError, OptimizationError
 from dynafolio.forecast.base import Forecaster
 from dynafolio.history import MarketHistory
 from dynafolio.rl.projection import top_k_weights
-from dynafolio.strategies.base import normalise
+from dynafolio.strategies.base import estimation_returns, normalise
 from dynafolio.strategies.classical import _fit_skfolio
 from dynafolio.strategies.forecast import ForecastStrategy
 
@@ -127,37 +127,6 @@ def _tradable_forecast(forecast: pd.Series, history: MarketHistory, name: str) -
 
 def _on_all_assets(weights: pd.Series, history: MarketHistory) -> pd.Series:
     return weights.reindex(history.assets, fill_value=0.0).astype(float)
-
-
-def _estimation_returns(
-    history: MarketHistory,
-    assets: pd.Index,
-    window: int | None,
-    min_coverage: float,
-    min_periods: int,
-    name: str,
-) -> pd.DataFrame:
-    """NaN-free returns of ``assets`` over the window, as the classical estimators see them.
-
-    Restricting the columns *before* :meth:`MarketHistory.window_returns` drops incomplete
-    rows only for the assets that matter, keeping as many periods as possible.
-    """
-    columns = list(assets)
-    sub = MarketHistory(history.prices[columns], history.returns[columns])
-    returns = sub.window_returns(window, min_coverage)
-    if returns.shape[1] == 0:
-        raise DataError(
-            f"{name} on {history.date.date()}: no tradable asset has returns on "
-            f"{min_coverage:.0%} of the last {window or 'all'} periods; start the evaluation "
-            "later, shorten the window or lower min_coverage"
-        )
-    if len(returns) < min_periods:
-        raise DataError(
-            f"{name} on {history.date.date()}: only {len(returns)} complete periods to "
-            f"estimate on, at least {min_periods} needed; use a longer window, lower "
-            "min_coverage, or start the evaluation later"
-        )
-    return returns
 
 
 class TopKForecastStrategy(ForecastStrategy):
@@ -394,8 +363,8 @@ class ForecastMeanVarianceStrategy(ForecastStrategy):
 
     def allocate(self, forecast: pd.Series, history: MarketHistory) -> pd.Series:
         scores = _tradable_forecast(forecast, history, self.name)
-        returns = _estimation_returns(
-            history, scores.index, self.window, self.min_coverage, self.min_periods, self.name
+        returns = estimation_returns(
+            history, self.window, self.min_coverage, self.min_periods, self.name, scores.index
         )
         expected = np.expm1(scores[returns.columns])
         if returns.shape[1] == 1:
@@ -469,8 +438,8 @@ class ForecastHRPStrategy(ForecastStrategy):
 
     def allocate(self, forecast: pd.Series, history: MarketHistory) -> pd.Series:
         scores = _tradable_forecast(forecast, history, self.name)
-        candidates = _estimation_returns(
-            history, scores.index, self.window, self.min_coverage, self.min_periods, self.name
+        candidates = estimation_returns(
+            history, self.window, self.min_coverage, self.min_periods, self.name, scores.index
         ).columns
         chosen = candidates[(scores[candidates] > 0).to_numpy()]
         if chosen.empty:
@@ -479,8 +448,8 @@ class ForecastHRPStrategy(ForecastStrategy):
         if len(chosen) == 1:
             return _on_all_assets(pd.Series(1.0, index=chosen), history)
         # Re-read the window for the chosen assets only: fewer columns, fewer dropped rows.
-        returns = _estimation_returns(
-            history, chosen, self.window, self.min_coverage, self.min_periods, self.name
+        returns = estimation_returns(
+            history, self.window, self.min_coverage, self.min_periods, self.name, chosen
         )
         weights = _fit_skfolio(HierarchicalRiskParity(), returns)
         return _on_all_assets(_clean(weights, self.name, history), history)
