@@ -198,7 +198,7 @@ def test_missing_file_extension_and_date_column(tmp_path):
     with pytest.raises(DataError, match=r"date column 'date' not found.*\['day', 'SPY'\]"):
         read_prices(path, date_column="date")
     bad_first = write(tmp_path, "nodate.csv", "SPY,TLT\n1,2\n3,4\n")
-    with pytest.raises(DataError, match=r"line 2: '1' is not a date.*pass date_column="):
+    with pytest.raises(DataError, match=r"line 2: '1' is a number, not a date.*pass date_column="):
         read_prices(bad_first)
 
 

@@ -38,53 +38,44 @@ def multiasset() -> pd.DataFrame:
 # ---------------------------------------------------------------- clean_prices
 
 
-def test_clean_fills_short_gap_keeps_leading_and_trailing_nan():
+def test_clean_fills_short_gap_keeps_leading_nan_carries_the_tail():
+    # The tail is carried too: at a missing row nobody knows yet whether prices will resume.
     raw = frame({"A": [NAN, NAN, 1.0, NAN, NAN, NAN, 2.0, 3.0, NAN, NAN]})
     out = clean_prices(raw, max_gap=5)
-    expected = [NAN, NAN, 1.0, 1.0, 1.0, 1.0, 2.0, 3.0, NAN, NAN]
+    expected = [NAN, NAN, 1.0, 1.0, 1.0, 1.0, 2.0, 3.0, 3.0, 3.0]
     np.testing.assert_array_equal(out["A"].to_numpy(), expected)
     assert raw["A"].isna().sum() == 7  # input untouched
     pd.testing.assert_index_equal(out.index, raw.index)
     pd.testing.assert_index_equal(out.columns, raw.columns)
 
 
-def test_clean_long_gap_is_not_partially_filled():
-    # 7 missing rows > max_gap 5: ffill(limit=5) would fill 5 of them; we fill none. The gap
-    # is shorter than listing_gap, so the earlier prices are kept.
+def test_clean_long_gap_carries_max_gap_rows_then_stops_and_resumes():
+    # 7 missing rows > max_gap 5: the first 5 carry the last price (a fill is decided without
+    # knowing how long the gap will be), the last 2 are not tradable, prices then resume.
     values = [1.0, 2.0] + [NAN] * 7 + [3.0, NAN, 4.0]
     raw = frame({"A": values, "B": [float(i + 1) for i in range(len(values))]})
     out = clean_prices(raw, max_gap=5)
-    np.testing.assert_array_equal(out["A"].iloc[:2].to_numpy(), [1.0, 2.0])
-    assert out["A"].iloc[2:9].isna().all()
+    np.testing.assert_array_equal(out["A"].iloc[:7].to_numpy(), [1.0, 2.0] + [2.0] * 5)
+    assert out["A"].iloc[7:9].isna().all()
     np.testing.assert_array_equal(out["A"].iloc[9:].to_numpy(), [3.0, 3.0, 4.0])
-    assert raw["A"].ffill(limit=5).iloc[2:9].notna().sum() == 5  # what we must not do
     pd.testing.assert_series_equal(out["B"], raw["B"].astype(float))
     assert listing_dates(out)["A"] == raw.index[0]
 
 
-def test_clean_gap_longer_than_listing_gap_masks_the_earlier_fragment():
-    values = [1.0, 2.0] + [NAN] * 7 + [3.0, NAN, 4.0]
-    raw = frame({"A": values, "B": [float(i + 1) for i in range(len(values))]})
-    with pytest.warns(UserWarning, match=r"A \(2 of 4\)"):
-        out = clean_prices(raw, max_gap=5, listing_gap=6)
-    assert out["A"].iloc[:9].isna().all()
-    np.testing.assert_array_equal(out["A"].iloc[9:].to_numpy(), [3.0, 3.0, 4.0])
-    assert listing_dates(out)["A"] == raw.index[9]
-    assert listing_dates(raw)["A"] == raw.index[0]
+def test_clean_a_long_gap_never_erases_earlier_history():
+    values = [1.0, 2.0, 3.0] + [NAN] * 60 + [4.0, 5.0]
+    out = clean_prices(frame({"A": values}), max_gap=5)
+    np.testing.assert_array_equal(out["A"].iloc[:3].to_numpy(), [1.0, 2.0, 3.0])
+    assert listing_dates(out)["A"] == out.index[0]
 
 
 def test_clean_boundary_gap_equal_to_max_gap_is_filled():
     five = frame({"A": [1.0] + [NAN] * 5 + [2.0]})
     six = frame({"A": [1.0] + [NAN] * 6 + [2.0]})
     assert clean_prices(five, max_gap=5)["A"].notna().all()
-    assert clean_prices(six, max_gap=5)["A"].notna().sum() == 2
+    assert clean_prices(six, max_gap=5)["A"].isna().tolist() == [False] * 6 + [True, False]
     assert clean_prices(six, max_gap=6)["A"].notna().all()
     assert clean_prices(five, max_gap=0)["A"].isna().tolist() == [False] + [True] * 5 + [False]
-
-
-def test_clean_warns_when_listing_gap_too_small_for_calendar(multiasset):
-    with pytest.warns(UserWarning, match=r"SPY \(1759 of 1761\)"):
-        clean_prices(multiasset, max_gap=1, listing_gap=1)
 
 
 @pytest.mark.parametrize("bad", [-1, 2.5, True, "5"])
@@ -99,51 +90,78 @@ def test_clean_rejects_unsorted_dates():
         clean_prices(raw)
 
 
-def _reference_clean(values: list[float], max_gap: int, listing_gap: int) -> list[float]:
-    """Slow, literal transcription of the documented rule."""
-    valid = [i for i, v in enumerate(values) if not math.isnan(v)]
-    out = [NAN] * len(values)
-    if not valid:
-        return out
-    start = valid[0]
-    for a, b in zip(valid, valid[1:], strict=False):
-        if b - a - 1 > max(listing_gap, max_gap):
-            start = b
-    for a, b in zip(valid, valid[1:], strict=False):
-        if a < start:
-            continue
-        out[a] = values[a]
-        if b - a - 1 <= max_gap:
-            for i in range(a + 1, b):
-                out[i] = values[a]
-    out[valid[-1]] = values[valid[-1]]
+def _reference_clean(values: list[float], max_gap: int) -> list[float]:
+    """Slow, literal transcription of the documented rule, one row at a time."""
+    out, last, missing = [], NAN, 0
+    for v in values:
+        if not math.isnan(v):
+            out.append(v)
+            last, missing = v, 0
+        else:
+            missing += 1
+            out.append(last if missing <= max_gap else NAN)
     return out
 
 
-@pytest.mark.filterwarnings("ignore:clean_prices")
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.one_of(st.just(NAN), st.floats(1.0, 100.0)), min_size=1, max_size=40),
     st.integers(0, 6),
-    st.integers(0, 10),
 )
-def test_clean_matches_reference_rule(values, max_gap, listing_gap):
-    out = clean_prices(frame({"A": values}), max_gap=max_gap, listing_gap=listing_gap)["A"]
-    np.testing.assert_array_equal(out.to_numpy(), _reference_clean(values, max_gap, listing_gap))
+def test_clean_matches_reference_rule(values, max_gap):
+    out = clean_prices(frame({"A": values}), max_gap=max_gap)["A"]
+    np.testing.assert_array_equal(out.to_numpy(), _reference_clean(values, max_gap))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.one_of(st.just(NAN), st.floats(1.0, 100.0)), min_size=2, max_size=60),
+    st.integers(0, 6),
+    st.data(),
+)
+def test_clean_is_causal_cleaning_a_prefix_gives_the_prefix(values, max_gap, data):
+    """What cleaning the raw prices up to t gives is what a full clean shows up to t."""
+    raw = frame({"A": values, "B": values[::-1]})
+    cut = data.draw(st.integers(1, len(values)))
+    full = clean_prices(raw, max_gap=max_gap)
+    prefix = clean_prices(raw.iloc[:cut], max_gap=max_gap)
+    pd.testing.assert_frame_equal(prefix, full.iloc[:cut])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(60, 900), st.integers(0, 2**31), st.sampled_from(["W", "M"]))
+def test_prepare_is_causal_on_the_embedded_data(cut, seed, frequency):
+    """Daily raw data up to a period end, prepared, equals the full preparation up to it."""
+    raw = load_dataset("multiasset").iloc[:1000]
+    full = prepare_prices(raw, frequency=frequency)
+    t = full.index[full.index.searchsorted(raw.index[cut])]
+    if t == full.index[-1]:
+        return
+    # Perturb the raw future: new prices and a long gap in a random asset after t.
+    rng = np.random.default_rng(seed)
+    future = raw.copy()
+    after = future.index > t
+    future.loc[after] = future.loc[after] * rng.uniform(0.5, 2.0, (int(after.sum()), 34))
+    future.loc[after, future.columns[seed % 34]] = np.nan
+    prefix = prepare_prices(raw.loc[:t], frequency=frequency)
+    pd.testing.assert_frame_equal(prefix, full.loc[:t])
+    pd.testing.assert_frame_equal(prepare_prices(future, frequency=frequency).loc[:t], prefix)
 
 
 def test_clean_multiasset_avax_listing_and_weekend_fill(multiasset):
     out = clean_prices(multiasset)
     listed = listing_dates(out)
-    assert listed["AVAX"] == pd.Timestamp("2020-09-22")
-    assert pd.isna(out.loc["2020-07-13", "AVAX"]) and pd.isna(out.loc["2020-07-14", "AVAX"])
+    # AVAX's isolated quotes of 2020-07-13/14 list it early; 69 missing days follow, of which
+    # the first 5 carry the last quote and the rest are not tradable.
+    assert listed["AVAX"] == pd.Timestamp("2020-07-13")
+    assert out.loc["2020-07-19", "AVAX"] == multiasset.loc["2020-07-14", "AVAX"]
+    assert out.loc["2020-07-20":"2020-09-21", "AVAX"].isna().all()
     assert listed["SOL"] == pd.Timestamp("2020-04-10")
     assert listed["SPY"] == pd.Timestamp("2018-01-02")  # not filled back to 2018-01-01
-    # Saturday carries Friday's close; TON is not extended past 2024-12-07.
+    # Saturday carries Friday's close; TON is carried 5 days past 2024-12-07, then stops.
     assert out.loc["2018-01-06", "SPY"] == multiasset.loc["2018-01-05", "SPY"]
-    assert out["TON"].last_valid_index() == pd.Timestamp("2024-12-07")
+    assert out["TON"].last_valid_index() == pd.Timestamp("2024-12-12")
     assert out["SPY"].loc["2018-01-02":].notna().all()
-    assert listing_dates(multiasset)["AVAX"] == pd.Timestamp("2020-07-13")
 
 
 def test_listing_dates_nat_for_empty_column():
@@ -253,5 +271,9 @@ def test_prepare_prices_is_clean_then_resample(multiasset):
     expected = resample_prices(clean_prices(multiasset, max_gap=5), "W")
     pd.testing.assert_frame_equal(prepared, expected)
     assert prepared.shape[1] == 34 and periods_per_year(prepared.index) == 52
-    # The pre-listing AVAX quotes of July 2020 do not reach the weekly frame.
-    assert prepared["AVAX"].first_valid_index() == pd.Timestamp("2020-09-25")
+    # AVAX's July 2020 quotes reach two weeks (the second carried from Sunday's fill); the
+    # weeks of the gap are not tradable and no one-period return spans it.
+    avax = prepared["AVAX"]
+    assert avax.first_valid_index() == pd.Timestamp("2020-07-17")
+    assert avax.loc["2020-07-31":"2020-09-18"].isna().all()
+    assert avax.pct_change(fill_method=None).loc[:"2020-10-02"].notna().sum() == 2

@@ -60,7 +60,8 @@ def agent(tmp_path_factory) -> tuple[TrainedAgent, str]:
 def test_training_smoke_records_validation_history(agent):
     trained, _ = agent
     assert trained.history and all(np.isfinite(h["validation_log_growth"]) for h in trained.history)
-    assert trained.model.num_timesteps >= 128
+    assert trained.num_timesteps >= 128
+    assert trained.history[-1]["timesteps"] == trained.num_timesteps
 
 
 def test_save_then_load_gives_identical_actions(agent):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,12 +58,39 @@ def _set_torch_threads(threads: int) -> None:
 
 @contextmanager
 def _user_errors():
-    """Turn the project's exceptions into a one-line message and exit code 2."""
+    """Turn the project's exceptions into a one-line message and exit code 2.
+
+    SIGTERM is turned into ``SystemExit(143)`` for the duration, so that a terminated run
+    unwinds like an interrupted one: the partial run directory being written is removed
+    (:func:`~dynafolio.experiments.artifacts.atomic_run_dir`) instead of being left behind.
+    """
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
     try:
         yield
     except DynafolioError as error:
         err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _prepare_out(out: Path) -> Path:
+    """Check ``--out`` first (a clear error within a second, not after the run) and clean up
+    partial run directories that killed runs left there."""
+    from dynafolio.paths import prepare_out_dir, sweep_partial_runs
+
+    out = prepare_out_dir(out)
+    for line in sweep_partial_runs(out):
+        console.print(f"[yellow]note:[/] {line}", highlight=False)
+    return out
 
 
 @app.command()
@@ -92,12 +120,20 @@ def run(
     threads: Annotated[
         int, typer.Option("--threads", min=1, help="CPU threads for model training.")
     ] = 1,
+    date_format: Annotated[
+        str | None,
+        typer.Option(
+            "--date-format",
+            help="strptime format of the data file's dates (e.g. %d/%m/%Y) when they are "
+            "ambiguous; same as data.date_format in a config.",
+        ),
+    ] = None,
 ) -> None:
     """Run an experiment and write its run directory (metrics, weights, plots, report.html)."""
     from dynafolio.experiments import DEFAULT_EXPERIMENT, EXPERIMENTS
     from dynafolio.experiments.artifacts import build_manifest, write_run
     from dynafolio.experiments.config import load_config_file, merge, validate_config
-    from dynafolio.experiments.runner import load_prices, run_experiment
+    from dynafolio.experiments.runner import load_prices, plan_strategies, run_experiment
     from dynafolio.progress import reporting_progress
     from dynafolio.report import write_report
 
@@ -108,17 +144,31 @@ def run(
                 f"unknown experiment {experiment!r}; available: {', '.join(sorted(EXPERIMENTS))} "
                 f"(default {DEFAULT_EXPERIMENT})"
             )
+        out = _prepare_out(out)
         module = EXPERIMENTS[experiment]
         settings = module.default_config()
         source = "defaults"
+        user: dict[str, Any] = {}
         if config is not None:
-            settings = merge(settings, load_config_file(config))
+            user = load_config_file(config)
+            settings = merge(settings, user)
             source = str(config)
         if quick:
             settings = module.quick(settings)
+            kept = user.get("n_seeds") if seeds is None else seeds
+            if kept is not None:
+                settings["n_seeds"] = kept
+            console.print(
+                "[yellow]note:[/] --quick: smallest training budgets"
+                + (f", n_seeds = {kept} as given" if kept is not None else ", one seed")
+                + "; a smoke test, not a result to quote",
+                highlight=False,
+            )
         overrides: dict[str, Any] = {}
         if data is not None:
             overrides["data"] = {"path": str(data)}
+        if date_format is not None:
+            overrides.setdefault("data", {})["date_format"] = date_format
         if seed is not None:
             overrides["seed"] = seed
         if seeds is not None:
@@ -129,6 +179,7 @@ def run(
             cfg, dropped = _fit_defaults_to_data(cfg, prepared)
             for line in dropped:
                 console.print(f"[yellow]note:[/] {line}")
+        plan_strategies(cfg, prepared)  # every key checked before anything trains
         console.print(
             f"[bold]{cfg.title or cfg.name}[/]\n{prepared.source}: "
             f"{prepared.prices.shape[1]} assets, {len(prepared.prices)} periods "
@@ -200,6 +251,7 @@ def tune(
             raise DynafolioError(
                 f"unknown experiment {experiment!r}; available: {sorted(EXPERIMENTS)}"
             )
+        out = _prepare_out(out)
         if model not in SEARCH_SPACES:
             raise DynafolioError(f"unknown model {model!r}; choose from {sorted(SEARCH_SPACES)}")
         settings = EXPERIMENTS[experiment].default_config()

@@ -6,7 +6,6 @@ produced by :mod:`dynafolio.data`.
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import numpy as np
@@ -27,8 +26,6 @@ __all__ = [
 
 # Short names accepted by resample_prices -> pandas (>= 2.2) offset aliases.
 _FREQUENCIES = {"W": "W-FRI", "M": "ME", "Q": "QE", "Y": "YE"}
-# clean_prices warns when its pre-listing mask drops more than this share of an asset's prices.
-_MAX_SILENT_LOSS = 0.05
 
 
 def _check_frame(prices: pd.DataFrame, what: str) -> None:
@@ -44,69 +41,37 @@ def _check_frame(prices: pd.DataFrame, what: str) -> None:
         raise DataError(f"{what} needs dates in ascending order; call prices.sort_index() first")
 
 
-def _clean_column(values: np.ndarray, max_gap: int, listing_gap: int) -> np.ndarray:
-    """Apply the listing-date mask and the gap forward-fill to one column (a copy)."""
-    out = values.copy()
-    valid_pos = np.flatnonzero(~np.isnan(out))
-    if valid_pos.size == 0:
-        return out
-    gaps = np.diff(valid_pos) - 1  # missing rows between consecutive prices
-    long_gaps = np.flatnonzero(gaps > max(listing_gap, max_gap))
-    start = valid_pos[long_gaps[-1] + 1] if long_gaps.size else valid_pos[0]
-    stop = valid_pos[-1] + 1
-    out[:start] = np.nan
-    # Forward-fill the segment [listing, last price], then undo the fill inside every gap
-    # longer than max_gap: such a gap is never partially filled. Trailing NaNs stay outside.
-    seg = out[start:stop]
-    missing = np.isnan(seg)
-    pos = np.where(~missing, np.arange(seg.size), 0)
-    np.maximum.accumulate(pos, out=pos)
-    filled = seg[pos]
-    run_length = np.zeros(seg.size, dtype=int)
-    if missing.any():
-        # Length of the whole gap each missing row belongs to.
-        gap_id = np.cumsum(~missing)
-        lengths = np.bincount(gap_id[missing], minlength=gap_id.max() + 1)
-        run_length[missing] = lengths[gap_id[missing]]
-    filled[missing & (run_length > max_gap)] = np.nan
-    out[start:stop] = filled
-    return out
-
-
-def clean_prices(prices: pd.DataFrame, max_gap: int = 5, listing_gap: int = 30) -> pd.DataFrame:
-    """Mask pre-listing fragments and forward-fill short interior gaps, per asset.
+def clean_prices(prices: pd.DataFrame, max_gap: int = 5) -> pd.DataFrame:
+    """Carry each asset's last price over short gaps — a causal rule, per asset.
 
     Rule, per column (rows are counted at the frequency of ``prices``):
 
-    1. *Listing date* = the first price after the last interior gap longer than
-       ``max(listing_gap, max_gap)`` missing rows, or the first price when there is no such gap.
-       Prices before it are set to NaN. This drops isolated early quotes (e.g. AVAX in
-       ``multiasset`` has two values on 2020-07-13/14, then 69 missing days; it is listed
-       from 2020-09-22) and, more generally,
-       any history separated from the recent series by a long gap, so that each asset is
-       continuous from its listing to its last price. A ``UserWarning`` names the assets for
-       which this drops more than 5 % of the prices (usually ``listing_gap`` is too small for
-       the calendar, e.g. ``listing_gap < 3`` on calendar-daily data masks stocks before their
-       last weekend).
-    2. Interior gaps of at most ``max_gap`` consecutive missing rows are forward-filled with
-       the last price (a weekend/holiday carries the previous close). A longer gap is never
-       partially filled (unlike ``DataFrame.ffill(limit=...)``): it stays NaN entirely, and the
-       engine neither buys the asset then nor invents returns for it.
-    3. Nothing is filled before the first price or after the last price (a delisted asset or
-       a series that ends early, like TON in ``multiasset``, stays NaN).
+    1. An asset is *listed* from its first valid price; nothing is filled before it.
+    2. After a price, up to ``max_gap`` consecutive missing rows carry that price (a weekend or
+       a holiday carries the previous close). Row ``max_gap + 1`` of a longer gap and the rows
+       after it stay NaN: the asset is *not tradable* there. Trading resumes with the next
+       real price.
+    3. Whether a row is filled depends only on that row and the rows before it — never on the
+       gap's total length, on the last price of the series or on anything later. Cleaning the
+       prices up to any date therefore gives exactly the first rows of cleaning all of them,
+       which is what makes a decision at ``t`` independent of the data after ``t`` (tested).
 
-    The default ``max_gap=5`` is the documented forward-fill limit: on daily data it covers a
-    long weekend plus a holiday, never weeks of stale prices.
+    A long gap thus does not erase an asset's earlier history (a halt, a vendor outage, a
+    relisting); a position held through it is valued at the last price while it lasts and
+    earns the move from that price once prices resume (the engine's carried returns, see
+    :meth:`dynafolio.history.MarketHistory.carried_returns`). Isolated early quotes (AVAX in
+    ``multiasset``: 2020-07-13/14, then 69 missing days) make the asset listed early; the
+    estimators ignore it until it has enough returns (``min_coverage``), and the one-period
+    returns across the gap are NaN, so no model learns from a return spanning it. A series
+    that ends early (TON) is carried ``max_gap`` rows past its last price, then stops.
 
     Parameters
     ----------
     prices : pandas.DataFrame, shape (n_dates, n_assets)
         Wide prices with an ascending ``DatetimeIndex``; NaN = no price.
     max_gap : int, default 5
-        Longest run of consecutive missing rows that is filled (>= 0; 0 fills nothing).
-    listing_gap : int, default 30
-        A gap longer than this many rows separates pre-listing fragments from the listed
-        series (30 rows: a month of daily data).
+        Most consecutive missing rows that carry the last price (>= 0; 0 fills nothing). The
+        default covers a long weekend plus a holiday on daily data, never weeks of stale prices.
 
     Returns
     -------
@@ -124,28 +89,12 @@ def clean_prices(prices: pd.DataFrame, max_gap: int = 5, listing_gap: int = 30) 
             f"clean_prices: max_gap must be a whole number of rows >= 0, got {max_gap!r}; "
             "the default 5 fills a long weekend plus a holiday on daily data"
         )
-    data = {}
-    dropped = {}
-    for col in prices.columns:
-        raw = prices[col].to_numpy(dtype=np.float64, na_value=np.nan)
-        data[col] = _clean_column(raw, max_gap, listing_gap)
-        n_raw = int((~np.isnan(raw)).sum())
-        n_lost = int((~np.isnan(raw) & np.isnan(data[col])).sum())
-        # Isolated early quotes (AVAX: 2 of 1564) are the intended case; losing a real share of
-        # the history means max_gap is too small for the data's calendar (e.g. max_gap < 3 on
-        # calendar-daily data masks every stock before its last weekend).
-        if n_lost > _MAX_SILENT_LOSS * n_raw:
-            dropped[col] = (n_lost, n_raw)
-    if dropped:
-        lost = ", ".join(f"{c} ({n} of {t})" for c, (n, t) in dropped.items())
-        warnings.warn(
-            f"clean_prices: listing_gap={max(listing_gap, max_gap)} treats prices before a longer "
-            f"gap as pre-listing and drops them for {lost}; raise listing_gap (weekends are 2 "
-            "missing rows on calendar-daily data) if these are not pre-listing quotes",
-            UserWarning,
-            stacklevel=2,
-        )
-    return pd.DataFrame(data, index=prices.index.copy(), columns=prices.columns.copy())
+    values = prices.astype(np.float64)
+    if max_gap == 0:
+        return values.copy()
+    # ffill(limit=n) fills the first n rows of every gap and leaves the rest: exactly rule 2,
+    # and causal by construction (a forward fill only looks back).
+    return values.ffill(limit=int(max_gap))
 
 
 def listing_dates(prices: pd.DataFrame) -> pd.Series:
@@ -160,7 +109,8 @@ def listing_dates(prices: pd.DataFrame) -> pd.Series:
     -------
     pandas.Series, shape (n_assets,)
         Index = the asset columns, values = first valid date (NaT for an asset with no price).
-        Apply to ``clean_prices(prices)`` to get listing dates after the pre-listing mask.
+        With :func:`clean_prices` this is the listing date: an asset is listed from its
+        first price.
     """
     if not isinstance(prices, pd.DataFrame) or not isinstance(prices.index, pd.DatetimeIndex):
         raise DataError("listing_dates expects a DataFrame of prices with a DatetimeIndex")
@@ -217,10 +167,12 @@ def resample_prices(prices: pd.DataFrame, frequency: str) -> pd.DataFrame:
     resampled = resampled.dropna(how="all")
     # The last period is usually incomplete (data ending on a Tuesday would otherwise be
     # labelled by the following Friday, a date with no data): label it by its last real date.
-    if len(resampled) and resampled.index[-1] > prices.index[-1]:
-        labels = resampled.index.to_numpy().copy()
+    labels = resampled.index.to_numpy().copy()
+    if len(labels) and resampled.index[-1] > prices.index[-1]:
         labels[-1] = prices.index[-1].to_datetime64()
-        resampled.index = pd.DatetimeIndex(labels, name=resampled.index.name)
+    # No ``freq`` on the result: whether the last label was moved depends on where the data
+    # ends, and the index must not differ between a full and a truncated sample.
+    resampled.index = pd.DatetimeIndex(labels, name=resampled.index.name)
     return resampled
 
 

@@ -7,6 +7,14 @@ from dataclasses import dataclass
 import pandas as pd
 
 
+def carried_returns(prices: pd.DataFrame) -> pd.DataFrame:
+    """Simple returns of prices carried at their last value over gaps, ``(n_dates, n_assets)``.
+
+    See :attr:`MarketHistory.carried_returns`.
+    """
+    return prices.ffill().pct_change(fill_method=None)
+
+
 @dataclass(frozen=True)
 class MarketHistory:
     """Prices and returns up to and including the decision date — nothing later.
@@ -19,7 +27,9 @@ class MarketHistory:
     prices : pd.DataFrame, shape (n_dates, n_assets)
         Prices up to the decision date (last row). NaN where an asset had no price.
     returns : pd.DataFrame, shape (n_dates, n_assets)
-        Simple returns ``P_t / P_{t-1} − 1`` on the same index (first row NaN).
+        One-period simple returns ``P_t / P_{t-1} − 1`` on the same index (first row NaN;
+        NaN wherever either price is missing). What estimators and models learn from: no
+        return ever spans a gap.
     """
 
     prices: pd.DataFrame
@@ -38,6 +48,17 @@ class MarketHistory:
     def available(self) -> pd.Series:
         """Assets with a price at the decision date: the only ones that may be bought."""
         return self.prices.iloc[-1].notna()
+
+    @property
+    def carried_returns(self) -> pd.DataFrame:
+        """Returns of holding each asset: what a portfolio earns, as the engine books it.
+
+        A missing price carries the last one (return 0 while it is missing) and the first
+        price after a gap earns the whole move since the last price, so a position held
+        through a trading halt is valued honestly. NaN only before an asset's first price.
+        Causal: each row uses that row's price and the last one before it.
+        """
+        return carried_returns(self.prices)
 
     def window_returns(self, window: int | None, min_coverage: float = 0.9) -> pd.DataFrame:
         """Complete-data returns for estimating a model on the last ``window`` periods.

@@ -23,7 +23,7 @@ from dynafolio.backtest.costs import CostModel, ProportionalCost
 from dynafolio.backtest.result import BacktestResult
 from dynafolio.errors import DataError, OptimizationError
 from dynafolio.features import periods_per_year
-from dynafolio.history import MarketHistory
+from dynafolio.history import MarketHistory, carried_returns
 
 if TYPE_CHECKING:
     from dynafolio.strategies.base import Strategy
@@ -268,7 +268,9 @@ def run_backtest(
 
     decision_dates = prices.index[rows]
     constraints.check(targets[schedule], decision_dates[schedule], prices.columns)
-    forward = returns.to_numpy()[rows + 1]
+    # Holdings earn carried returns: 0 while a price is missing, then the whole move since
+    # the last price when it resumes (a halt's loss is booked, not skipped).
+    forward = carried_returns(prices).to_numpy()[rows + 1]
     sim = simulate(forward, targets, schedule, cost_model)
     period_ends = prices.index[rows + 1]
     ledger = pd.DataFrame(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -86,37 +85,139 @@ def _parse_numbers(col: pd.Series, name: str, labels: list[str], source: str) ->
     return values
 
 
+#: Non-ISO date layouts tried when a file's dates are not ISO 8601. Day-first and month-first
+#: layouts are both tried: a file that reads both ways (every day <= 12) is refused as
+#: ambiguous rather than guessed.
+_DATE_FORMATS = tuple(
+    date + time
+    for date in (
+        "%m/%d/%Y",
+        "%d/%m/%Y",
+        "%Y/%m/%d",
+        "%m-%d-%Y",
+        "%d-%m-%Y",
+        "%d.%m.%Y",
+        "%Y.%m.%d",
+        "%m/%d/%y",
+        "%d/%m/%y",
+        "%d.%m.%y",
+        "%d %b %Y",
+        "%b %d %Y",
+        "%b %d, %Y",
+        "%d-%b-%Y",
+    )  # fmt: skip
+    for time in ("", " %H:%M", " %H:%M:%S")
+)
+#: Years a price file may plausibly hold; others mean the column is not dates.
+_YEARS = (1900, 2200)
+_DIGITS = re.compile(r"^[+-]?\d+(\.\d*)?$")
+
+
 def _parse_dates(
-    col: pd.Series, name: str, labels: list[str], source: str, hint: str
+    col: pd.Series,
+    name: str,
+    labels: list[str],
+    source: str,
+    hint: str,
+    date_format: str | None = None,
 ) -> pd.DatetimeIndex:
-    """Parse the date column (NaT where the cell is empty), naming the first unparseable cell."""
+    """Parse the date column (NaT where the cell is empty), naming the first unparseable cell.
+
+    ISO 8601 (``2020-01-31``) is read directly. Any other layout must read the whole column
+    one way only: ``31/01/2020`` is day-first, ``01/31/2020`` month-first, and a file whose
+    dates read both ways (``01/02/2020``) is refused unless ``date_format`` says which.
+    Numbers (``1000``, ``0.5``) are refused rather than read as years.
+    """
     missing = _missing(col)
+    where = f"{source}, column {name!r}"
     if isinstance(col.dtype, pd.DatetimeTZDtype):
         # Wall-clock date as stored, consistent with the text path below.
         parsed = pd.DatetimeIndex(col).tz_localize(None)
     elif pd.api.types.is_datetime64_dtype(col):
         parsed = pd.DatetimeIndex(col)
+    elif pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        shown = col[~missing].iloc[0] if (~missing).any() else None
+        raise DataError(
+            f"{where}: holds numbers (e.g. {shown!r}), not dates{hint}; store dates as text "
+            "(YYYY-MM-DD) or as a datetime column — Unix timestamps can be converted with "
+            "pd.to_datetime(values, unit='s')"
+        )
     else:
         text = col.astype(str).str.strip().str.replace(_TZ_SUFFIX, r"\1", regex=True)
         text = text.where(~missing)
-        parsed = pd.DatetimeIndex(pd.to_datetime(text, format="ISO8601", errors="coerce"))
-        if (parsed.isna() & ~missing).any():
-            # Not ISO: let pandas infer one format from the data (e.g. 01/31/2020).
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                inferred = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce"))
-            if inferred.isna().sum() < parsed.isna().sum():
-                parsed = inferred
-        bad = parsed.isna() & ~missing
+        parsed = _parse_text_dates(text, missing, where, labels, hint, date_format)
+    if parsed.tz is not None:
+        parsed = parsed.tz_localize(None)
+    years = parsed.year[~np.asarray(parsed.isna())]
+    outside = (years < _YEARS[0]) | (years > _YEARS[1])
+    if outside.any():
+        pos = int(np.flatnonzero(~np.asarray(parsed.isna()))[np.flatnonzero(outside)[0]])
+        raise DataError(
+            f"{where}, {labels[pos]}: {col.iloc[pos]!r} reads as the year {parsed[pos].year}, "
+            f"outside {_YEARS[0]}..{_YEARS[1]}; this column does not hold dates{hint} — "
+            "check that the date column is the one intended (date_column=...)"
+        )
+    return parsed.as_unit(DATE_UNIT)
+
+
+def _parse_text_dates(
+    text: pd.Series,
+    missing: np.ndarray,
+    where: str,
+    labels: list[str],
+    hint: str,
+    date_format: str | None,
+) -> pd.DatetimeIndex:
+    present = ~missing
+    if date_format is not None:
+        parsed = pd.DatetimeIndex(pd.to_datetime(text, format=date_format, errors="coerce"))
+        bad = np.asarray(parsed.isna()) & present
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
             raise DataError(
-                f"{source}, column {name!r}, {labels[pos]}: {col.iloc[pos]!r} is not a date; "
-                f"write dates as YYYY-MM-DD{hint}"
+                f"{where}, {labels[pos]}: {text.iloc[pos]!r} does not match the date format "
+                f"{date_format!r}; fix the cell or the format (strptime codes, e.g. %d/%m/%Y)"
             )
-    if parsed.tz is not None:
-        parsed = parsed.tz_localize(None)
-    return parsed.as_unit(DATE_UNIT)
+        return parsed
+    numeric = text[present].str.fullmatch(_DIGITS).fillna(False)
+    # 8 digits are the compact ISO form YYYYMMDD; other bare numbers are not dates.
+    compact = text[present].str.fullmatch(r"\d{8}").fillna(False)
+    if (numeric & ~compact).any():
+        pos = int(np.flatnonzero(present)[np.flatnonzero((numeric & ~compact).to_numpy())[0]])
+        raise DataError(
+            f"{where}, {labels[pos]}: {text.iloc[pos]!r} is a number, not a date{hint}; write "
+            "dates as YYYY-MM-DD"
+        )
+    parsed = pd.DatetimeIndex(pd.to_datetime(text, format="ISO8601", errors="coerce"))
+    if not (np.asarray(parsed.isna()) & present).any():
+        return parsed
+    # Not ISO: find the layouts that read every cell. Only the distinct values are parsed.
+    values = pd.Series(pd.unique(text[present].to_numpy()))
+    readings = {}
+    for fmt in _DATE_FORMATS:
+        attempt = pd.to_datetime(values, format=fmt, errors="coerce")
+        if attempt.notna().all():
+            readings[fmt] = attempt
+    if not readings:
+        bad = np.asarray(parsed.isna()) & present
+        pos = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{where}, {labels[pos]}: {text.iloc[pos]!r} is not a date{hint}; write dates as "
+            "YYYY-MM-DD, or give the format (--date-format / data.date_format, e.g. %d/%m/%Y)"
+        )
+    first, *others = readings
+    differ = [f for f in others if not readings[f].equals(readings[first])]
+    if differ:
+        reference = readings[first]
+        i = int(np.flatnonzero((readings[differ[0]] != reference).to_numpy())[0])
+        example = values.iloc[i]
+        ways = "; ".join(f"{fmt} gives {readings[fmt].iloc[i].date()}" for fmt in [first, *differ])
+        raise DataError(
+            f"{where}: the dates are ambiguous — {example!r} reads as more than one date "
+            f"({ways}); state the format with --date-format or data.date_format "
+            "(e.g. '%d/%m/%Y' for day-first), or write dates as YYYY-MM-DD"
+        )
+    return pd.DatetimeIndex(pd.to_datetime(text, format=first, errors="coerce"))
 
 
 def _read_csv(path: Path, source: str) -> tuple[pd.DataFrame, list[str]]:
@@ -163,7 +264,8 @@ def _read_csv(path: Path, source: str) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _read_parquet(path: Path, source: str) -> tuple[pd.DataFrame, list[str]]:
-    """Read a Parquet file; a stored (non-range) index becomes a column."""
+    """Read a Parquet file; a stored date (or text) index becomes a column, row numbers are
+    dropped."""
     try:
         body = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
@@ -171,10 +273,25 @@ def _read_parquet(path: Path, source: str) -> tuple[pd.DataFrame, list[str]]:
             f"{source}: cannot be read as Parquet ({exc}); check that the file is a valid "
             "Parquet file"
         ) from exc
-    if not isinstance(body.index, pd.RangeIndex):
-        name = body.index.name or "date"
-        body = body.reset_index(names=name)
-    body = body.reset_index(drop=True)
+    index = body.index
+    if isinstance(index, pd.MultiIndex):
+        raise DataError(
+            f"{source}: the Parquet index has {index.nlevels} levels; store one date column "
+            "(wide) or date, asset and price columns (long), e.g. df.reset_index().to_parquet()"
+        )
+    if pd.api.types.is_numeric_dtype(index.dtype) or pd.api.types.is_bool_dtype(index.dtype):
+        # Row numbers (a RangeIndex, or integers kept after filtering rows), never dates.
+        names = [_norm(c) for c in body.columns]
+        if not any(n in _DATE_NAMES for n in names):
+            shown = f"{index.min()}..{index.max()}" if len(index) else "empty"
+            raise DataError(
+                f"{source}: no date column — the Parquet index holds numbers ({shown}), not "
+                "dates, and no column is named date/datetime/timestamp; write the file with "
+                "dates as the index or in a 'date' column"
+            )
+        body = body.reset_index(drop=True)
+    else:
+        body = body.reset_index(names=index.name or "date")
     body.columns = [str(c) for c in body.columns]
     labels = [f"row {i}" for i in range(len(body))]
     return body, labels
@@ -225,7 +342,12 @@ def _dup_message(keys: pd.Series, labels: list[str]) -> tuple[int, str]:
 
 
 def _wide(
-    body: pd.DataFrame, labels: list[str], source: str, date_col: str, hint: str
+    body: pd.DataFrame,
+    labels: list[str],
+    source: str,
+    date_col: str,
+    hint: str,
+    date_format: str | None,
 ) -> pd.DataFrame:
     assets = [c for c in body.columns if c != date_col]
     if not assets:
@@ -235,7 +357,7 @@ def _wide(
         )
     values = {a: _parse_numbers(body[a], a, labels, source) for a in assets}
     prices = pd.DataFrame(values, index=pd.RangeIndex(len(body)))
-    dates = _parse_dates(body[date_col], date_col, labels, source, hint)
+    dates = _parse_dates(body[date_col], date_col, labels, source, hint, date_format)
     has_price = prices.notna().any(axis=1).to_numpy()
     no_date = np.asarray(dates.isna()) & has_price
     if no_date.any():
@@ -276,11 +398,16 @@ def _long_columns(columns: list[str], date_col: str, source: str) -> tuple[str, 
 
 
 def _long(
-    body: pd.DataFrame, labels: list[str], source: str, date_col: str, hint: str
+    body: pd.DataFrame,
+    labels: list[str],
+    source: str,
+    date_col: str,
+    hint: str,
+    date_format: str | None,
 ) -> pd.DataFrame:
     asset_col, price_col = _long_columns(list(body.columns), date_col, source)
     values = _parse_numbers(body[price_col], price_col, labels, source)
-    dates = _parse_dates(body[date_col], date_col, labels, source, hint)
+    dates = _parse_dates(body[date_col], date_col, labels, source, hint, date_format)
     asset_missing = _missing(body[asset_col])
     assets = body[asset_col].astype(str).str.strip().to_numpy(dtype=object)
     blank = asset_missing & np.asarray(dates.isna())
@@ -331,6 +458,7 @@ def read_prices(
     *,
     layout: Literal["auto", "wide", "long"] = "auto",
     date_column: str | None = None,
+    date_format: str | None = None,
 ) -> pd.DataFrame:
     """Read a price file into a wide frame of prices.
 
@@ -345,6 +473,10 @@ def read_prices(
     date_column : str, optional
         Name of the date column. By default the column named date/datetime/timestamp (any
         case), else the first column.
+    date_format : str, optional
+        ``strptime`` format of the dates (e.g. ``"%d/%m/%Y"``). Without it, ISO 8601 is read
+        directly and other layouts are detected; dates that read two ways (``01/02/2020``)
+        are refused as ambiguous.
 
     Returns
     -------
@@ -356,7 +488,8 @@ def read_prices(
     Raises
     ------
     DataError
-        File not found, unsupported extension, missing date column, unparseable dates,
+        File not found, unsupported extension, missing date column, unparseable, ambiguous
+        or numeric dates,
         duplicated dates (or date/asset pairs), non-numeric or non-positive prices, columns
         without any price, fewer than 2 dates. The message names the file, column and line
         (CSV: 1-based line number, header = line 1; Parquet: 0-based row).
@@ -391,9 +524,9 @@ def read_prices(
         )
         layout = "long" if is_long else "wide"
     if layout == "long":
-        frame = _long(body, labels, source, date_col, hint)
+        frame = _long(body, labels, source, date_col, hint, date_format)
     else:
-        frame = _wide(body, labels, source, date_col, hint)
+        frame = _wide(body, labels, source, date_col, hint, date_format)
     return frame.sort_index(kind="stable")
 
 

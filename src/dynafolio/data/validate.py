@@ -13,7 +13,20 @@ import pandas as pd
 
 from dynafolio.errors import DataError
 
-__all__ = ["check_history", "check_n_assets", "format_date", "validate_prices"]
+__all__ = [
+    "MAX_PRICE",
+    "MAX_MOVE",
+    "check_history",
+    "check_n_assets",
+    "format_date",
+    "validate_prices",
+]
+
+#: Largest price accepted (a unit or typing error above it; prices near 1e308 overflow).
+MAX_PRICE = 1e15
+#: Largest factor between two consecutive prices of an asset (up or down): a millionfold
+#: move from one row to the next is a data error (a missing decimal point, a unit change).
+MAX_MOVE = 1e6
 
 
 def format_date(ts: pd.Timestamp) -> str:
@@ -145,6 +158,39 @@ def validate_prices(
             raise DataError(
                 f"{where} ({date}): price {float(values[pos])!r} is not a positive number; "
                 "prices must be > 0 (leave the cell empty for a missing price)"
+            )
+        huge = valid & (values > MAX_PRICE)
+        if huge.any():
+            pos = int(np.flatnonzero(huge)[0])
+            where = _where(source, str(column), label(pos))
+            raise DataError(
+                f"{where} ({format_date(prices.index[pos])}): price {float(values[pos])!r} is "
+                f"above {MAX_PRICE:.0e}, beyond any traded price and too large for the engine's "
+                "arithmetic; check the cell (a unit or decimal-point error?) or rescale the column"
+            )
+        _check_moves(values, valid, source, str(column), prices.index, label)
+
+
+def _check_moves(values, valid, source, column, index, label) -> None:
+    """Refuse a column whose prices never change, or that jumps a millionfold between rows."""
+    prices = values[valid]
+    if prices.size >= 2 and np.all(prices == prices[0]):
+        raise DataError(
+            f"{_where(source, column, None)}: every price is {prices[0]!r}; a constant price "
+            "has no returns to estimate risk from; remove the column (uninvested weight is "
+            "cash in a long-short portfolio) or supply its real prices"
+        )
+    if prices.size >= 2:
+        factor = prices[1:] / prices[:-1]
+        jump = np.flatnonzero((factor > MAX_MOVE) | (factor < 1.0 / MAX_MOVE))
+        if jump.size:
+            pos = int(np.flatnonzero(valid)[jump[0] + 1])
+            where = _where(source, column, label(pos))
+            raise DataError(
+                f"{where} ({format_date(index[pos])}): the price moves from "
+                f"{prices[jump[0]]!r} to {prices[jump[0] + 1]!r}, a factor of "
+                f"{factor[jump[0]]:.3g} in one row; check the cell for a unit or "
+                "decimal-point error"
             )
 
 

@@ -7,7 +7,6 @@ import datetime as dt
 import hashlib
 import json
 import platform
-import re
 import shutil
 import sys
 import uuid
@@ -21,6 +20,7 @@ import pandas as pd
 
 from dynafolio.experiments.config import ExperimentConfig
 from dynafolio.experiments.result import ExperimentResult
+from dynafolio.paths import PARTIAL_MARKER, file_stem, unique_stems, write_partial_marker
 
 _PACKAGES = (
     "dynafolio",
@@ -36,11 +36,6 @@ _PACKAGES = (
     "stable_baselines3",
     "gymnasium",
 )
-
-
-def slug(name: str) -> str:
-    """File-system friendly version of a strategy name."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def package_versions() -> dict[str, str]:
@@ -96,24 +91,32 @@ class _RunDir:
 
 @contextmanager
 def atomic_run_dir(out_dir: Path, name: str) -> Iterator[_RunDir]:
-    """Yield a hidden temporary folder that becomes ``out_dir/<name>-<timestamp>`` on success.
+    """Yield a hidden temporary folder that becomes ``out_dir/<stem>-<timestamp>`` on success.
 
-    On any error the temporary folder is removed and the error propagates, so a failed run
-    leaves nothing that looks complete. The yielded holder has ``path`` (write here) and
-    ``final`` (where the run lives once the block completes).
+    ``name`` is a display name: only its safe file stem (:func:`dynafolio.paths.file_stem`)
+    is used, so the run directory always lies directly inside ``out_dir``. On any error —
+    including SIGINT, and SIGTERM once the CLI has turned it into ``SystemExit`` — the
+    temporary folder is removed and the error propagates, so a failed run leaves nothing that
+    looks complete. A marker inside it records the writing process, so that a folder left by
+    a killed run (SIGKILL) is recognised and removed by the next run
+    (:func:`dynafolio.paths.sweep_partial_runs`). The yielded holder has ``path`` (write
+    here) and ``final`` (where the run lives once the block completes).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    final = out_dir / f"{name}-{stamp}"
+    stem = file_stem(name)
+    final = out_dir / f"{stem}-{stamp}"
     suffix = 1
     while final.exists():
         suffix += 1
-        final = out_dir / f"{name}-{stamp}-{suffix}"
+        final = out_dir / f"{stem}-{stamp}-{suffix}"
     partial = out_dir / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
     partial.mkdir()
     holder = _RunDir(partial, final)
     try:
+        write_partial_marker(partial)
         yield holder
+        (partial / PARTIAL_MARKER).unlink()
         partial.rename(final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -171,16 +174,20 @@ def _write_tables(result: ExperimentResult, run_dir: Path) -> None:
         result.stress.to_csv(run_dir / "stress.csv", index=False)
     if not result.rolling.empty:
         result.rolling.to_csv(run_dir / "rolling_alpha_beta.csv", index_label="date")
+    # Display names become file names only through unique stems: never a path, never two
+    # strategies in one file.
+    stems = unique_stems([runs.name for runs in result.strategies] + [n for n, _ in result.agents])
     if result.agents:
         agents_dir = run_dir / "agents"
         agents_dir.mkdir()
-        for stem, agent in result.agents.items():
-            agent.save(agents_dir / f"{slug(stem)}.zip")
+        for (name, seed), agent in result.agents.items():
+            agent.save(agents_dir / f"{stems[name]}-seed{seed}.zip")
     if result.tables:
         tables_dir = run_dir / "tables"
         tables_dir.mkdir()
+        table_stems = unique_stems(list(result.tables))
         for title, frame in result.tables.items():
-            frame.to_csv(tables_dir / f"{slug(title)}.csv")
+            frame.to_csv(tables_dir / f"{table_stems[title]}.csv")
     returns = pd.concat([runs.mean_net_returns() for runs in result.strategies], axis=1)
     returns.to_csv(run_dir / "net_returns.csv", index_label="date")
     weights_dir = run_dir / "weights"
@@ -189,6 +196,6 @@ def _write_tables(result: ExperimentResult, run_dir: Path) -> None:
     ledgers_dir.mkdir()
     for runs in result.strategies:
         for seed, run in zip(runs.seeds, runs.runs, strict=True):
-            tag = slug(runs.name) + (f"-seed{seed}" if len(runs.runs) > 1 else "")
+            tag = stems[runs.name] + (f"-seed{seed}" if len(runs.runs) > 1 else "")
             run.weights.to_csv(weights_dir / f"{tag}.csv", index_label="date", float_format="%.6g")
             run.ledger.to_csv(ledgers_dir / f"{tag}.csv", index_label="date", float_format="%.8g")

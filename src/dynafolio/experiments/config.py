@@ -13,9 +13,30 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dynafolio.errors import ConfigError
+from dynafolio.paths import name_problem
+
+
+def _display_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+#: A name shown to people: any printable text. It becomes a file name only through
+#: :func:`dynafolio.paths.unique_stems`, never directly.
+DisplayName = Annotated[str, AfterValidator(_display_name)]
 
 
 class _Frozen(BaseModel):
@@ -31,7 +52,9 @@ class DataConfig(_Frozen):
     path: Path | None = Field(
         None, description="CSV/Parquet price file (wide or long) instead of a dataset"
     )
-    assets: tuple[str, ...] | None = Field(None, description="subset of assets; default all")
+    assets: tuple[str, ...] | None = Field(
+        None, description="subset of assets (at least one); default all"
+    )
     start: dt.date | None = Field(None, description="first date kept")
     end: dt.date | None = Field(None, description="last date kept")
     frequency: str = Field("W", description="D, W (weekly, Friday close), M or Q")
@@ -45,6 +68,21 @@ class DataConfig(_Frozen):
         ge=0,
         description="longest run of missing prices forward-filled (rows of the source data)",
     )
+    date_format: str | None = Field(
+        None,
+        description="strptime format of the file's dates, e.g. '%d/%m/%Y'; needed only when "
+        "the dates are ambiguous (01/02/2020: 1 February or 2 January?)",
+    )
+
+    @field_validator("assets")
+    @classmethod
+    def _some_assets(cls, assets: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if assets is not None and len(assets) == 0:
+            raise ValueError("the list is empty: name at least one asset, or leave the key out")
+        if assets is not None and len(set(assets)) != len(assets):
+            twice = sorted({a for a in assets if assets.count(a) > 1})
+            raise ValueError(f"{twice} appear more than once; list each asset once")
+        return assets
 
 
 class SplitConfig(_Frozen):
@@ -82,7 +120,9 @@ class ConstraintsSpec(_Frozen):
 class _Spec(_Frozen):
     """Fields every strategy entry accepts."""
 
-    name: str | None = Field(None, description="display name (default: derived from the settings)")
+    name: DisplayName | None = Field(
+        None, description="display name (default: derived from the settings)"
+    )
     universe: tuple[str, ...] | None = Field(
         None, description="assets this strategy may hold (default: every asset in the data)"
     )
@@ -207,10 +247,17 @@ StrategySpec = Annotated[
 ]
 
 
+_STRATEGY_KINDS = frozenset(
+    kind
+    for spec in StrategySpec.__origin__.__args__  # type: ignore[attr-defined]
+    for kind in spec.model_fields["kind"].annotation.__args__
+)
+
+
 class ExperimentConfig(_Frozen):
     """One experiment: data, split, engine settings, strategies, seeds, stress windows."""
 
-    name: str
+    name: DisplayName = Field(description="experiment name; the run directory is named after it")
     title: str = ""
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
@@ -222,12 +269,14 @@ class ExperimentConfig(_Frozen):
     n_seeds: int = Field(
         3, ge=1, description="seeds per learned strategy (deterministic rules run once)"
     )
-    benchmark: str = Field("Equal weight", description="strategy name the others are compared with")
+    benchmark: DisplayName = Field(
+        "Equal weight", description="strategy name the others are compared with"
+    )
     index_asset: str = Field("SPY", description="asset used for rolling alpha/beta")
     rolling_window: int = Field(26, ge=4, description="periods of the rolling alpha/beta window")
-    stress_windows: dict[str, tuple[dt.date, dt.date]] = Field(default_factory=dict)
+    stress_windows: dict[DisplayName, tuple[dt.date, dt.date]] = Field(default_factory=dict)
     notes: tuple[str, ...] = Field((), description="caveats printed with the results")
-    plot_groups: dict[str, tuple[str, ...]] = Field(
+    plot_groups: dict[DisplayName, tuple[str, ...]] = Field(
         default_factory=dict, description="panel title -> strategy names charted together"
     )
 
@@ -246,18 +295,39 @@ class ExperimentConfig(_Frozen):
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file into a plain dict."""
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file into a plain dict.
+
+    YAML is read with ``safe_load``: tags such as ``!!python/object`` are refused, so a config
+    can never construct Python objects or run code.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; pass a .yaml or .toml file")
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+        raise ConfigError(f"config file {path} does not exist; check the path")
+    if path.suffix not in (".yaml", ".yml", ".toml"):
+        raise ConfigError(
+            f"config file {path}: use a .yaml, .yml or .toml file (got {path.suffix or 'none'})"
+        )
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        kind = "a gzip file" if raw[:2] == b"\x1f\x8b" else "not UTF-8 text"
+        raise ConfigError(
+            f"config file {path} is {kind} (byte {error.start} cannot be read as text); a "
+            "config must be a plain-text YAML or TOML file"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(
+            f"config file {path} contains NUL bytes, so it is not a text file; a config must "
+            "be a plain-text YAML or TOML file"
+        )
     try:
         if path.suffix in (".yaml", ".yml"):
             data = yaml.safe_load(text) or {}
-        elif path.suffix == ".toml":
-            data = tomllib.loads(text)
         else:
-            raise ConfigError(f"config file {path}: use a .yaml, .yml or .toml file")
+            data = tomllib.loads(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(
             f"config file {path} is not valid {path.suffix[1:].upper()}: {error}"
@@ -287,8 +357,14 @@ def validate_config(data: dict[str, Any], source: str = "config") -> ExperimentC
     except ValidationError as error:
         lines = []
         for problem in error.errors():
-            key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+            loc = list(problem["loc"])
+            # strategies.3.ppo_topk.k -> strategies.3.k: the union tag is not a config key.
+            if len(loc) > 2 and loc[0] == "strategies" and isinstance(loc[2], str):
+                if loc[2] in _STRATEGY_KINDS:
+                    del loc[2]
+            key = ".".join(str(part) for part in loc) or "(top level)"
             given = problem.get("input")
             shown = "" if isinstance(given, dict) else f" (got {given!r})"
-            lines.append(f"  {key}: {problem['msg']}{shown}")
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"  {key}: {message}{shown}")
         raise ConfigError(f"invalid {source}:\n" + "\n".join(lines)) from None

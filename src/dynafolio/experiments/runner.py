@@ -6,6 +6,7 @@ files is :mod:`dynafolio.experiments.artifacts`' job.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
@@ -16,13 +17,14 @@ from dynafolio.backtest import PortfolioConstraints, ProportionalCost, run_backt
 from dynafolio.data import dataset_info, load_dataset, read_prices
 from dynafolio.data.validate import check_history, check_n_assets
 from dynafolio.errors import ConfigError, DataError
-from dynafolio.experiments.config import ExperimentConfig
+from dynafolio.experiments.config import ExperimentConfig, StrategySpec
 from dynafolio.experiments.factory import build_strategy, is_learned
 from dynafolio.experiments.result import ExperimentResult, StrategyRuns
 from dynafolio.features import periods_per_year, prepare_prices
 from dynafolio.progress import ProgressFactory
 from dynafolio.seeding import seed_everything
 from dynafolio.splits import chronological_split
+from dynafolio.strategies.base import Strategy
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,9 @@ def load_prices(config: ExperimentConfig) -> PreparedData:
     """Load, subset, clean and resample the experiment's prices."""
     data = config.data
     if data.path is not None:
-        raw = read_prices(data.path)
+        if data.path.is_dir():
+            raise DataError(f"data.path {data.path} is a directory; pass a CSV or Parquet file")
+        raw = read_prices(data.path, date_format=data.date_format)
         source = str(data.path)
         digest = hashlib.sha256(data.path.read_bytes()).hexdigest()
         classes: dict[str, str] = {}
@@ -59,7 +63,15 @@ def load_prices(config: ExperimentConfig) -> PreparedData:
         raw = raw.loc[
             pd.Timestamp(data.start or raw.index[0]) : pd.Timestamp(data.end or raw.index[-1])
         ]
-    raw = raw.dropna(axis=1, how="all").dropna(axis=0, how="all")
+    if data.start is not None or data.end is not None:
+        empty = [str(a) for a in raw.columns if raw[a].isna().all()]
+        if empty:
+            raise DataError(
+                f"{source}: {empty} have no price between {data.start or 'the start'} and "
+                f"{data.end or 'the end'}; remove them from data.assets or widen the dates"
+            )
+    # Rows without any price carry nothing (each row is judged on its own: causal).
+    raw = raw.dropna(axis=0, how="all")
     if data.calendar == "common":
         # Only dates on which every selected asset trades (e.g. NYSE days for stocks + crypto).
         raw = raw.dropna(axis=0, how="any")
@@ -83,48 +95,34 @@ def run_experiment(
     check_history(prices.loc[split.train_dates], 2, prepared.source)
     check_n_assets(prices.shape[1], 1, f"experiment {config.name!r}")
     rf_annual = config.backtest.risk_free_rate
-    rf_per_period = (1.0 + rf_annual) ** (1.0 / ppy) - 1.0
     cost = ProportionalCost(config.backtest.transaction_cost)
     test_start, test_end = split.test_dates[0], split.test_dates[-1]
     n_decisions = len(split.test_dates)
 
+    plan = plan_strategies(config, prepared)
     all_runs: list[StrategyRuns] = []
     agents = {}
-    for position, spec in enumerate(config.strategies):
-        where = f"strategies.{position}"
-        universe = _universe(spec.universe, prices, where)
-        constraints = _constraints(config, spec)
-        seeds = config.seeds if is_learned(spec) else (config.seed,)
+    for item in plan:
         runs = []
-        for seed in seeds:
+        for seed in item.seeds:
             seed_everything(seed)
-            strategy = build_strategy(
-                spec,
-                prepared.asset_classes,
-                rf_per_period,
-                seed,
-                where,
-                transaction_cost=config.backtest.transaction_cost,
-            )
-            step = progress(f"{strategy.name} (seed {seed})", n_decisions) if progress else None
+            strategy = item.build(seed)
+            step = progress(f"{item.name} (seed {seed})", n_decisions) if progress else None
             runs.append(
                 run_backtest(
                     strategy,
-                    universe,
+                    item.universe,
                     test_start,
                     test_end,
                     rebalance_every=config.backtest.rebalance_every,
                     cost_model=cost,
-                    constraints=constraints,
+                    constraints=item.constraints,
                     progress=step,
                 )
             )
             if hasattr(strategy, "agent_") and getattr(strategy, "agent_path", None) is None:
-                agents[f"{spec.name or runs[-1].name}-seed{seed}"] = strategy.agent_
-        all_runs.append(
-            StrategyRuns(spec.name or runs[0].name, tuple(runs), tuple(seeds), is_learned(spec))
-        )
-    _check_unique_names(all_runs)
+                agents[(item.name, seed)] = strategy.agent_
+        all_runs.append(StrategyRuns(item.name, tuple(runs), item.seeds, item.learned))
 
     per_seed = _per_seed_metrics(all_runs, ppy, rf_annual)
     table = _aggregate(per_seed)
@@ -137,7 +135,7 @@ def run_experiment(
         "contradict its own formula (e.g. 6.79% / 20.0% shown as 0.0034); dynafolio computes them "
         "consistently."
     )
-    benchmark = config.benchmark if config.benchmark in table.index else table.index[0]
+    benchmark = config.benchmark
     rolling = _rolling_alpha_beta(all_runs, prices, config.index_asset, config.rolling_window, ppy)
     return ExperimentResult(
         experiment=config.name,
@@ -160,6 +158,107 @@ def run_experiment(
     )
 
 
+@dataclass(frozen=True)
+class PlannedStrategy:
+    """One strategy entry of a config, validated and ready to run once per seed."""
+
+    where: str
+    spec: StrategySpec
+    name: str
+    seeds: tuple[int, ...]
+    learned: bool
+    universe: pd.DataFrame
+    constraints: PortfolioConstraints
+    asset_classes: dict[str, str]
+    risk_free_per_period: float
+    transaction_cost: float
+
+    def build(self, seed: int) -> Strategy:
+        """A fresh, unfitted strategy object for ``seed``."""
+        return build_strategy(
+            self.spec,
+            self.asset_classes,
+            self.risk_free_per_period,
+            seed,
+            self.where,
+            transaction_cost=self.transaction_cost,
+        )
+
+
+def plan_strategies(config: ExperimentConfig, prepared: PreparedData) -> list[PlannedStrategy]:
+    """Build and check every strategy entry before anything trains.
+
+    Each error names the config key (``strategies.3.k``) and is raised before the first
+    model is fitted: unknown parameters, a universe or asset not in the data, ``k`` larger than
+    the assets a Top-K strategy may hold, a saved agent that is not a valid agent file or does
+    not fit the data, two entries with the same name, a benchmark that is not a strategy.
+
+    Raises
+    ------
+    ConfigError
+    """
+    prices = prepared.prices
+    ppy = periods_per_year(prices.index)
+    rf_per_period = (1.0 + config.backtest.risk_free_rate) ** (1.0 / ppy) - 1.0
+    planned = []
+    for position, spec in enumerate(config.strategies):
+        where = f"strategies.{position}"
+        universe = _universe(spec.universe, prices, where)
+        learned = is_learned(spec)
+        item = PlannedStrategy(
+            where=where,
+            spec=spec,
+            name="",
+            seeds=config.seeds if learned else (config.seed,),
+            learned=learned,
+            universe=universe,
+            constraints=_constraints(config, spec),
+            asset_classes=prepared.asset_classes,
+            risk_free_per_period=rf_per_period,
+            transaction_cost=config.backtest.transaction_cost,
+        )
+        strategy = item.build(item.seeds[0])  # checks every parameter; trains nothing
+        _check_fits_data(spec, strategy, universe, where)
+        planned.append(dataclasses.replace(item, name=spec.name or strategy.name))
+    names = [item.name for item in planned]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ConfigError(
+            f"strategies: {duplicated} appear more than once; give the entries distinct `name`s"
+        )
+    if config.benchmark not in names:
+        raise ConfigError(
+            f"benchmark: {config.benchmark!r} is not one of the strategies {names}; set "
+            "`benchmark` to one of these names or add that strategy"
+        )
+    return planned
+
+
+def _check_fits_data(spec, strategy: Strategy, universe: pd.DataFrame, where: str) -> None:
+    n_assets = universe.shape[1]
+    k = getattr(spec, "k", None)
+    if k is not None and k > n_assets:
+        raise ConfigError(
+            f"{where}.k: K = {k} but the strategy may hold only {n_assets} assets "
+            f"({', '.join(map(str, universe.columns[:8]))}{', ...' if n_assets > 8 else ''}); "
+            f"lower k to at most {n_assets} or widen `universe`"
+        )
+    asset = getattr(spec, "asset", None)
+    if asset is not None and asset not in universe.columns:
+        raise ConfigError(
+            f"{where}.asset: {asset!r} is not in the data; choose one of {list(universe.columns)}"
+        )
+    agent_path = getattr(spec, "agent_path", None)
+    if agent_path is not None:
+        from dynafolio.rl.agents import TrainedAgent
+
+        try:
+            agent = TrainedAgent.load(agent_path)
+            strategy.check_agent(agent, list(universe.columns))
+        except DataError as error:
+            raise ConfigError(f"{where}.agent_path: {error}") from None
+
+
 def _constraints(config: ExperimentConfig, spec) -> PortfolioConstraints:
     """The experiment's limits, overridden field by field by the strategy entry's."""
     limits = config.backtest.model_dump(include={"long_only", "max_gross_leverage", "max_position"})
@@ -178,15 +277,6 @@ def _universe(assets, prices: pd.DataFrame, where: str) -> pd.DataFrame:
             f"{where}.universe: {missing} not in the data; available: {list(prices.columns)}"
         )
     return prices.loc[:, list(assets)]
-
-
-def _check_unique_names(all_runs: list[StrategyRuns]) -> None:
-    names = [r.name for r in all_runs]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise ConfigError(
-            f"strategies: {duplicated} appear more than once; make each entry distinct"
-        )
 
 
 def _per_seed_metrics(all_runs: list[StrategyRuns], ppy: int, rf: float) -> pd.DataFrame:

@@ -7,7 +7,6 @@ file can be mailed, archived or opened offline without anything else next to it.
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from markupsafe import Markup
 
 import dynafolio
 from dynafolio.experiments.result import ExperimentResult
+from dynafolio.paths import file_stem
 from dynafolio.report import plots
 from dynafolio.report.tables import (
     COLUMN_LABELS,
@@ -198,10 +198,6 @@ def _stress_table(result: ExperimentResult) -> dict[str, Any] | None:
     }
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower() or "strategy"
-
-
 def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
@@ -222,14 +218,14 @@ def _make_plots(result: ExperimentResult, plot_dir: Path) -> dict[str, Any]:
         )
         images["panels"] = _data_uri(path)
     for i, runs in enumerate(r for r in result.strategies if r.learned):
-        path = plot_dir / f"average_weights_{i:02d}_{_slug(runs.name)}.png"
+        path = plot_dir / f"average_weights_{i:02d}_{file_stem(runs.name)}.png"
         plots.plot_average_weights(runs, path, asset_order=asset_order)
         images["average_weights"].append({"name": runs.name, "uri": _data_uri(path)})
     if "sharpe" in result.table.columns and len(result.table):
         path = plots.plot_metric_bars(result, plot_dir / "sharpe.png", metric="sharpe")
         images["sharpe"] = _data_uri(path)
     for i, runs in enumerate(result.strategies):
-        path = plot_dir / f"weights_{i:02d}_{_slug(runs.name)}.png"
+        path = plot_dir / f"weights_{i:02d}_{file_stem(runs.name)}.png"
         plots.plot_weights_over_time(runs, path, asset_order=asset_order)
         images["weights"].append({"name": runs.name, "uri": _data_uri(path)})
     return images

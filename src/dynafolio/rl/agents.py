@@ -4,23 +4,35 @@ saving and loading (Stable-Baselines3 PPO + VecNormalize statistics)."""
 from __future__ import annotations
 
 import copy
-import io
+import dataclasses
 import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+import safetensors.torch
+import torch
+from gymnasium import spaces
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from stable_baselines3 import PPO
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecNormalize
 
 from dynafolio.errors import DataError
 from dynafolio.progress import progress_bar
-from dynafolio.rl.env import PortfolioEnv
+from dynafolio.rl.env import ACTION_BOUND, PortfolioEnv
 from dynafolio.rl.vec_env import BatchedPortfolioVecEnv
 
 AGENT_FORMAT = "dynafolio-ppo-agent"
-AGENT_VERSION = 1
+#: Version 2: JSON header + safetensors (version 1 held a pickled SB3 zip and is refused).
+AGENT_VERSION = 2
+_HEADER = "dynafolio_agent.json"
+_TENSORS = "policy.safetensors"
+#: No member of an agent file is anywhere near this (a 34-asset policy is ~0.5 MB).
+_MAX_MEMBER_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,19 +78,90 @@ class PPOSettings:
     val_fraction: float = 0.2
 
 
+class _EnvHeader(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lookback: int = Field(ge=1)
+    k: int = Field(ge=1)
+    tau: float = Field(ge=0.0, lt=1.0)
+    transaction_cost: float = Field(ge=0.0)
+    lambda_sparse: float = Field(ge=0.0)
+    with_scores: bool
+
+
+class _AgentHeader(BaseModel):
+    """The JSON header of an agent file: everything needed to rebuild the policy, and no code."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["dynafolio-ppo-agent"]
+    version: Literal[2]
+    observation_size: int = Field(ge=1)
+    n_assets: int = Field(ge=1)
+    action_bound: float = Field(gt=0.0)
+    net_arch: tuple[int, ...]
+    activation: Literal["tanh"]
+    ppo: dict[str, int | float | tuple[int, ...]]
+    env_settings: _EnvHeader
+    obs_mean: tuple[float, ...]
+    obs_var: tuple[float, ...]
+    clip_obs: float = Field(gt=0.0)
+    num_timesteps: int = Field(ge=0)
+    history: tuple[dict[str, int | float], ...] = ()
+
+
+def build_policy(
+    observation_size: int, n_assets: int, net_arch: tuple[int, ...]
+) -> ActorCriticPolicy:
+    """The SB3 actor-critic MLP a PPO agent of the Top-K environment uses (Tanh, as SB3's).
+
+    Observations are already normalised (VecNormalize statistics applied by the caller);
+    actions are ``n_assets`` logits in ±:data:`~dynafolio.rl.env.ACTION_BOUND`.
+    """
+    observation_space = spaces.Box(-np.inf, np.inf, shape=(observation_size,), dtype=np.float32)
+    action_space = spaces.Box(-ACTION_BOUND, ACTION_BOUND, shape=(n_assets,), dtype=np.float32)
+    policy = ActorCriticPolicy(
+        observation_space,
+        action_space,
+        lr_schedule=lambda _: 0.0,
+        net_arch=list(net_arch),
+        activation_fn=torch.nn.Tanh,
+    )
+    policy.set_training_mode(False)
+    return policy
+
+
 @dataclass
 class TrainedAgent:
     """A PPO policy with the observation statistics it was trained with.
 
     ``act`` normalises observations exactly as VecNormalize did in training (frozen
-    statistics) and returns the deterministic action (the policy's mean logits).
+    statistics) and returns the deterministic action (the policy's mean logits, clipped to
+    the action bounds).
+
+    Attributes
+    ----------
+    policy : ActorCriticPolicy
+        The SB3 actor-critic network (its ``predict`` is what ``PPO.predict`` calls).
+    obs_mean, obs_var : ndarray, shape (observation_size,)
+        VecNormalize's running observation statistics, frozen.
+    clip_obs : float
+    env_settings : dict
+        lookback, k, tau, transaction_cost, lambda_sparse, with_scores.
+    settings : PPOSettings
+    num_timesteps : int
+        Environment steps trained.
+    history : list of dict
+        One row per validation evaluation (timesteps, validation log-growth).
     """
 
-    model: PPO
+    policy: ActorCriticPolicy
     obs_mean: np.ndarray
     obs_var: np.ndarray
     clip_obs: float
     env_settings: dict
+    settings: PPOSettings = field(default_factory=PPOSettings)
+    num_timesteps: int = 0
     history: list[dict] = field(default_factory=list)
 
     def act(self, observations: np.ndarray) -> np.ndarray:
@@ -88,57 +171,149 @@ class TrainedAgent:
             -self.clip_obs,
             self.clip_obs,
         ).astype(np.float32)
-        actions, _ = self.model.predict(normalised, deterministic=True)
+        actions, _ = self.policy.predict(normalised, deterministic=True)
         return np.asarray(actions, dtype=float)
 
     def save(self, path: str | Path) -> Path:
-        """Write one ``.zip`` holding the SB3 model and a JSON header with the statistics."""
+        """Write one ``.zip``: a JSON header and the policy's tensors as safetensors.
+
+        Neither part is a pickle, so :meth:`load` never runs code from the file.
+        """
         path = Path(path)
-        policy = io.BytesIO()
-        self.model.save(policy)
-        header = {
-            "format": AGENT_FORMAT,
-            "version": AGENT_VERSION,
-            "obs_mean": self.obs_mean.tolist(),
-            "obs_var": self.obs_var.tolist(),
-            "clip_obs": self.clip_obs,
-            "env_settings": self.env_settings,
-            "history": self.history,
+        header = _AgentHeader(
+            format=AGENT_FORMAT,
+            version=AGENT_VERSION,
+            observation_size=int(self.obs_mean.size),
+            n_assets=int(self.policy.action_space.shape[0]),
+            action_bound=ACTION_BOUND,
+            net_arch=tuple(self.settings.net_arch),
+            activation="tanh",
+            ppo=dataclasses.asdict(self.settings),
+            env_settings=_EnvHeader(**self.env_settings),
+            obs_mean=tuple(float(x) for x in self.obs_mean),
+            obs_var=tuple(float(x) for x in self.obs_var),
+            clip_obs=float(self.clip_obs),
+            num_timesteps=int(self.num_timesteps),
+            history=tuple(self.history),
+        )
+        tensors = {
+            name: tensor.detach().cpu().contiguous().clone()
+            for name, tensor in self.policy.state_dict().items()
         }
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr("dynafolio_agent.json", json.dumps(header))
-            archive.writestr("policy.zip", policy.getvalue())
+            archive.writestr(_HEADER, header.model_dump_json())
+            archive.writestr(_TENSORS, safetensors.torch.save(tensors))
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> TrainedAgent:
-        """Read an agent written by :meth:`save`; anything else is refused with a clear error."""
+        """Read an agent written by :meth:`save`; anything else is refused with a clear error.
+
+        Only JSON and safetensors are parsed: nothing in the file is unpickled or executed.
+        The policy is rebuilt from the header and must match the stored tensors exactly.
+        """
         path = Path(path)
         what = f"{path} is not a dynafolio agent file"
+        fix = "load agents written by TrainedAgent.save (a run's agents/ folder)"
         if not path.is_file():
-            raise DataError(f"agent file {path} does not exist")
+            raise DataError(
+                f"agent file {path} does not exist"
+                + (" (it is a directory)" if path.is_dir() else "")
+                + f"; {fix}"
+            )
         try:
             with zipfile.ZipFile(path) as archive:
-                header = json.loads(archive.read("dynafolio_agent.json"))
-                if header.get("format") != AGENT_FORMAT:
-                    raise DataError(f"{what} (format {header.get('format')!r})")
-                if header.get("version") != AGENT_VERSION:
-                    raise DataError(
-                        f"{path} was written by agent format version {header.get('version')}; "
-                        f"this dynafolio reads version {AGENT_VERSION}"
+                members = {info.filename: info for info in archive.infolist()}
+                if _HEADER not in members:
+                    raise DataError(f"{what}: it has no {_HEADER} header; {fix}")
+                raw = json.loads(_read_member(archive, members[_HEADER], path))
+                header = _check_header(raw, path, fix)
+                unexpected = sorted(set(members) - {_HEADER, _TENSORS})
+                if unexpected or _TENSORS not in members:
+                    problem = (
+                        f"unexpected members {unexpected}"
+                        if unexpected
+                        else f"no {_TENSORS} member"
                     )
-                policy = archive.read("policy.zip")
-        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise DataError(f"{what} ({error}); save agents with TrainedAgent.save") from None
-        model = PPO.load(io.BytesIO(policy), device="cpu")
+                    raise DataError(f"{what}: {problem}; {fix}")
+                blob = _read_member(archive, members[_TENSORS], path)
+        except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
+            raise DataError(f"{what} ({error}); {fix}") from None
+        try:
+            tensors = safetensors.torch.load(blob)
+        except Exception as error:  # safetensors raises its own untyped errors on bad data
+            raise DataError(
+                f"{what}: {_TENSORS} is not a safetensors file ({error}); {fix}"
+            ) from None
+        if len(header.obs_mean) != header.observation_size or len(header.obs_var) != len(
+            header.obs_mean
+        ):
+            raise DataError(
+                f"{what}: the header's statistics have {len(header.obs_mean)} and "
+                f"{len(header.obs_var)} entries for {header.observation_size} inputs; {fix}"
+            )
+        policy = build_policy(header.observation_size, header.n_assets, header.net_arch)
+        expected = policy.state_dict()
+        shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+        wanted = {name: tuple(t.shape) for name, t in expected.items()}
+        if shapes != wanted:
+            raise DataError(
+                f"{what}: its tensors {shapes} do not match the policy the header describes "
+                f"{wanted}; {fix}"
+            )
+        policy.load_state_dict({n: t.to(expected[n].dtype) for n, t in tensors.items()})
+        try:
+            settings = PPOSettings(
+                **{k: tuple(v) if k == "net_arch" else v for k, v in header.ppo.items()}
+            )
+        except TypeError as error:
+            raise DataError(f"{what}: its PPO settings are not valid ({error}); {fix}") from None
         return cls(
-            model=model,
-            obs_mean=np.asarray(header["obs_mean"]),
-            obs_var=np.asarray(header["obs_var"]),
-            clip_obs=float(header["clip_obs"]),
-            env_settings=header["env_settings"],
-            history=header.get("history", []),
+            policy=policy,
+            obs_mean=np.asarray(header.obs_mean, dtype=float),
+            obs_var=np.asarray(header.obs_var, dtype=float),
+            clip_obs=header.clip_obs,
+            env_settings=header.env_settings.model_dump(),
+            settings=settings,
+            num_timesteps=header.num_timesteps,
+            history=[dict(row) for row in header.history],
         )
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
+    if info.file_size > _MAX_MEMBER_BYTES:
+        raise DataError(
+            f"{path}: member {info.filename} is {info.file_size:,} bytes, more than an agent "
+            f"file holds ({_MAX_MEMBER_BYTES:,}); it is not a dynafolio agent file"
+        )
+    return archive.read(info)
+
+
+def _check_header(raw: object, path: Path, fix: str) -> _AgentHeader:
+    what = f"{path} is not a dynafolio agent file"
+    if not isinstance(raw, dict) or raw.get("format") != AGENT_FORMAT:
+        shown = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+        raise DataError(f"{what} (format {shown!r}); {fix}")
+    version = raw.get("version")
+    if version == 1:
+        raise DataError(
+            f"{path} is a version 1 dynafolio agent file, which stored a pickled SB3 model; "
+            "it is refused because unpickling a file can run arbitrary code. Retrain the agent "
+            f"(dynafolio run saves version {AGENT_VERSION} agents, tensors only, under agents/)"
+        )
+    if version != AGENT_VERSION:
+        raise DataError(
+            f"{path} was written by agent format version {version!r}; this dynafolio reads "
+            f"version {AGENT_VERSION}; retrain the agent or upgrade dynafolio"
+        )
+    try:
+        return _AgentHeader.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(header)'}: {e['msg']}"
+            for e in error.errors()[:5]
+        )
+        raise DataError(f"{what}: its header is invalid ({problems}); {fix}") from None
 
 
 def train_agent(
@@ -154,6 +329,7 @@ def train_agent(
     settings: PPOSettings | None = None,
     seed: int = 0,
     label: str = "PPO",
+    carried_returns: np.ndarray | None = None,
 ) -> TrainedAgent:
     """Train PPO on the rows of ``returns`` (the training period only), early-stopped on its tail.
 
@@ -165,6 +341,9 @@ def train_agent(
         Out-of-sample forecast scores per row (hybrid); NaN before forecasts exist.
     start : int
         First row episodes may start from (e.g. the first row with out-of-sample scores).
+    carried_returns : ndarray, shape (n_periods, n_assets), optional
+        What held positions earn (see :class:`~dynafolio.rl.env.PortfolioEnv`); default
+        ``returns`` with NaN earning 0.
 
     The last ``val_fraction`` of the rows is held out: episodes are drawn before it, and every
     ``eval_every`` timesteps the deterministic policy is run through it; the policy with the
@@ -191,6 +370,7 @@ def train_agent(
         returns[:val_start],
         n_envs=settings.n_envs,
         scores=None if scores is None else scores[:val_start],
+        carried_returns=None if carried_returns is None else carried_returns[:val_start],
         start=first_decision,
         episode_length=settings.episode_length,
         seed=seed,
@@ -202,7 +382,12 @@ def train_agent(
     # The validation episode starts at the first held-out decision; its observation window
     # reaches back into the training rows, which is data available at that date.
     validation = PortfolioEnv(
-        returns, scores=scores, start=val_start - 1, random_start=False, **env_settings
+        returns,
+        scores=scores,
+        carried_returns=carried_returns,
+        start=val_start - 1,
+        random_start=False,
+        **env_settings,
     )
     model = PPO(
         "MlpPolicy",
@@ -222,12 +407,16 @@ def train_agent(
         device="cpu",
         verbose=0,
     )
+    # SB3's default logger creates an empty /tmp/SB3-<time> folder per model even when it
+    # writes nothing; a logger without outputs keeps training from leaving files behind.
+    model.set_logger(Logger(folder=None, output_formats=[]))
     agent = TrainedAgent(
-        model,
+        model.policy,
         normalised.obs_rms.mean,
         normalised.obs_rms.var,
         normalised.clip_obs,
         {**env_settings, "with_scores": scores is not None},
+        settings=settings,
     )
     rollout_size = settings.n_steps * settings.n_envs
     chunk = max(rollout_size, -(-settings.eval_every // rollout_size) * rollout_size)
@@ -237,6 +426,7 @@ def train_agent(
         before = model.num_timesteps
         model.learn(chunk, reset_num_timesteps=False, progress_bar=False)
         step(model.num_timesteps - before)
+        agent.num_timesteps = int(model.num_timesteps)
         agent.obs_mean = normalised.obs_rms.mean.copy()
         agent.obs_var = normalised.obs_rms.var.copy()
         growth = float(validation.rollout(lambda obs: agent.act(obs[None])[0]).rewards.sum())

@@ -75,6 +75,7 @@ class PortfolioTask:
         start: int | None,
         end: int | None,
         episode_length: int | None,
+        carried_returns: np.ndarray | None = None,
     ) -> None:
         returns = np.asarray(returns, dtype=float)
         if returns.ndim != 2 or returns.shape[1] == 0:
@@ -136,7 +137,17 @@ class PortfolioTask:
                 f"{first_row}..{last_row}), got {episode_length}"
             )
         self.episode_length = None if episode_length is None else int(episode_length)
-        self.forward = data  # raw: NaN (no price) is carried at the last price by the engine
+        if carried_returns is None:
+            # NaN (no price) is carried at the last price by the engine, i.e. earns 0.
+            self.forward = data
+        else:
+            carried = np.asarray(carried_returns, dtype=float)
+            if carried.shape != returns.shape:
+                raise DataError(
+                    f"carried_returns have shape {carried.shape}; expected {returns.shape}, the "
+                    "shape of returns"
+                )
+            self.forward = carried[:end]
         self.tradable = tradable
         self.window = np.clip(np.nan_to_num(data, nan=0.0), -RETURN_CLIP, RETURN_CLIP).astype(
             np.float32
@@ -310,6 +321,11 @@ class PortfolioEnv(gym.Env):
         than the first. ``reset(options={"start_row": t})`` forces a start row.
     seed : int, optional
         Seeds the first ``reset`` that is not given a seed.
+    carried_returns : ndarray, shape (n_periods, n_assets), optional
+        What a held position earns, as the backtest books it
+        (:func:`~dynafolio.history.carried_returns`: 0 while a price is missing, the move
+        since the last price when it resumes). Default: ``returns`` with NaN earning 0, the
+        same when the data has no interior gaps.
 
     Notes
     -----
@@ -336,6 +352,7 @@ class PortfolioEnv(gym.Env):
         episode_length: int | None = None,
         random_start: bool = True,
         seed: int | None = None,
+        carried_returns: np.ndarray | None = None,
     ) -> None:
         self.task = PortfolioTask(
             returns,
@@ -348,6 +365,7 @@ class PortfolioEnv(gym.Env):
             start=start,
             end=end,
             episode_length=episode_length,
+            carried_returns=carried_returns,
         )
         self.random_start = bool(random_start)
         self.initial_seed = seed

@@ -59,6 +59,7 @@ class BatchedPortfolioVecEnv(VecEnv):
         episode_length: int | None = None,
         random_start: bool = True,
         seed: int | None = None,
+        carried_returns: np.ndarray | None = None,
     ) -> None:
         if not isinstance(n_envs, int | np.integer) or n_envs < 1:
             raise ValueError(f"n_envs must be an integer >= 1, got {n_envs!r}")
@@ -73,6 +74,7 @@ class BatchedPortfolioVecEnv(VecEnv):
             start=start,
             end=end,
             episode_length=episode_length,
+            carried_returns=carried_returns,
         )
         self.random_start = bool(random_start)
         self.render_mode = None  # read by VecEnv.__init__ through get_attr

@@ -21,7 +21,7 @@ from dynafolio.errors import DataError
 from dynafolio.forecast.base import Forecaster
 from dynafolio.history import MarketHistory
 from dynafolio.rl.agents import PPOSettings, TrainedAgent, train_agent
-from dynafolio.rl.env import RETURN_CLIP, SCORE_CLIP
+from dynafolio.rl.env import RETURN_CLIP, SCORE_CLIP, PortfolioEnv
 from dynafolio.rl.projection import top_k_weights
 from dynafolio.strategies.base import Strategy
 from dynafolio.strategies.forecast import fit_shared
@@ -95,7 +95,7 @@ class PPOAllocatorStrategy(Strategy):
             start = self.score_initial_window
         if self.agent_path is not None:
             self.agent_ = TrainedAgent.load(self.agent_path)
-            self._check_agent(history, scores is not None)
+            self.check_agent(self.agent_, list(history.assets))
         else:
             self.agent_ = train_agent(
                 returns,
@@ -109,6 +109,7 @@ class PPOAllocatorStrategy(Strategy):
                 settings=self.settings,
                 seed=self.seed,
                 label=self.name,
+                carried_returns=history.carried_returns.to_numpy(dtype=float),
             )
         self.previous_: pd.Series | None = None
         self.previous_date_: pd.Timestamp | None = None
@@ -141,7 +142,9 @@ class PPOAllocatorStrategy(Strategy):
         if self.previous_ is None:
             return np.zeros(len(history.assets))  # the portfolio starts in cash
         weights = self.previous_.to_numpy()[None]
-        since = history.returns.loc[history.returns.index > self.previous_date_]
+        # Carried returns, as the engine drifts holdings (a gap earns 0, its resume the move).
+        carried = history.carried_returns
+        since = carried.loc[carried.index > self.previous_date_]
         for row in since.to_numpy(dtype=float):
             weights = rebalance_step(weights, weights, row[None], _NO_COST).weights_end
         return weights[0]
@@ -170,17 +173,24 @@ class PPOAllocatorStrategy(Strategy):
                 )
         return scores
 
-    def _check_agent(self, history: MarketHistory, with_scores: bool) -> None:
+    def check_agent(self, agent: TrainedAgent, assets: list) -> None:
+        """Refuse a saved agent that was trained for other settings or another asset count.
+
+        Raises
+        ------
+        DataError
+            Naming the agent file, what it was trained with and what this strategy needs.
+        """
+        with_scores = self.forecaster is not None
         expected = {"lookback": self.lookback, "k": self.k, "with_scores": with_scores}
-        saved = {key: self.agent_.env_settings.get(key) for key in expected}
-        size = self.agent_.obs_mean.size
-        needed = self.lookback * len(history.assets) + len(history.assets) * (
-            2 if with_scores else 1
-        )
+        saved = {key: agent.env_settings.get(key) for key in expected}
+        size = agent.obs_mean.size
+        needed = PortfolioEnv.observation_size(len(assets), self.lookback, with_scores)
         if saved != expected or size != needed:
             raise DataError(
                 f"agent {self.agent_path} was trained with {saved} and {size} inputs; this "
-                f"strategy needs {expected} and {needed} inputs"
+                f"strategy needs {expected} and {needed} inputs ({len(assets)} assets); use an "
+                "agent trained with the same settings and assets, or remove agent_path"
             )
 
 
