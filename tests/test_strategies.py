@@ -168,3 +168,24 @@ def test_inverse_volatility_matches_closed_form():
     vol = history.returns.iloc[-52:].std()
     expected = (1 / vol) / (1 / vol).sum()
     np.testing.assert_allclose(weights.to_numpy(), expected.to_numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        InverseVolatilityStrategy,
+        MinimumVarianceStrategy,
+        MaxSharpeStrategy,
+        HRPStrategy,
+        HERCStrategy,
+    ],
+)
+def test_an_asset_with_a_stale_price_sits_the_estimate_out(cls):
+    prices = make_prices(n_periods=160, n_assets=4, late=0)
+    prices.iloc[:120, 2] = 50.0  # a quote that did not move for 120 weeks
+    result = run_backtest(
+        cls(estimation="rolling", window=30, min_periods=10), prices, prices.index[100]
+    )
+    first = result.weights.iloc[0]
+    assert first["A2"] == 0.0 and first.sum() == pytest.approx(1.0)
+    assert result.weights.iloc[-1]["A2"] > 0.0  # once it moves again it is estimated

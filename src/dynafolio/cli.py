@@ -147,7 +147,7 @@ def run(
         out = _prepare_out(out)
         module = EXPERIMENTS[experiment]
         settings = module.default_config()
-        source = "defaults"
+        source = "settings (defaults and command-line options)"
         user: dict[str, Any] = {}
         if config is not None:
             user = load_config_file(config)

@@ -176,7 +176,7 @@ def _check_moves(values, valid, source, column, index, label) -> None:
     prices = values[valid]
     if prices.size >= 2 and np.all(prices == prices[0]):
         raise DataError(
-            f"{_where(source, column, None)}: every price is {prices[0]!r}; a constant price "
+            f"{_where(source, column, None)}: every price is {float(prices[0])!r}; a constant price "
             "has no returns to estimate risk from; remove the column (uninvested weight is "
             "cash in a long-short portfolio) or supply its real prices"
         )
@@ -188,7 +188,7 @@ def _check_moves(values, valid, source, column, index, label) -> None:
             where = _where(source, column, label(pos))
             raise DataError(
                 f"{where} ({format_date(index[pos])}): the price moves from "
-                f"{prices[jump[0]]!r} to {prices[jump[0] + 1]!r}, a factor of "
+                f"{float(prices[jump[0]]):.6g} to {float(prices[jump[0] + 1]):.6g}, a factor of "
                 f"{factor[jump[0]]:.3g} in one row; check the cell for a unit or "
                 "decimal-point error"
             )

@@ -70,6 +70,9 @@ def estimation_returns(
 ) -> pd.DataFrame:
     """NaN-free returns for an estimate, refusing samples too small to estimate on.
 
+    Assets without enough coverage (:meth:`MarketHistory.window_returns`) or whose returns
+    are all equal over the window (a stale price: zero variance) are left out.
+
     ``assets`` restricts the columns *before* :meth:`MarketHistory.window_returns`, so
     incomplete rows are dropped only for the assets that matter and as many periods as
     possible are kept. Raises :class:`DataError` naming the strategy and date when no asset
@@ -79,9 +82,14 @@ def estimation_returns(
         columns = list(assets)
         history = MarketHistory(history.prices[columns], history.returns[columns])
     returns = history.window_returns(window, min_coverage)
+    # An asset whose price did not move over the window (a stale quote) has no risk to
+    # estimate: covariance-based optimisers cannot use it, so it sits this estimate out,
+    # like an asset without enough coverage.
+    flat = returns.std(ddof=1) <= 1e-12 if len(returns) > 1 else returns.columns.isin([])
+    returns = returns.loc[:, ~np.asarray(flat)]
     if returns.shape[1] == 0:
         raise DataError(
-            f"{name} on {history.date.date()}: no tradable asset has returns on "
+            f"{name} on {history.date.date()}: no tradable asset has moving prices on "
             f"{min_coverage:.0%} of the last {window or 'all'} periods; start the evaluation "
             "later, shorten the window or lower min_coverage"
         )

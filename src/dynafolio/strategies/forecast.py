@@ -7,11 +7,12 @@ from abc import abstractmethod
 from collections import OrderedDict
 from typing import ClassVar, Self
 
+import numpy as np
 import pandas as pd
 
 from dynafolio.forecast.base import Forecaster
 from dynafolio.history import MarketHistory
-from dynafolio.strategies.base import Strategy
+from dynafolio.strategies.base import Strategy, normalise
 
 
 class ForecastStrategy(Strategy):
@@ -34,6 +35,10 @@ class ForecastStrategy(Strategy):
     """
 
     learned: ClassVar[bool] = True
+    #: Long-only rules hold equal weight over the priced assets when no tradable asset has a
+    #: finite forecast (a multi-asset model whose input window has a gap in one asset); the
+    #: report counts such decisions. Rules that may hold cash set this to False.
+    equal_weight_without_forecast: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -53,6 +58,7 @@ class ForecastStrategy(Strategy):
         self.decisions_since_fit_ = 0
         self.n_fits_ = 1
         self.forecasts_: dict[pd.Timestamp, pd.Series] = {}
+        self.n_without_forecast_ = 0
         return self
 
     def weights(self, history: MarketHistory) -> pd.Series:
@@ -66,7 +72,22 @@ class ForecastStrategy(Strategy):
         forecast = self.model_.predict(history)
         self.decisions_since_fit_ += 1
         self.forecasts_[history.date] = forecast
+        if self.equal_weight_without_forecast:
+            known = np.isfinite(forecast.reindex(history.assets).to_numpy(dtype=float))
+            if not (known & history.available.to_numpy()).any():
+                self.n_without_forecast_ += 1
+                return normalise(history.available.astype(float))
         return self.allocate(forecast, history)
+
+    def report_notes(self) -> tuple[str, ...]:
+        notes = super().report_notes()
+        if getattr(self, "n_without_forecast_", 0):
+            notes += (
+                f"{self.name} held equal weight on {self.n_without_forecast_} decision(s) when "
+                "no tradable asset had a forecast (e.g. a price gap inside the model's input "
+                "window)",
+            )
+        return notes
 
     def forecast_frame(self) -> pd.DataFrame:
         """Every forecast made so far, ``(n_decisions, n_assets)``, indexed by decision date."""

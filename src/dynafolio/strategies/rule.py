@@ -149,6 +149,8 @@ class PriceRuleStrategy(ForecastStrategy):
     """
 
     label = "Price rule"
+    # Without forecasts the rule holds cash (its weights are 0), so no equal-weight fallback.
+    equal_weight_without_forecast = False
 
     def __init__(
         self,
