@@ -176,9 +176,9 @@ def _check_moves(values, valid, source, column, index, label) -> None:
     prices = values[valid]
     if prices.size >= 2 and np.all(prices == prices[0]):
         raise DataError(
-            f"{_where(source, column, None)}: every price is {float(prices[0])!r}; a constant price "
-            "has no returns to estimate risk from; remove the column (uninvested weight is "
-            "cash in a long-short portfolio) or supply its real prices"
+            f"{_where(source, column, None)}: every price is {float(prices[0])!r}; a constant "
+            "price has no returns to estimate risk from; remove the column (uninvested weight "
+            "is cash in a long-short portfolio) or supply its real prices"
         )
     if prices.size >= 2:
         factor = prices[1:] / prices[:-1]
