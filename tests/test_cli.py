@@ -118,3 +118,20 @@ def test_data_list_and_show():
     assert "SOL" in shown.output and "2020-04-10" in shown.output
     missing = runner.invoke(app, ["data", "show", "nope"])
     assert missing.exit_code == 2 and "multiasset" in missing.output
+
+
+def test_quick_keeps_the_seeds_a_config_asks_for(tmp_path, good_csv):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "n_seeds: 2\nstrategies:\n  - kind: equal_weight\n  - kind: forecast_topk\n    k: 2\n"
+        "    forecaster: {model: univariate_lstm, params: {lookback: 6, hidden: 4}}\n"
+    )
+    out = tmp_path / "runs"
+    result = runner.invoke(
+        app, ["run", "--data", str(good_csv), "--config", str(config), "--out", str(out), "--quick"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "n_seeds = 2 as given" in " ".join(result.output.split())
+    (run_dir,) = out.iterdir()
+    per_seed = pd.read_csv(run_dir / "metrics_per_seed.csv")
+    assert sorted(per_seed.loc[per_seed["strategy"] == "LSTM Top-2", "seed"]) == [0, 1]
