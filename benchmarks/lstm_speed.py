@@ -67,7 +67,7 @@ def n_training_samples(forecaster: UnivariateLSTMForecaster) -> int:
 
 def timed_fit(history: MarketHistory, batched: bool, epochs: int) -> tuple[float, int]:
     """Seconds to fit one forecaster for exactly ``epochs`` epochs, and its training samples."""
-    forecaster = UnivariateLSTMForecaster(max_epochs=epochs, patience=None, batched=batched)
+    forecaster = UnivariateLSTMForecaster(epochs=epochs, patience=None, batched=batched)
     start = time.perf_counter()
     forecaster.fit(history)
     return time.perf_counter() - start, n_training_samples(forecaster)

@@ -29,7 +29,7 @@ TEST_START = "2021-03-05"
 # Weekly decision dates inside the test period, after walk-forward refits have happened.
 CUTS = ("2021-05-14", "2021-08-20")
 
-TINY_LSTM = {"lookback": 6, "hidden": 4, "max_epochs": 2, "batch_size": 64, "min_windows": 5}
+TINY_LSTM = {"lookback": 6, "hidden": 4, "epochs": 2, "batch_size": 64, "min_windows": 5}
 TINY_STACKED = {"lookback": 6, "units": [4], "epochs": 2, "batch_size": 64}
 TINY_PPO = {
     "n_steps": 32,
@@ -181,9 +181,9 @@ def test_perturbing_the_raw_future_never_changes_a_past_weight(original, tmp_pat
 
 
 def test_every_strategy_kind_is_probed():
-    from dynafolio.experiments.config import _STRATEGY_KINDS
+    from dynafolio.strategies.kinds import STRATEGY_SPECS
 
-    assert {s["kind"] for s in STRATEGIES} == set(_STRATEGY_KINDS)
+    assert {s["kind"] for s in STRATEGIES} == set(STRATEGY_SPECS)
 
 
 def _leaky_clean(prices: pd.DataFrame, max_gap: int = 5) -> pd.DataFrame:

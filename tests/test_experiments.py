@@ -10,9 +10,9 @@ from conftest import make_prices
 from dynafolio.cli import app
 from dynafolio.errors import ConfigError
 from dynafolio.experiments import EXPERIMENTS
-from dynafolio.experiments.config import ForecasterSpec, validate_config
-from dynafolio.experiments.factory import build_forecaster, build_strategy
+from dynafolio.experiments.config import validate_config
 from dynafolio.experiments.runner import run_experiment
+from dynafolio.strategies.registry import BuildContext
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
@@ -23,10 +23,18 @@ def test_quick_settings_validate_and_use_one_seed(name):
     assert len(config.strategies) >= 3
 
 
-def test_unknown_forecaster_parameter_is_named():
-    spec = ForecasterSpec(model="stacked_gru", params={"hiden": 8})
-    with pytest.raises(ConfigError, match=r"strategies\.4\.forecaster\.params: \['hiden'\]"):
-        build_forecaster(spec, seed=0, where="strategies.4")
+def test_unknown_forecaster_parameter_is_named_when_the_config_is_read():
+    entries = [{"kind": "equal_weight"}] * 4 + [
+        {"kind": "forecast_signal", "forecaster": {"model": "stacked_gru", "params": {"hiden": 8}}}
+    ]
+    with pytest.raises(ConfigError, match=r"strategies\.4\.forecaster\.params\.hiden: not a known"):
+        validate_config({"name": "t", "strategies": entries})
+
+
+def test_a_wrongly_typed_parameter_is_named():
+    entry = {"kind": "ppo_topk", "ppo": {"total_timesteps": "many"}}
+    with pytest.raises(ConfigError, match=r"strategies\.0\.ppo\.total_timesteps: Input should"):
+        validate_config({"name": "t", "strategies": [entry]})
 
 
 def test_factory_builds_each_learned_kind_with_its_seed():
@@ -45,7 +53,7 @@ def test_factory_builds_each_learned_kind_with_its_seed():
             ],
         }
     )
-    built = [build_strategy(spec, {}, 0.0, seed=7) for spec in config.strategies]
+    built = [spec.build(BuildContext(seed=7)) for spec in config.strategies]
     assert [type(s).__name__ for s in built] == [
         "TopKForecastStrategy",
         "ForecastHRPStrategy",

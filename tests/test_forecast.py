@@ -33,10 +33,10 @@ from dynafolio.progress import reporting_progress
 # Small enough that every fit takes well under a second.
 FAST: dict[str, Callable[..., Forecaster]] = {
     "univariate": lambda **kw: UnivariateLSTMForecaster(
-        **{"lookback": 8, "hidden": 8, "max_epochs": 4, **kw}
+        **{"lookback": 8, "hidden": 8, "epochs": 4, **kw}
     ),
     "univariate_loop": lambda **kw: UnivariateLSTMForecaster(
-        **{"lookback": 8, "hidden": 8, "max_epochs": 4, "batched": False, **kw}
+        **{"lookback": 8, "hidden": 8, "epochs": 4, "batched": False, **kw}
     ),
     "stacked_lstm": lambda **kw: StackedLSTMForecaster(
         **{"lookback": 8, "units": (8, 4), "epochs": 4, **kw}
@@ -244,7 +244,7 @@ def test_predictions_are_in_original_units(name):
         index=pd.date_range("2018-01-05", periods=150, freq="W-FRI"),
         columns=["A", "B", "C"],
     )
-    epochs = "max_epochs" if name.startswith("univariate") else "epochs"
+    epochs = "epochs"
     forecaster = FAST[name](**{epochs: 30, "lr": 0.01})
     forecast = forecaster.fit(history_of(prices)).predict(history_of(prices))
     np.testing.assert_allclose(forecast.to_numpy(), 0.01, atol=0.003)
@@ -263,7 +263,7 @@ def test_both_univariate_variants_beat_predicting_zero_on_held_out_ar1(batched):
     prices = ar_prices(n_rows=300, n_assets=3, phi=0.7, seed=5)
     log_returns = np.log(prices).diff()
     forecaster = UnivariateLSTMForecaster(
-        lookback=5, hidden=16, dropout=0.0, max_epochs=25, lr=0.01, batched=batched
+        lookback=5, hidden=16, dropout=0.0, epochs=25, lr=0.01, batched=batched
     ).fit(history_of(prices.iloc[:220]))
     errors, zero = [], []
     for t in range(220, 299):  # forecast r_{t+1} from the history up to t
@@ -298,7 +298,7 @@ def test_progress_bar_completes_even_with_early_stopping(name):
         bars.append([description, total, 0])
         return lambda n: bars[-1].__setitem__(2, bars[-1][2] + n)
 
-    epochs = "max_epochs" if name.startswith("univariate") else "epochs"
+    epochs = "epochs"
     with reporting_progress(factory):
         FAST[name](**{epochs: 30, "patience": 1}).fit(history_of(ar_prices()))
     assert len(bars) == 1 and bars[0][0].startswith("training ") and bars[0][1] == bars[0][2]

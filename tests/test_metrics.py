@@ -190,7 +190,12 @@ def test_summary_keys_and_labels():
     ]  # fmt: skip
     assert list(m.METRIC_LABELS) == list(m.SUMMARY_KEYS)
     assert m.METRIC_LABELS["ann_return"] == "Ann. return (mean×periods)"
-    assert m.METRIC_LABELS["calmar"] == "Calmar (CAGR/|MDD|)"
+    assert m.METRIC_LABELS["calmar"] == "Calmar"
+    # Every key of summary() is described once, with a unit and a direction.
+    summary = m.summary(np.array([0.01, -0.02, 0.03]), 52, turnover=np.array([0.1, 0.2]))
+    assert set(summary) == set(m.METRIC_INFO)
+    assert m.METRIC_INFO["ann_volatility"].better == "lower"
+    assert m.METRIC_INFO["max_drawdown"].unit == "fraction"
 
 
 # ---------------------------------------------------------------- input validation

@@ -6,7 +6,6 @@ can fix are printed as one clear message with a non-zero exit code, never a trac
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 from contextlib import contextmanager
@@ -33,18 +32,6 @@ app.add_typer(data_app, name="data")
 # Piped output (CI logs, files) gets a wide console so the results table is not squeezed.
 console = Console() if Console().is_terminal else Console(width=220)
 err_console = Console(stderr=True)
-
-_SHORT_LABELS = {
-    "ann_return": "Ann.ret (μ×P)",
-    "cagr": "CAGR",
-    "ann_volatility": "Ann.vol",
-    "sharpe": "Sharpe",
-    "sortino": "Sortino",
-    "max_drawdown": "MaxDD",
-    "calmar": "Calmar",
-    "total_return": "Total",
-    "avg_turnover": "Turnover",
-}
 
 
 def _set_torch_threads(threads: int) -> None:
@@ -128,11 +115,28 @@ def run(
             "ambiguous; same as data.date_format in a config.",
         ),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores)."),
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="serial (this process), local (a process pool) or ray (local Ray, or a "
+            "cluster with --ray-address). The results are identical.",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="Address of a running Ray cluster (--executor ray)."),
+    ] = None,
 ) -> None:
     """Run an experiment and write its run directory (metrics, weights, plots, report.html)."""
     from dynafolio.experiments import DEFAULT_EXPERIMENT, EXPERIMENTS
     from dynafolio.experiments.artifacts import build_manifest, write_run
     from dynafolio.experiments.config import load_config_file, merge, validate_config
+    from dynafolio.experiments.executors import ExecutorSettings
     from dynafolio.experiments.runner import load_prices, plan_strategies, run_experiment
     from dynafolio.progress import reporting_progress
     from dynafolio.report import write_report
@@ -145,6 +149,7 @@ def run(
                 f"(default {DEFAULT_EXPERIMENT})"
             )
         out = _prepare_out(out)
+        workers = ExecutorSettings(kind=executor, jobs=jobs, ray_address=ray_address)
         module = EXPERIMENTS[experiment]
         settings = module.default_config()
         source = "settings (defaults and command-line options)"
@@ -198,10 +203,8 @@ def run(
                 task = bar.add_task(description, total=total)
                 return lambda n: bar.advance(task, n)
 
-            runner = getattr(module, "run", run_experiment)
             with reporting_progress(factory):
-                result = runner(cfg, prepared=prepared, progress=factory)
-        result = dataclasses.replace(result, tables={**result.tables, **module.analyse(result)})
+                result = run_experiment(cfg, prepared=prepared, progress=factory, executor=workers)
         manifest = build_manifest(cfg, result, prepared.source, prepared.source_sha256)
         run_dir = write_run(result, manifest, out, write_report)
     _print_results(result)
@@ -242,7 +245,7 @@ def tune(
     from dynafolio.experiments.artifacts import atomic_run_dir, package_versions, write_manifest
     from dynafolio.experiments.config import load_config_file, merge, validate_config
     from dynafolio.experiments.runner import load_prices
-    from dynafolio.experiments.tune import SEARCH_SPACES, tune_forecaster
+    from dynafolio.experiments.tune import tunable_models, tune_forecaster
     from dynafolio.splits import chronological_split
 
     _set_torch_threads(threads)
@@ -252,8 +255,10 @@ def tune(
                 f"unknown experiment {experiment!r}; available: {sorted(EXPERIMENTS)}"
             )
         out = _prepare_out(out)
-        if model not in SEARCH_SPACES:
-            raise DynafolioError(f"unknown model {model!r}; choose from {sorted(SEARCH_SPACES)}")
+        if model not in tunable_models():
+            raise DynafolioError(
+                f"unknown model {model!r}; choose from {', '.join(tunable_models())}"
+            )
         settings = EXPERIMENTS[experiment].default_config()
         if config is not None:
             settings = merge(settings, load_config_file(config))
@@ -263,8 +268,7 @@ def tune(
             prepared.prices.index, cfg.split.train_fraction, cfg.split.test_start
         )
         n_trials = 3 if quick else trials
-        epochs_key = "max_epochs" if model == "univariate_lstm" else "epochs"
-        fixed = {epochs_key: 3} if quick else {}
+        fixed = {"epochs": 3} if quick else {}
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -323,7 +327,7 @@ def tune(
 
 def _fit_defaults_to_data(cfg, prepared):
     """Drop default strategies that need what a user's file lacks (asset classes, an index)."""
-    from dynafolio.experiments.config import BuyAndHoldSpec, CompositeSpec
+    from dynafolio.strategies.classical import BuyAndHoldSpec, CompositeSpec
 
     kept, dropped = [], []
     for spec in cfg.strategies:
@@ -342,9 +346,10 @@ def _fit_defaults_to_data(cfg, prepared):
 
 
 def _print_results(result) -> None:
-    from dynafolio.report.tables import COLUMN_LABELS, format_table
+    from dynafolio.metrics import METRICS
+    from dynafolio.report.tables import format_table
 
-    short = {COLUMN_LABELS[key]: label for key, label in _SHORT_LABELS.items()}
+    short = {m.label: m.short for m in METRICS}
 
     shown = format_table(result.table)
     table = Table(

@@ -10,6 +10,8 @@ Risk-free rates are *annual* and become per-period rates by ``(1 + rf) ** (1 / p
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -17,18 +19,68 @@ import pandas as pd
 ReturnsLike = np.ndarray | pd.Series | Sequence[float]
 RiskFreeLike = float | np.ndarray | pd.Series | Sequence[float]
 
-METRIC_LABELS: dict[str, str] = {
-    "ann_return": "Ann. return (mean×periods)",
-    "cagr": "CAGR",
-    "ann_volatility": "Ann. volatility",
-    "sharpe": "Sharpe",
-    "sortino": "Sortino",
-    "max_drawdown": "Max drawdown",
-    "calmar": "Calmar (CAGR/|MDD|)",
-    "total_return": "Total return",
-    "avg_turnover": "Avg turnover",
-    "n_periods": "Periods",
-}
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How one metric of :func:`summary` is named, measured and read.
+
+    ``unit`` is ``"fraction"`` (shown as a percentage: 0.123 → 12.3%) or ``"ratio"``;
+    ``better`` is ``"higher"``, ``"lower"`` or ``None`` (no best value, e.g. a count).
+    """
+
+    key: str
+    label: str
+    short: str
+    unit: Literal["fraction", "ratio", "count"]
+    decimals: int
+    better: Literal["higher", "lower"] | None
+    help: str
+
+
+#: The one table of metrics, in report order: the CLI, the CSV/JSON writers and the report
+#: all read labels, units, formats and directions from here.
+METRICS: tuple[MetricInfo, ...] = (
+    MetricInfo(
+        "ann_return", "Ann. return (mean×periods)", "Ann.ret (μ×P)", "fraction", 1, "higher",
+        "Arithmetic mean per-period net return × periods per year",
+    ),
+    MetricInfo(
+        "cagr", "CAGR", "CAGR", "fraction", 1, "higher",
+        "Compound annual growth rate of net equity",
+    ),
+    MetricInfo(
+        "ann_volatility", "Ann. vol.", "Ann.vol", "fraction", 1, "lower",
+        "Standard deviation of per-period net returns, annualised",
+    ),
+    MetricInfo(
+        "sharpe", "Sharpe", "Sharpe", "ratio", 2, "higher",
+        "Annualised Sharpe ratio of net returns (excess of the risk-free rate)",
+    ),
+    MetricInfo(
+        "sortino", "Sortino", "Sortino", "ratio", 2, "higher",
+        "Annualised Sortino ratio of net returns",
+    ),
+    # Stored as a negative fraction: the best (shallowest) drawdown is the largest value.
+    MetricInfo(
+        "max_drawdown", "Max DD", "MaxDD", "fraction", 1, "higher",
+        "Deepest peak-to-trough fall of net equity",
+    ),
+    MetricInfo(
+        "calmar", "Calmar", "Calmar", "ratio", 2, "higher", "CAGR / |max drawdown|"
+    ),
+    MetricInfo(
+        "total_return", "Total return", "Total", "fraction", 1, "higher",
+        "Net equity at the end of the test period − 1",
+    ),
+    # Often well below 1% a period: two decimals, or most rules would read 0.0%.
+    MetricInfo(
+        "avg_turnover", "Avg turnover", "Turnover", "fraction", 2, "lower",
+        "Mean one-way turnover per period (buys plus sells)",
+    ),
+    MetricInfo("n_periods", "Periods", "Periods", "count", 0, None, "Test periods scored"),
+)  # fmt: skip
+METRIC_INFO: dict[str, MetricInfo] = {m.key: m for m in METRICS}
+METRIC_LABELS: dict[str, str] = {m.key: m.label for m in METRICS}
 # The keys of summary(), in report order.
 SUMMARY_KEYS: tuple[str, ...] = tuple(METRIC_LABELS)
 

@@ -9,6 +9,7 @@ from typing import Literal
 import pandas as pd
 
 from dynafolio.errors import DataError
+from dynafolio.history import MarketHistory
 
 
 @dataclass(frozen=True)
@@ -110,3 +111,53 @@ def walk_forward_folds(
             test=slice(test_begin, min(test_begin + test_size, n)),
             index=index,
         )
+
+
+@dataclass(frozen=True)
+class RefitSchedule:
+    """When a walk-forward model is refit and on which history — the one rule every learned
+    strategy follows (forecast-driven, end-to-end and PPO score streams).
+
+    The model is fitted at the first decision on the history up to that date, then refitted
+    from scratch after every ``every`` decisions (rebalances), each time on the history up to
+    the decision date: its last ``window`` periods, or all of it. A fit at decision ``t`` thus
+    sees rows ``.. t`` and serves the decisions ``t .. t + every − 1``, which earn the returns
+    after ``t`` — the (train, test) folds of :func:`walk_forward_folds` with
+    ``test_size = every``.
+
+    Attributes
+    ----------
+    every : int or None
+        Decisions between refits; None fits once.
+    window : int or None
+        Periods of history per fit (rolling); None uses all history so far (expanding).
+    """
+
+    every: int | None = None
+    window: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("every", "window"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise DataError(
+                    f"refit schedule: {name} must be an integer >= 1 or None, got {value!r}"
+                )
+
+    def due(self, decisions_since_fit: int) -> bool:
+        """Whether the model must be refitted before this decision."""
+        return self.every is not None and decisions_since_fit >= self.every
+
+    def training_history(self, history: MarketHistory) -> MarketHistory:
+        """The part of ``history`` (up to the decision date) a fit learns from."""
+        if self.window is None:
+            return history
+        return MarketHistory(
+            history.prices.iloc[-self.window :], history.returns.iloc[-self.window :]
+        )
+
+    def fit_positions(self, n_decisions: int) -> list[int]:
+        """Indices (0-based, among ``n_decisions`` decisions) of the decisions that refit."""
+        if n_decisions <= 0:
+            return []
+        return list(range(0, n_decisions, self.every or n_decisions))

@@ -206,6 +206,27 @@ def decision_rows(
     return np.arange(first - 1, last)
 
 
+def rebalance_schedule(
+    index: pd.DatetimeIndex,
+    start: str | pd.Timestamp,
+    end: str | pd.Timestamp | None,
+    rebalance_every: int = 1,
+    rebalances: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decision rows of a backtest on ``[start, end]`` and which of them trade.
+
+    Returns ``(rows, trades)``: :func:`decision_rows` and a bool array of the same length,
+    True every ``rebalance_every`` decisions from the first (only the first for a rule that
+    never rebalances). A strategy's ``weights`` is called exactly at ``rows[trades]``.
+    """
+    rows = decision_rows(index, start, end)
+    trades = np.zeros(len(rows), dtype=bool)
+    trades[::rebalance_every] = True
+    if not rebalances:
+        trades[1:] = False
+    return rows, trades
+
+
 def run_backtest(
     strategy: Strategy,
     prices: pd.DataFrame,
@@ -244,7 +265,9 @@ def run_backtest(
     cost_model = cost_model or ProportionalCost(0.001)
     constraints = constraints or PortfolioConstraints()
     returns = prices.pct_change(fill_method=None)
-    rows = decision_rows(prices.index, start, end)
+    rows, schedule = rebalance_schedule(
+        prices.index, start, end, rebalance_every, strategy.rebalances
+    )
     first_row = 0 if fit_start is None else int(prices.index.searchsorted(pd.Timestamp(fit_start)))
 
     def history_at(row: int) -> MarketHistory:
@@ -254,10 +277,6 @@ def run_backtest(
 
     n_assets = prices.shape[1]
     targets = np.zeros((len(rows), n_assets))
-    schedule = np.zeros(len(rows), dtype=bool)
-    schedule[::rebalance_every] = True
-    if not strategy.rebalances:
-        schedule[1:] = False
     for k, row in enumerate(rows):
         if schedule[k]:
             history = history_at(row)

@@ -1,10 +1,13 @@
 """Experiments: one module per system, composed by the runner; the CLI calls these.
 
 Each experiment module defines ``NAME``, ``TITLE``, ``default_config()`` (a plain dict the
-config file is merged over), ``quick(settings) -> settings`` (what ``--quick`` changes: smaller
-training budgets, one seed) and ``analyse(result) -> dict[str, DataFrame]`` (its own tables). A
-module may define ``run(config, prepared=..., progress=...)`` to compose several runs (the S1
-study's crisis windows); otherwise :func:`~dynafolio.experiments.runner.run_experiment` runs.
+config file is merged over; its ``analyses`` key names the module), ``quick(settings) ->
+settings`` (what ``--quick`` changes: smaller training budgets, one seed) and
+``analyse(result, context) -> dict[str, DataFrame]`` (its own tables, which
+:func:`~dynafolio.experiments.runner.run_experiment` adds to the result — from Python as from
+the CLI; ``context`` lets an analysis run further experiments, e.g. the S1 study's crisis
+windows). Analyses select strategies by their tags (``result.select(family="Hybrid", k=5)``),
+never by parsing display names.
 """
 
 from __future__ import annotations

@@ -10,11 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,19 +23,8 @@ from pydantic import (
 )
 
 from dynafolio.errors import ConfigError
-from dynafolio.paths import name_problem
-
-
-def _display_name(value: str) -> str:
-    problem = name_problem(value)
-    if problem is not None:
-        raise ValueError(problem)
-    return value
-
-
-#: A name shown to people: any printable text. It becomes a file name only through
-#: :func:`dynafolio.paths.unique_stems`, never directly.
-DisplayName = Annotated[str, AfterValidator(_display_name)]
+from dynafolio.strategies.kinds import STRATEGY_SPECS, StrategySpecUnion
+from dynafolio.strategies.registry import DisplayName
 
 
 class _Frozen(BaseModel):
@@ -109,155 +97,17 @@ class BacktestConfig(_Frozen):
     )
 
 
-class ConstraintsSpec(_Frozen):
-    """Per-strategy portfolio limits; unset fields inherit the experiment's ``backtest``."""
-
-    long_only: bool | None = None
-    max_gross_leverage: float | None = Field(None, gt=0.0)
-    max_position: float | None = Field(None, gt=0.0, le=10.0)
-
-
-class _Spec(_Frozen):
-    """Fields every strategy entry accepts."""
-
-    name: DisplayName | None = Field(
-        None, description="display name (default: derived from the settings)"
-    )
-    universe: tuple[str, ...] | None = Field(
-        None, description="assets this strategy may hold (default: every asset in the data)"
-    )
-    constraints: ConstraintsSpec | None = Field(
-        None, description="portfolio limits of this strategy (default: the backtest's)"
-    )
-
-
-class EqualWeightSpec(_Spec):
-    kind: Literal["equal_weight"]
-
-
-class BuyAndHoldSpec(_Spec):
-    kind: Literal["buy_and_hold"]
-    asset: str = "SPY"
-
-
-class CompositeSpec(_Spec):
-    kind: Literal["asset_class_composite"]
-
-
-class EstimatedSpec(_Spec):
-    kind: Literal["inverse_volatility", "minimum_variance", "max_sharpe", "hrp", "herc"]
-    estimation: Literal["static", "rolling", "expanding"] = "rolling"
-    window: int | None = Field(104, ge=2, description="estimation window in periods (rolling)")
-    min_coverage: float = Field(0.9, gt=0.0, le=1.0)
-    min_periods: int = Field(26, ge=2)
-
-    @model_validator(mode="after")
-    def _rolling_needs_window(self) -> EstimatedSpec:
-        if self.estimation == "rolling" and self.window is None:
-            raise ValueError("a rolling estimate needs `window` (periods)")
-        return self
-
-
-ForecasterModel = Literal[
-    "univariate_lstm",
-    "univariate_lstm_loop",
-    "stacked_lstm",
-    "stacked_gru",
-    "transformer",
-    "price_lstm",
-]
-
-
-class ForecasterSpec(_Frozen):
-    """A forecaster and its hyper-parameters (checked against its constructor when built)."""
-
-    model: ForecasterModel = "univariate_lstm"
-    params: dict[str, Any] = Field(default_factory=dict, description="constructor arguments")
-
-
-class _LearnedSpec(_Spec):
-    retrain_every: int | None = Field(
-        None, ge=1, description="decisions between walk-forward refits (None: fit once)"
-    )
-    train_window: int | None = Field(
-        None, ge=10, description="periods of history per fit (None: expanding)"
-    )
-
-
-class TopKSpec(_LearnedSpec):
-    """S1 LSTM-only Top-K: forecasts through the Top-K softmax projection."""
-
-    kind: Literal["forecast_topk"]
-    k: int = Field(5, ge=1)
-    tau: float = Field(0.0, ge=0.0, lt=1.0)
-    forecaster: ForecasterSpec = ForecasterSpec(model="univariate_lstm")
-
-
-class SignalSpec(_LearnedSpec):
-    """S2 allocation from forecasts."""
-
-    kind: Literal["forecast_signal"]
-    allocation: Literal["clip", "inverse_vol", "mean_variance", "hrp"] = "clip"
-    forecaster: ForecasterSpec = ForecasterSpec(model="stacked_lstm")
-
-
-class PriceRuleSpec(_LearnedSpec):
-    """S4 buy-risers / sell-fallers rule on price forecasts."""
-
-    kind: Literal["price_rule"]
-    max_position: float = Field(1 / 3, gt=0.0, le=1.0)
-    forecaster: ForecasterSpec = ForecasterSpec(model="price_lstm")
-
-
-class DrawdownAllocatorSpec(_Spec):
-    """S3 end-to-end LSTM allocator trained with the drawdown-sensitive loss."""
-
-    kind: Literal["e2e_drawdown"]
-    lam: float = Field(10.0, ge=0.0)
-    retrain_every: int | None = Field(None, ge=1)
-    params: dict[str, Any] = Field(default_factory=dict, description="constructor arguments")
-
-
-class PPOSpec(_Spec):
-    """S1 PPO Top-K allocator; with a ``forecaster`` it is the hybrid LSTM+PPO."""
-
-    kind: Literal["ppo_topk"]
-    k: int = Field(5, ge=1)
-    tau: float = Field(0.0, ge=0.0, lt=1.0)
-    lookback: int = Field(30, ge=1)
-    lambda_sparse: float = Field(0.0, ge=0.0)
-    ppo: dict[str, Any] = Field(default_factory=dict, description="PPOSettings overrides")
-    forecaster: ForecasterSpec | None = Field(None, description="hybrid: forecasts in the state")
-    score_refit_every: int = Field(26, ge=1)
-    score_initial_window: int = Field(104, ge=10)
-    agent_path: Path | None = Field(None, description="load a saved agent instead of training")
-
-
-StrategySpec = Annotated[
-    EqualWeightSpec
-    | BuyAndHoldSpec
-    | CompositeSpec
-    | EstimatedSpec
-    | TopKSpec
-    | SignalSpec
-    | PriceRuleSpec
-    | DrawdownAllocatorSpec
-    | PPOSpec,
-    Field(discriminator="kind"),
-]
-
-
-_STRATEGY_KINDS = frozenset(
-    kind
-    for spec in StrategySpec.__origin__.__args__  # type: ignore[attr-defined]
-    for kind in spec.model_fields["kind"].annotation.__args__
-)
+#: One entry of ``strategies``: any registered kind (see :mod:`dynafolio.strategies.kinds`).
+StrategySpec = StrategySpecUnion
 
 
 class ExperimentConfig(_Frozen):
     """One experiment: data, split, engine settings, strategies, seeds, stress windows."""
 
     name: DisplayName = Field(description="experiment name; the run directory is named after it")
+    analyses: str | None = Field(
+        None, description="experiment whose analysis tables to add (s1, s2 ...; None: none)"
+    )
     title: str = ""
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
@@ -359,12 +209,18 @@ def validate_config(data: dict[str, Any], source: str = "config") -> ExperimentC
         for problem in error.errors():
             loc = list(problem["loc"])
             # strategies.3.ppo_topk.k -> strategies.3.k: the union tag is not a config key.
-            if len(loc) > 2 and loc[0] == "strategies" and isinstance(loc[2], str):
-                if loc[2] in _STRATEGY_KINDS:
-                    del loc[2]
+            if len(loc) > 2 and loc[0] == "strategies" and loc[2] in STRATEGY_SPECS:
+                del loc[2]
+            # forecaster.stacked_gru.params.x -> forecaster.params.x likewise.
+            loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "forecaster")]
             key = ".".join(str(part) for part in loc) or "(top level)"
             given = problem.get("input")
             shown = "" if isinstance(given, dict) else f" (got {given!r})"
             message = problem["msg"].removeprefix("Value error, ")
+            if problem["type"] == "extra_forbidden":
+                message = (
+                    "not a known setting here; check the spelling (`dynafolio strategies` "
+                    "lists every kind's settings)"
+                )
             lines.append(f"  {key}: {message}{shown}")
         raise ConfigError(f"invalid {source}:\n" + "\n".join(lines)) from None

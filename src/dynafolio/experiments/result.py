@@ -11,6 +11,18 @@ from dynafolio.backtest.result import BacktestResult
 
 
 @dataclass(frozen=True)
+class AnalysisContext:
+    """What an experiment's ``analyse`` may use beyond the result: the config it ran, the
+    prepared prices, and the progress display and executor (for further runs, e.g. the S1
+    study's crisis windows)."""
+
+    config: Any
+    prepared: Any
+    progress: Any = None
+    executor: Any = None
+
+
+@dataclass(frozen=True)
 class StrategyRuns:
     """Backtests of one strategy configuration, one per seed (one for deterministic rules)."""
 
@@ -18,6 +30,13 @@ class StrategyRuns:
     runs: tuple[BacktestResult, ...]
     seeds: tuple[int, ...]
     learned: bool = False
+    #: What the strategy is, for analyses to select by (never parse ``name``): ``kind``,
+    #: ``k`` and ``model`` where they apply, plus the config entry's own ``tags`` (``family``).
+    tags: dict[str, str | int | float] = field(default_factory=dict)
+
+    def has(self, **tags: str | int | float) -> bool:
+        """Whether every given tag has the given value."""
+        return all(self.tags.get(key) == value for key, value in tags.items())
 
     @property
     def first(self) -> BacktestResult:
@@ -98,6 +117,10 @@ class ExperimentResult:
     agents: dict[str, Any] = field(default_factory=dict)
     findings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+
+    def select(self, **tags: str | int | float) -> list[StrategyRuns]:
+        """The strategies whose tags match, in display order (``select(family="hybrid")``)."""
+        return [runs for runs in self.strategies if runs.has(**tags)]
 
     def metric_table(self, strategies: list[str], metrics: list[str]) -> pd.DataFrame:
         """Rows of :attr:`table` for ``strategies`` with ``metrics``, their ``_std`` and

@@ -13,18 +13,19 @@ from dataclasses import dataclass
 import pandas as pd
 
 from dynafolio import metrics
-from dynafolio.backtest import PortfolioConstraints, ProportionalCost, run_backtest
+from dynafolio.backtest import PortfolioConstraints
 from dynafolio.data import dataset_info, load_dataset, read_prices
 from dynafolio.data.validate import check_history, check_n_assets
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.experiments.config import ExperimentConfig, StrategySpec
-from dynafolio.experiments.factory import build_strategy, is_learned
-from dynafolio.experiments.result import ExperimentResult, StrategyRuns
+from dynafolio.experiments.executors import ExecutorSettings, execute
+from dynafolio.experiments.result import AnalysisContext, ExperimentResult, StrategyRuns
+from dynafolio.experiments.tasks import RunContext, build_tasks
 from dynafolio.features import periods_per_year, prepare_prices
 from dynafolio.progress import ProgressFactory
-from dynafolio.seeding import seed_everything
 from dynafolio.splits import chronological_split
 from dynafolio.strategies.base import Strategy
+from dynafolio.strategies.registry import BuildContext
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,13 @@ def run_experiment(
     *,
     prepared: PreparedData | None = None,
     progress: ProgressFactory | None = None,
+    executor: ExecutorSettings | None = None,
 ) -> ExperimentResult:
-    """Backtest every strategy of ``config`` on the test period and score them."""
+    """Backtest every strategy of ``config`` on the test period and score them.
+
+    The work is a graph of tasks (:mod:`dynafolio.experiments.tasks`) run by ``executor``
+    (default: in this process); the result is the same whatever runs it.
+    """
     prepared = prepared or load_prices(config)
     prices = prepared.prices
     split = chronological_split(prices.index, config.split.train_fraction, config.split.test_start)
@@ -95,34 +101,19 @@ def run_experiment(
     check_history(prices.loc[split.train_dates], 2, prepared.source)
     check_n_assets(prices.shape[1], 1, f"experiment {config.name!r}")
     rf_annual = config.backtest.risk_free_rate
-    cost = ProportionalCost(config.backtest.transaction_cost)
-    test_start, test_end = split.test_dates[0], split.test_dates[-1]
-    n_decisions = len(split.test_dates)
 
-    plan = plan_strategies(config, prepared)
+    context = RunContext.build(config, prepared)
+    tasks = build_tasks(context)
+    results = execute(tasks, context, executor, progress)
+    outcomes = {(t.entry, t.seed): results[t.id] for t in tasks if t.kind == "backtest"}
     all_runs: list[StrategyRuns] = []
     agents = {}
-    for item in plan:
-        runs = []
+    for entry, item in enumerate(context.plan):
+        runs = tuple(outcomes[(entry, seed)].result for seed in item.seeds)
         for seed in item.seeds:
-            seed_everything(seed)
-            strategy = item.build(seed)
-            step = progress(f"{item.name} (seed {seed})", n_decisions) if progress else None
-            runs.append(
-                run_backtest(
-                    strategy,
-                    item.universe,
-                    test_start,
-                    test_end,
-                    rebalance_every=config.backtest.rebalance_every,
-                    cost_model=cost,
-                    constraints=item.constraints,
-                    progress=step,
-                )
-            )
-            if hasattr(strategy, "agent_") and getattr(strategy, "agent_path", None) is None:
-                agents[(item.name, seed)] = strategy.agent_
-        all_runs.append(StrategyRuns(item.name, tuple(runs), item.seeds, item.learned))
+            if outcomes[(entry, seed)].agent is not None:
+                agents[(item.name, seed)] = outcomes[(entry, seed)].agent
+        all_runs.append(StrategyRuns(item.name, runs, item.seeds, item.learned, item.tags))
 
     per_seed = _per_seed_metrics(all_runs, ppy, rf_annual)
     table = _aggregate(per_seed)
@@ -137,7 +128,7 @@ def run_experiment(
     )
     benchmark = config.benchmark
     rolling = _rolling_alpha_beta(all_runs, prices, config.index_asset, config.rolling_window, ppy)
-    return ExperimentResult(
+    result = ExperimentResult(
         experiment=config.name,
         title=config.title or config.name,
         strategies=tuple(all_runs),
@@ -156,6 +147,23 @@ def run_experiment(
         findings=tuple(compare_with_benchmark(table, benchmark, all_runs)),
         notes=tuple(notes),
     )
+    analysis = AnalysisContext(config, prepared, progress, executor)
+    return dataclasses.replace(result, tables={**result.tables, **analyse(result, analysis)})
+
+
+def analyse(result: ExperimentResult, context: AnalysisContext) -> dict[str, pd.DataFrame]:
+    """The tables of the experiment named by ``config.analyses`` (none when it is unset)."""
+    name = context.config.analyses
+    if name is None:
+        return {}
+    from dynafolio.experiments import EXPERIMENTS
+
+    if name not in EXPERIMENTS:
+        raise ConfigError(
+            f"analyses: {name!r} is not an experiment; use one of {', '.join(EXPERIMENTS)} "
+            "or leave it out"
+        )
+    return EXPERIMENTS[name].analyse(result, context)
 
 
 @dataclass(frozen=True)
@@ -166,60 +174,62 @@ class PlannedStrategy:
     spec: StrategySpec
     name: str
     seeds: tuple[int, ...]
-    learned: bool
     universe: pd.DataFrame
     constraints: PortfolioConstraints
-    asset_classes: dict[str, str]
-    risk_free_per_period: float
-    transaction_cost: float
+    context: BuildContext
+
+    @property
+    def learned(self) -> bool:
+        return self.spec.learned
+
+    @property
+    def tags(self) -> dict[str, str | int | float]:
+        return self.spec.all_tags()
 
     def build(self, seed: int) -> Strategy:
         """A fresh, unfitted strategy object for ``seed``."""
-        return build_strategy(
-            self.spec,
-            self.asset_classes,
-            self.risk_free_per_period,
-            seed,
-            self.where,
-            transaction_cost=self.transaction_cost,
-        )
+        try:
+            return self.spec.build(dataclasses.replace(self.context, seed=seed))
+        except ConfigError as error:
+            raise ConfigError(f"{self.where}: {error}") from None
 
 
 def plan_strategies(config: ExperimentConfig, prepared: PreparedData) -> list[PlannedStrategy]:
-    """Build and check every strategy entry before anything trains.
+    """Build and check every strategy entry, for every seed, before anything trains.
 
     Each error names the config key (``strategies.3.k``) and is raised before the first
-    model is fitted: unknown parameters, a universe or asset not in the data, ``k`` larger than
-    the assets a Top-K strategy may hold, a saved agent that is not a valid agent file or does
-    not fit the data, two entries with the same name, a benchmark that is not a strategy.
+    model is fitted: a universe or asset not in the data, ``k`` larger than the assets a
+    Top-K strategy may hold, a saved agent that is not a valid agent file or does not fit the
+    data, two entries with the same name, a benchmark that is not a strategy. (Unknown or
+    mistyped parameters were already refused when the config was read.)
 
     Raises
     ------
     ConfigError
     """
     prices = prepared.prices
-    ppy = periods_per_year(prices.index)
-    rf_per_period = (1.0 + config.backtest.risk_free_rate) ** (1.0 / ppy) - 1.0
+    context = BuildContext(
+        risk_free_rate=config.backtest.risk_free_rate,
+        periods_per_year=periods_per_year(prices.index),
+        transaction_cost=config.backtest.transaction_cost,
+        asset_classes=dict(prepared.asset_classes),
+    )
     planned = []
     for position, spec in enumerate(config.strategies):
         where = f"strategies.{position}"
         universe = _universe(spec.universe, prices, where)
-        learned = is_learned(spec)
         item = PlannedStrategy(
             where=where,
             spec=spec,
             name="",
-            seeds=config.seeds if learned else (config.seed,),
-            learned=learned,
+            seeds=config.seeds if spec.learned else (config.seed,),
             universe=universe,
             constraints=_constraints(config, spec),
-            asset_classes=prepared.asset_classes,
-            risk_free_per_period=rf_per_period,
-            transaction_cost=config.backtest.transaction_cost,
+            context=context,
         )
-        strategy = item.build(item.seeds[0])  # checks every parameter; trains nothing
-        _check_fits_data(spec, strategy, universe, where)
-        planned.append(dataclasses.replace(item, name=spec.name or strategy.name))
+        built = [item.build(seed) for seed in item.seeds]  # trains nothing
+        _check_fits_data(spec, built[0], universe, where)
+        planned.append(dataclasses.replace(item, name=spec.name or built[0].name))
     names = [item.name for item in planned]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:

@@ -41,6 +41,7 @@ def default_config() -> dict[str, Any]:
         {
             "kind": "forecast_topk",
             "name": f"LSTM-only Top-{k}",
+            "tags": {"family": "LSTM-only"},
             "k": k,
             "retrain_every": 26,
             "forecaster": {"model": "univariate_lstm", "params": {}},
@@ -50,12 +51,20 @@ def default_config() -> dict[str, Any]:
     # PPO-only and the hybrid (PPO whose state includes the same LSTM's forecasts, made
     # out-of-sample on the training period by an inner walk-forward), one agent per K.
     for k in TOP_K:
-        strategies.append({"kind": "ppo_topk", "name": f"PPO-only Top-{k}", "k": k})
+        strategies.append(
+            {
+                "kind": "ppo_topk",
+                "name": f"PPO-only Top-{k}",
+                "tags": {"family": "PPO-only"},
+                "k": k,
+            }
+        )
     for k in TOP_K:
         strategies.append(
             {
                 "kind": "ppo_topk",
                 "name": f"Hybrid LSTM+PPO Top-{k}",
+                "tags": {"family": "Hybrid"},
                 "k": k,
                 "forecaster": {"model": "univariate_lstm", "params": {}},
                 "score_refit_every": 26,
@@ -63,6 +72,7 @@ def default_config() -> dict[str, Any]:
         )
     return {
         "name": NAME,
+        "analyses": NAME,
         "title": TITLE,
         "data": {
             "dataset": "multiasset",
@@ -94,7 +104,7 @@ def quick(settings: dict[str, Any]) -> dict[str, Any]:
     settings = copy.deepcopy(settings)
     for entry in settings["strategies"]:
         if entry.get("forecaster"):
-            entry["forecaster"]["params"] = {**entry["forecaster"]["params"], "max_epochs": 5}
+            entry["forecaster"]["params"] = {**entry["forecaster"]["params"], "epochs": 5}
         if entry.get("kind") == "forecast_topk":
             entry["retrain_every"] = 26
         if entry.get("kind") == "ppo_topk":
@@ -103,6 +113,6 @@ def quick(settings: dict[str, Any]) -> dict[str, Any]:
     return {**settings, "n_seeds": 1}
 
 
-def analyse(result: ExperimentResult) -> dict[str, pd.DataFrame]:
+def analyse(result: ExperimentResult, context: Any = None) -> dict[str, pd.DataFrame]:
     """No tables beyond the main one yet."""
     return {}

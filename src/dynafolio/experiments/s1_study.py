@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -22,9 +21,8 @@ from dynafolio import metrics
 from dynafolio.backtest import ProportionalCost, simulate
 from dynafolio.experiments import s1_hybrid
 from dynafolio.experiments.config import ExperimentConfig, validate_config
-from dynafolio.experiments.result import ExperimentResult
-from dynafolio.experiments.runner import PreparedData, load_prices, run_experiment
-from dynafolio.progress import ProgressFactory
+from dynafolio.experiments.result import AnalysisContext, ExperimentResult, StrategyRuns
+from dynafolio.experiments.runner import load_prices, run_experiment
 
 NAME = "s1-study"
 TITLE = "S1 study — ablation, K sensitivity, cost stress and crisis windows (out-of-sample)"
@@ -43,14 +41,16 @@ def _family(k: int) -> list[dict[str, Any]]:
         {
             "kind": "forecast_topk",
             "name": f"LSTM-only Top-{k}",
+            "tags": {"family": "LSTM-only"},
             "k": k,
             "retrain_every": 26,
             "forecaster": {"model": "univariate_lstm", "params": {}},
         },
-        {"kind": "ppo_topk", "name": f"PPO-only Top-{k}", "k": k},
+        {"kind": "ppo_topk", "name": f"PPO-only Top-{k}", "tags": {"family": "PPO-only"}, "k": k},
         {
             "kind": "ppo_topk",
             "name": f"Hybrid LSTM+PPO Top-{k}",
+            "tags": {"family": "Hybrid"},
             "k": k,
             "score_refit_every": 26,
             "forecaster": {"model": "univariate_lstm", "params": {}},
@@ -66,6 +66,7 @@ def default_config() -> dict[str, Any]:
     return {
         **base,
         "name": NAME,
+        "analyses": NAME,
         "title": TITLE,
         "strategies": strategies,
         "plot_groups": {f"K = {k}": tuple(entry["name"] for entry in _family(k)) for k in K_SWEEP},
@@ -78,18 +79,14 @@ def quick(settings: dict[str, Any]) -> dict[str, Any]:
     return s1_hybrid.quick(settings)
 
 
-def run(
-    config: ExperimentConfig,
-    *,
-    prepared: PreparedData | None = None,
-    progress: ProgressFactory | None = None,
-) -> ExperimentResult:
-    """The main 70/30 run plus one walk-forward run per crisis window."""
-    result = run_experiment(config, prepared=prepared, progress=progress)
-    crisis_tables = {}
+def crisis_tables(context: AnalysisContext) -> dict[str, pd.DataFrame]:
+    """One walk-forward run per crisis window, its models trained only on data before it."""
+    tables = {}
     for title, (start, end) in CRISES.items():
-        sub = _crisis_config(config, start, end)
-        crisis = run_experiment(sub, prepared=load_prices(sub), progress=progress)
+        sub = _crisis_config(context.config, start, end)
+        crisis = run_experiment(
+            sub, prepared=load_prices(sub), progress=context.progress, executor=context.executor
+        )
         table = crisis.metric_table(
             list(crisis.table.index), ["total_return", "max_drawdown", "sharpe", "avg_turnover"]
         )
@@ -98,8 +95,8 @@ def run(
             f"{crisis.train_dates[-1].date()}, evaluated {crisis.test_dates[0].date()}.."
             f"{crisis.test_dates[-1].date()} ({len(crisis.test_dates)} weeks); mean over seeds."
         )
-        crisis_tables[f"Crisis window: {title}"] = table
-    return _with_tables(result, crisis_tables)
+        tables[f"Crisis window: {title}"] = table
+    return tables
 
 
 def _crisis_config(config: ExperimentConfig, start: str, end: str) -> ExperimentConfig:
@@ -117,7 +114,13 @@ def _crisis_config(config: ExperimentConfig, start: str, end: str) -> Experiment
         if entry.get("forecaster"):
             entry["forecaster"]["params"] = _forecaster_params_of(config)
         strategies.append(entry)
-    settings.update(strategies=strategies, plot_groups={}, stress_windows={}, name=f"{NAME}-crisis")
+    settings.update(
+        strategies=strategies,
+        plot_groups={},
+        stress_windows={},
+        name=f"{NAME}-crisis",
+        analyses=None,
+    )
     return validate_config(settings, "s1-study crisis window")
 
 
@@ -136,27 +139,33 @@ def _forecaster_params_of(config: ExperimentConfig) -> dict[str, Any]:
     return {}
 
 
-def _with_tables(result: ExperimentResult, tables: dict[str, pd.DataFrame]) -> ExperimentResult:
-    return dataclasses.replace(result, tables={**result.tables, **tables})
-
-
-def analyse(result: ExperimentResult) -> dict[str, pd.DataFrame]:
+def analyse(result: ExperimentResult, context: AnalysisContext) -> dict[str, pd.DataFrame]:
     return {
         "Ablation: hybrid vs PPO-only": _ablation(result),
         "K sensitivity (Sharpe, mean ± std over seeds)": _k_sweep(result),
         "Cost stress: the same decisions at higher costs (Sharpe)": _cost_stress(result),
+        **crisis_tables(context),
     }
 
 
+def _sharpes(runs: StrategyRuns, ppy: int) -> np.ndarray:
+    """Sharpe ratio of each seed of one strategy."""
+    return np.array([metrics.sharpe_ratio(run.net_returns, ppy) for run in runs.runs])
+
+
+def _one(result: ExperimentResult, **tags) -> StrategyRuns | None:
+    found = result.select(**tags)
+    return found[0] if found else None
+
+
 def _ablation(result: ExperimentResult) -> pd.DataFrame:
-    per_seed = result.metrics
     rows = {}
     for k in K_SWEEP:
-        hybrid, ppo = f"Hybrid LSTM+PPO Top-{k}", f"PPO-only Top-{k}"
-        if hybrid not in per_seed.index or ppo not in per_seed.index:
+        hybrid, ppo = _one(result, family="Hybrid", k=k), _one(result, family="PPO-only", k=k)
+        if hybrid is None or ppo is None:
             continue
-        a = _seed_values(per_seed, hybrid)
-        b = _seed_values(per_seed, ppo)
+        a = _sharpes(hybrid, result.periods_per_year)
+        b = _sharpes(ppo, result.periods_per_year)
         diff = a.mean() - b.mean()
         se = (
             np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
@@ -181,19 +190,14 @@ def _ablation(result: ExperimentResult) -> pd.DataFrame:
     return table
 
 
-def _seed_values(per_seed: pd.DataFrame, name: str) -> np.ndarray:
-    """Sharpe ratio of each seed of one strategy."""
-    return per_seed.loc[per_seed.index == name, "sharpe"].to_numpy(dtype=float)
-
-
 def _k_sweep(result: ExperimentResult) -> pd.DataFrame:
     table = {}
-    for family in ("LSTM-only", "PPO-only", "Hybrid LSTM+PPO"):
+    for family in ("LSTM-only", "PPO-only", "Hybrid"):
         column = {}
         for k in K_SWEEP:
-            name = f"{family} Top-{k}"
-            if name in result.table.index:
-                row = result.table.loc[name]
+            runs = _one(result, family=family, k=k)
+            if runs is not None:
+                row = result.table.loc[runs.name]
                 spread = f" ± {row['sharpe_std']:.2f}" if row["n_seeds"] > 1 else ""
                 column[f"K = {k}"] = f"{row['sharpe']:.2f}{spread}"
         table[family] = column

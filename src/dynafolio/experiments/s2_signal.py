@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from dynafolio.experiments.result import ExperimentResult
+from dynafolio.forecast.registry import FORECASTERS
 
 NAME = "s2"
 TITLE = "S2 — LSTM signal pipeline, walk-forward 504/63 days (SPY, TLT, GLD)"
@@ -45,6 +46,8 @@ def default_config() -> dict[str, Any]:
                 "name": name,
                 "allocation": allocation,
                 "forecaster": {"model": "stacked_lstm", "params": {}},
+                # The clip rule on the LSTM is also the ablation's reference row.
+                "tags": {"ablation": "forecaster"} if allocation == "clip" else {},
                 **_WALK,
             }
         )
@@ -55,11 +58,13 @@ def default_config() -> dict[str, Any]:
                 "name": _ABLATION[model],
                 "allocation": "clip",
                 "forecaster": {"model": model, "params": {}},
+                "tags": {"ablation": "forecaster"},
                 **_WALK,
             }
         )
     return {
         "name": NAME,
+        "analyses": NAME,
         "title": TITLE,
         "data": {
             "dataset": "multiasset",
@@ -99,14 +104,14 @@ def quick(settings: dict[str, Any]) -> dict[str, Any]:
     return {**settings, "n_seeds": 1}
 
 
-def analyse(result: ExperimentResult) -> dict[str, pd.DataFrame]:
+def analyse(result: ExperimentResult, context: Any = None) -> dict[str, pd.DataFrame]:
     """The forecaster ablation: the same allocation rule on LSTM, GRU and Transformer."""
-    rows = [name for name in _ABLATION.values() if name in result.table.index]
-    if not rows:
+    runs = result.select(ablation="forecaster")
+    if not runs:
         return {}
     columns = ["cagr", "ann_volatility", "sharpe", "sortino", "max_drawdown", "avg_turnover"]
-    table = result.metric_table(rows, columns)
-    table.index = [name.split(" ")[0] for name in rows]
+    table = result.metric_table([r.name for r in runs], columns)
+    table.index = [FORECASTERS[str(r.tags["model"])].label for r in runs]
     table.index.name = "forecaster"
     base = result.table.loc[result.benchmark, "sharpe"]
     table["Sharpe − benchmark"] = table["sharpe"] - base

@@ -30,14 +30,27 @@ def _e2e_name(lam: float) -> str:
 def default_config() -> dict[str, Any]:
     strategies: list[dict[str, Any]] = [
         {"kind": "equal_weight"},
-        {"kind": "max_sharpe", "estimation": "static", "window": None, "name": MVO},
+        {
+            "kind": "max_sharpe",
+            "estimation": "static",
+            "window": None,
+            "name": MVO,
+            "tags": {"role": "reference"},
+        },
     ]
     strategies += [
-        {"kind": "e2e_drawdown", "lam": lam, "name": _e2e_name(lam), "params": {}}
+        {
+            "kind": "e2e_drawdown",
+            "lam": lam,
+            "name": _e2e_name(lam),
+            "params": {},
+            "tags": {"lam": lam},
+        }
         for lam in LAMBDAS
     ]
     return {
         "name": NAME,
+        "analyses": NAME,
         "title": TITLE,
         "data": {
             "dataset": "multiasset",
@@ -78,17 +91,18 @@ def quick(settings: dict[str, Any]) -> dict[str, Any]:
     return {**settings, "strategies": kept, "n_seeds": 1}
 
 
-def analyse(result: ExperimentResult) -> dict[str, pd.DataFrame]:
+def analyse(result: ExperimentResult, context: Any = None) -> dict[str, pd.DataFrame]:
     tables: dict[str, pd.DataFrame] = {}
-    sweep = [n for n in result.table.index if n.startswith("E2E drawdown")]
+    sweep = [runs.name for runs in result.select(kind="e2e_drawdown")]
     if sweep:
         columns = ["total_return", "max_drawdown", "sharpe", "sortino", "avg_turnover"]
         table = result.metric_table(sweep, columns)
         table.index.name = "strategy"
         table.attrs["caption"] = "Higher λ penalises losing days more: mean over seeds."
         tables["λ sweep"] = table
-    if MVO in result.table.index:
-        tables["Alpha against MVO in three test windows"] = _alpha_vs(result, MVO)
+    reference = result.select(role="reference")
+    if reference:
+        tables["Alpha against MVO in three test windows"] = _alpha_vs(result, reference[0].name)
     tables["Final weights"] = _final_weights(result)
     return tables
 

@@ -38,6 +38,7 @@ MISSING = tuple(s for s in SOURCE_STOCKS if s not in PRESENT)
 def default_config() -> dict[str, Any]:
     return {
         "name": NAME,
+        "analyses": NAME,
         "title": TITLE,
         "data": {
             "dataset": "multiasset",
@@ -93,7 +94,7 @@ def quick(settings: dict[str, Any]) -> dict[str, Any]:
     return {**settings, "n_seeds": 1}
 
 
-def analyse(result: ExperimentResult) -> dict[str, pd.DataFrame]:
+def analyse(result: ExperimentResult, context: Any = None) -> dict[str, pd.DataFrame]:
     """Tear sheet: return, volatility, Sharpe, max drawdown per strategy."""
     columns = ["total_return", "ann_volatility", "sharpe", "max_drawdown"]
     table = result.metric_table(list(result.table.index), columns)

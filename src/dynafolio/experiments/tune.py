@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+from pydantic import ValidationError
 
 from dynafolio.errors import DataError
-from dynafolio.experiments.config import ForecasterSpec
-from dynafolio.experiments.factory import build_forecaster
 from dynafolio.forecast.base import Forecaster
+from dynafolio.forecast.registry import FORECASTERS, discover_forecasters, forecaster_spec
 from dynafolio.history import MarketHistory
 
 
@@ -69,6 +69,19 @@ SEARCH_SPACES: dict[str, Callable[[optuna.Trial], dict[str, Any]]] = {
     "transformer": _transformer,
     "price_lstm": _price,
 }
+
+
+def _forecaster(model: str, params: dict[str, Any], seed: int) -> Forecaster:
+    try:
+        return forecaster_spec(model, **params).build(seed)
+    except ValidationError as error:
+        raise DataError(f"tune: invalid parameters for {model}: {error}") from None
+
+
+def tunable_models() -> list[str]:
+    """Registered forecasters that have a search space (the choices of ``dynafolio tune``)."""
+    discover_forecasters()
+    return [model for model in FORECASTERS if model in SEARCH_SPACES]
 
 
 def _plain(value: Any) -> Any:
@@ -168,16 +181,14 @@ def tune_forecaster(
         params = {**SEARCH_SPACES[model](trial), **(fixed_params or {})}
         # Keep the constructor form too, so the best trial pastes straight into a config.
         trial.set_user_attr("forecaster_params", {k: _plain(v) for k, v in params.items()})
-        forecaster = build_forecaster(ForecasterSpec(model=model, params=params), seed, "tune")
+        forecaster = _forecaster(model, params, seed)
         value = validation_mse(forecaster, prices, first_val, n_train)
         if progress is not None:
             progress(1)
         return value
 
     study.optimize(objective, n_trials=n_trials)
-    target = build_forecaster(
-        ForecasterSpec(model=model, params=fixed_params or {}), seed, "tune"
-    ).target
+    target = _forecaster(model, fixed_params or {}, seed).target
     trials = study.trials_dataframe(attrs=("number", "value", "params", "duration", "state"))
     return TuneResult(
         model=model,

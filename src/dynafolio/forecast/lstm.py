@@ -18,7 +18,7 @@ the price ``P_{t+1}`` for ``target = "price"``).
 
 Training parameters shared by every class, see
 :class:`~dynafolio.forecast.training.TrainSettings`: ``lr`` (Adam), ``batch_size``,
-``epochs``/``max_epochs`` (upper bound), ``patience`` (early stopping on the chronological
+``epochs`` (upper bound on the training epochs), ``patience`` (early stopping on the chronological
 validation tail; None = no early stop), ``val_fraction`` (share of the latest windows used
 for validation), ``grad_clip`` (None = no clipping), ``seed`` (initialisation, dropout and
 shuffling: same seed and data give bit-identical predictions; the caller's global random
@@ -39,6 +39,7 @@ from torch import nn
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.features import prices_to_returns
 from dynafolio.forecast.base import Forecaster
+from dynafolio.forecast.registry import register_forecaster
 from dynafolio.forecast.scaling import MinMaxScaler, ZScoreScaler
 from dynafolio.forecast.training import (
     BatchedLSTM,
@@ -144,7 +145,7 @@ class UnivariateLSTMForecaster(Forecaster):
         LSTM units.
     dropout : float, default 0.2
         Dropout on the LSTM's last output, before the linear head.
-    lr, weight_decay, batch_size, max_epochs, patience, val_fraction, grad_clip, seed
+    lr, weight_decay, batch_size, epochs, patience, val_fraction, grad_clip, seed
         Training parameters (module docstring), applied to each asset's model separately
         (per-asset early stopping); ``weight_decay`` is Adam's L2 penalty.
     min_windows : int, default 20
@@ -163,7 +164,7 @@ class UnivariateLSTMForecaster(Forecaster):
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         batch_size: int = 64,
-        max_epochs: int = 40,
+        epochs: int = 40,
         patience: int | None = 5,
         val_fraction: float = 0.1,
         grad_clip: float | None = None,
@@ -177,7 +178,7 @@ class UnivariateLSTMForecaster(Forecaster):
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size
-        self.max_epochs = max_epochs
+        self.epochs = epochs
         self.patience = patience
         self.val_fraction = val_fraction
         self.grad_clip = grad_clip
@@ -188,7 +189,7 @@ class UnivariateLSTMForecaster(Forecaster):
     def fit(self, history: MarketHistory) -> Self:
         _check(self, ("lookback", "hidden", "min_windows"), self.dropout)
         settings = TrainSettings(
-            self.lr, self.weight_decay, self.batch_size, self.max_epochs, self.patience,
+            self.lr, self.weight_decay, self.batch_size, self.epochs, self.patience,
             self.val_fraction, self.grad_clip,
         )  # fmt: skip
         returns = prices_to_returns(history.prices, "log")
@@ -208,14 +209,14 @@ class UnivariateLSTMForecaster(Forecaster):
         with seeded(self.seed):
             rng = np.random.default_rng(self.seed)
             if self.batched:
-                progress = progress_bar(f"training {name}", self.max_epochs)
+                progress = progress_bar(f"training {name}", self.epochs)
                 network = BatchedLSTM(len(keep), 1, self.hidden, 1, self.dropout)
                 X, y, counts = stack_windows([windows[j] for j in keep])
                 self.log_ = train_stacked(
                     network, X, y, counts, settings, rng=rng, progress=progress
                 )
             else:
-                progress = progress_bar(f"training {name}", self.max_epochs * len(keep))
+                progress = progress_bar(f"training {name}", self.epochs * len(keep))
                 models = [RecurrentRegressor(1, (self.hidden,), 1, self.dropout) for _ in keep]
                 self.log_ = [
                     train_network(model, *windows[j], settings, rng=rng, progress=progress)
@@ -486,3 +487,14 @@ class PriceLSTMForecaster(_PanelForecaster):
         _check(self, ("lookback", "hidden", "n_layers"), self.dropout)
         units = (self.hidden,) * self.n_layers
         return RecurrentRegressor(n_features, units, n_features, self.dropout)
+
+
+# Config names of the forecasters (``forecaster: {model: ..., params: {...}}``).
+register_forecaster("univariate_lstm", UnivariateLSTMForecaster, label="LSTM")
+register_forecaster(
+    "univariate_lstm_loop", UnivariateLSTMForecaster, label="LSTM", fixed={"batched": False}
+)
+register_forecaster("stacked_lstm", StackedLSTMForecaster, label="LSTM", fixed={"cell": "lstm"})
+register_forecaster("stacked_gru", StackedLSTMForecaster, label="GRU", fixed={"cell": "gru"})
+register_forecaster("transformer", TransformerForecaster, label="Transformer")
+register_forecaster("price_lstm", PriceLSTMForecaster, label="LSTM")

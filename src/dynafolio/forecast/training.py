@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from dynafolio.early_stopping import EarlyStopping, n_validation
 from dynafolio.errors import ConfigError
 
 __all__ = [
@@ -108,17 +109,6 @@ class StackedTrainingLog:
     n_val: np.ndarray
 
 
-def n_validation(n_samples: int, val_fraction: float) -> int:
-    """Validation samples at the tail: ``ceil(val_fraction · n)``, at least 1, leaving 1 to train.
-
-    0 when ``val_fraction`` is 0 or there are fewer than 2 samples.
-    """
-    if val_fraction <= 0 or n_samples < 2:
-        return 0
-    # The 1e-9 keeps 0.1 · 100 (= 10.000000000000002 in floating point) at 10.
-    return min(n_samples - 1, max(1, math.ceil(val_fraction * n_samples - 1e-9)))
-
-
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Seed torch's global generator inside the block and restore it afterwards.
@@ -175,7 +165,8 @@ def train_network(
     )
     train_losses: list[float] = []
     val_losses: list[float] = []
-    best_loss, best_epoch, best_state = math.inf, -1, None
+    stopper = EarlyStopping(settings.patience)
+    best_state = None
     for epoch in range(settings.max_epochs):
         model.train()
         order = torch.from_numpy(rng.permutation(n_train))
@@ -196,15 +187,15 @@ def train_network(
         model.eval()
         with torch.no_grad():
             val_losses.append(F.mse_loss(model(X_val), y_val).item())
-        if val_losses[-1] < best_loss:
-            best_loss, best_epoch = val_losses[-1], epoch
+        if stopper.update(val_losses[-1], epoch):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif settings.patience is not None and epoch - best_epoch >= settings.patience:
+        elif stopper.should_stop:
             progress(settings.max_epochs - epoch - 1)
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    best_epoch = int(stopper.best_step)
     return TrainingLog(tuple(train_losses), tuple(val_losses), best_epoch, n_train, n_val)
 
 
@@ -428,9 +419,8 @@ def train_stacked(
     params = list(model.parameters())
     optimizer = _MaskedAdam(params, settings)
     best = [p.detach().clone() for p in params]
-    best_loss = np.full(n_models, np.inf)
-    best_epoch = np.full(n_models, -1)
-    stopped = n_train < 1
+    stopper = EarlyStopping(settings.patience, shape=(n_models,))
+    stopper.stopped |= n_train < 1
     # Validation rows of model m: n_train[m] .. n_samples[m] - 1, padded to a rectangle.
     val_width = max(int(n_val.max()), 1)
     val_offsets = np.arange(val_width)
@@ -439,6 +429,7 @@ def train_stacked(
     train_log, val_log = [], []
     for epoch in range(settings.max_epochs):
         model.train()
+        stopped = stopper.stopped
         n_steps = int(np.ceil(n_train[~stopped] / batch_size).max(initial=0))
         order = np.zeros((n_models, n_steps * batch_size), dtype=np.int64)
         mask = np.zeros((n_models, n_steps * batch_size), dtype=np.float32)
@@ -480,17 +471,15 @@ def train_stacked(
             weight = val_mask[chosen]
             val[chosen.numpy()] = ((per_sample * weight).sum(1) / weight.sum(1)).numpy()
         val_log.append(val)
-        improved = val < best_loss
-        best_loss[improved], best_epoch[improved] = val[improved], epoch
-        improved_t = torch.from_numpy(improved)
+        # Models without a validation tail never stop early (they keep their last weights).
+        improved_t = torch.from_numpy(stopper.update(val, epoch, active=n_val > 0))
         with torch.no_grad():
             for p, b in zip(params, best, strict=True):
                 b.copy_(torch.where(_per_model(improved_t, p), p, b))
-        if settings.patience is not None:
-            stopped |= (n_val > 0) & (epoch - best_epoch >= settings.patience)
-        if stopped.all():
+        if stopper.stopped.all():
             progress(settings.max_epochs - epoch - 1)
             break
+    best_epoch = stopper.best_step
     restore = torch.from_numpy(best_epoch >= 0)
     with torch.no_grad():
         for p, b in zip(params, best, strict=True):

@@ -17,12 +17,14 @@ from markupsafe import Markup
 
 import dynafolio
 from dynafolio.experiments.result import ExperimentResult
+from dynafolio.metrics import METRIC_INFO
 from dynafolio.paths import file_stem
 from dynafolio.report import plots
 from dynafolio.report.tables import (
     COLUMN_LABELS,
     MISSING,
     best_by_column,
+    format_cell,
     format_table,
     format_value,
 )
@@ -30,17 +32,6 @@ from dynafolio.report.tables import (
 __all__ = ["render_html", "write_report"]
 
 # Hover text of the results-table headers: what each number means, in one line.
-_COLUMN_HELP: dict[str, str] = {
-    "ann_return": "Arithmetic mean per-period net return × periods per year",
-    "cagr": "Compound annual growth rate of net equity",
-    "ann_volatility": "Standard deviation of per-period net returns, annualised",
-    "sharpe": "Annualised Sharpe ratio of net returns",
-    "sortino": "Annualised Sortino ratio of net returns",
-    "max_drawdown": "Deepest peak-to-trough fall of net equity",
-    "calmar": "CAGR / |max drawdown|",
-    "total_return": "Net equity at the end of the test period − 1",
-    "avg_turnover": "Mean one-way turnover per period",
-}
 _STRESS_KEYS = ("total_return", "max_drawdown")
 
 
@@ -121,25 +112,21 @@ def _setup(result: ExperimentResult, manifest: Mapping) -> list[tuple[str, str]]
     ]
 
 
-def _split_cell(text: str) -> tuple[str, str]:
-    mean, _, std = text.partition(" ± ")
-    return mean, std
-
-
 def _results_table(result: ExperimentResult) -> dict[str, Any]:
     table = result.table
     keys = [k for k in COLUMN_LABELS if k in table.columns]
-    formatted = format_table(table)
     best = best_by_column(table, keys)
     learned = {runs.name: runs.learned for runs in result.strategies}
     n_seeds = table["n_seeds"] if "n_seeds" in table.columns else pd.Series(1, index=table.index)
     rows = []
     for strategy in table.index:
+        seeds = n_seeds.get(strategy, 1)
+        several = 1 if pd.isna(seeds) else int(seeds)
         cells = []
         for key in keys:
-            mean, std = _split_cell(formatted.at[strategy, COLUMN_LABELS[key]])
-            cells.append({"mean": mean, "std": std, "best": strategy in best.get(key, set())})
-        seeds = n_seeds.get(strategy, 1)
+            std = table.at[strategy, f"{key}_std"] if f"{key}_std" in table.columns else None
+            mean, spread = format_cell(key, table.at[strategy, key], std, several)
+            cells.append({"mean": mean, "std": spread, "best": strategy in best.get(key, set())})
         rows.append(
             {
                 "name": str(strategy),
@@ -149,7 +136,7 @@ def _results_table(result: ExperimentResult) -> dict[str, Any]:
                 "cells": cells,
             }
         )
-    headers = [{"label": COLUMN_LABELS[k], "help": _COLUMN_HELP.get(k, "")} for k in keys]
+    headers = [{"label": COLUMN_LABELS[k], "help": METRIC_INFO[k].help} for k in keys]
     show_seeds = any(r["n_seeds"] > 1 for r in rows)
     return {"headers": headers, "rows": rows, "show_seeds": show_seeds}
 

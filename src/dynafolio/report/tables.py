@@ -12,45 +12,26 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from dynafolio.metrics import METRIC_INFO, METRICS
+
 __all__ = [
     "COLUMN_LABELS",
     "HIGHER_IS_BETTER",
     "LOWER_IS_BETTER",
     "PERCENT_COLUMNS",
     "best_by_column",
+    "format_cell",
     "format_table",
     "format_value",
 ]
 
-# Display order of the results table; keys are those of ``dynafolio.metrics.summary``.
-COLUMN_LABELS: dict[str, str] = {
-    "ann_return": "Ann. return (mean×periods)",
-    "cagr": "CAGR",
-    "ann_volatility": "Ann. vol.",
-    "sharpe": "Sharpe",
-    "sortino": "Sortino",
-    "max_drawdown": "Max DD",
-    "calmar": "Calmar",
-    "total_return": "Total return",
-    "avg_turnover": "Avg turnover",
-}
-
-# Fractions shown as percentages (0.123 -> "12.3%"); everything else is a ratio.
-PERCENT_COLUMNS: frozenset[str] = frozenset(
-    {"ann_return", "cagr", "ann_volatility", "max_drawdown", "total_return", "avg_turnover"}
-)
-
-# Turnover per period is often well below 1 %, so one decimal would print most rules as 0.0%.
-_PERCENT_DECIMALS: dict[str, int] = {"avg_turnover": 2}
-_DEFAULT_PERCENT_DECIMALS = 1
-_RATIO_DECIMALS = 2
-
-# Which direction is "best" for highlighting. Max drawdown is stored as a negative fraction,
-# so the best (shallowest) drawdown is the largest value.
-HIGHER_IS_BETTER: frozenset[str] = frozenset(
-    {"ann_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "total_return"}
-)
-LOWER_IS_BETTER: frozenset[str] = frozenset({"ann_volatility", "avg_turnover"})
+# Display order of the results table and how each column is printed, from the one metric
+# table (dynafolio.metrics.METRICS); n_periods is not a column.
+_SHOWN = tuple(m for m in METRICS if m.unit != "count")
+COLUMN_LABELS: dict[str, str] = {m.key: m.label for m in _SHOWN}
+PERCENT_COLUMNS: frozenset[str] = frozenset(m.key for m in _SHOWN if m.unit == "fraction")
+HIGHER_IS_BETTER: frozenset[str] = frozenset(m.key for m in _SHOWN if m.better == "higher")
+LOWER_IS_BETTER: frozenset[str] = frozenset(m.key for m in _SHOWN if m.better == "lower")
 
 MISSING = "–"
 
@@ -70,8 +51,8 @@ def format_value(key: str, value: object) -> str:
     Parameters
     ----------
     key : str
-        Metric key (``"sharpe"``, ``"max_drawdown"`` ...). Keys in :data:`PERCENT_COLUMNS` are
-        printed as percentages, others with two decimals.
+        Metric key (``"sharpe"``, ``"max_drawdown"`` ...): fractions print as percentages,
+        ratios with their decimals (:data:`dynafolio.metrics.METRICS`); unknown keys with two.
     value : float or None
         The number; NaN or None prints as an en dash.
 
@@ -84,10 +65,19 @@ def format_value(key: str, value: object) -> str:
     number = float(value)  # type: ignore[arg-type]
     if math.isinf(number):
         return "inf" if number > 0 else "-inf"
-    if key in PERCENT_COLUMNS:
-        decimals = _PERCENT_DECIMALS.get(key, _DEFAULT_PERCENT_DECIMALS)
+    info = METRIC_INFO.get(key)
+    decimals = info.decimals if info is not None else 2
+    if info is not None and info.unit == "fraction":
         return f"{number * 100:.{decimals}f}%"
-    return f"{number:.{_RATIO_DECIMALS}f}"
+    return f"{number:.{decimals}f}"
+
+
+def format_cell(key: str, mean: object, std: object = None, n_seeds: int = 1) -> tuple[str, str]:
+    """``(mean text, std text)`` of one table cell; the std text is empty with one seed."""
+    text = format_value(key, mean)
+    if n_seeds > 1 and not _is_missing(std) and text != MISSING:
+        return text, format_value(key, std)
+    return text, ""
 
 
 def _n_seeds(table: pd.DataFrame, strategy: object) -> int:
@@ -124,12 +114,9 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
         std_col = f"{key}_std"
         cells = []
         for strategy in table.index:
-            text = format_value(key, table.at[strategy, key])
-            if _n_seeds(table, strategy) > 1 and std_col in table.columns:
-                std = table.at[strategy, std_col]
-                if not _is_missing(std) and text != MISSING:
-                    text = f"{text} ± {format_value(key, std)}"
-            cells.append(text)
+            std = table.at[strategy, std_col] if std_col in table.columns else None
+            mean, spread = format_cell(key, table.at[strategy, key], std, _n_seeds(table, strategy))
+            cells.append(f"{mean} ± {spread}" if spread else mean)
         out[COLUMN_LABELS[key]] = cells
     formatted = pd.DataFrame(out, index=table.index, dtype=object)
     formatted.index.name = table.index.name

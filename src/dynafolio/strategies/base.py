@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Literal, Self
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,32 @@ class Strategy(ABC):
     def report_notes(self) -> tuple[str, ...]:
         """What a reader of the results should know about this run (fallbacks, skipped assets)."""
         return tuple(getattr(self, "notes_", ()))
+
+    def streams(self, decision_rows: list[int]) -> dict[str, StreamSpec]:
+        """The walk-forward forecast streams a backtest at ``decision_rows`` computes.
+
+        A parallel run computes each distinct stream once and hands it to every strategy
+        that needs it (:meth:`replay_forecasts`). Strategies without a forecaster have none.
+        """
+        return {}
+
+    def replay_forecasts(self, forecasts: dict[str, dict[pd.Timestamp, pd.Series]]) -> Self:
+        """Use precomputed forecasts of :meth:`streams` (by stream name) instead of refitting."""
+        self.replay_ = forecasts
+        return self
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A forecast stream: ``template`` refit on ``schedule``, forecasting at ``rows``.
+
+    ``rows`` index the price frame the strategy is backtested on; the forecasts are those of
+    :func:`dynafolio.strategies.forecast.compute_stream` on that frame.
+    """
+
+    template: Any
+    schedule: Any
+    rows: tuple[int, ...]
 
 
 def normalise(weights: pd.Series) -> pd.Series:

@@ -7,8 +7,10 @@ optimisers delegate to skfolio rather than hand-written solvers.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar, Literal
 
 import pandas as pd
+from pydantic import Field, model_validator
 from skfolio import RiskMeasure
 from skfolio.optimization import (
     HierarchicalEqualRiskContribution,
@@ -18,9 +20,10 @@ from skfolio.optimization import (
     ObjectiveFunction,
 )
 
-from dynafolio.errors import DataError, OptimizationError
+from dynafolio.errors import ConfigError, DataError, OptimizationError
 from dynafolio.history import MarketHistory
 from dynafolio.strategies.base import EstimatedStrategy, Estimation, Strategy
+from dynafolio.strategies.registry import BuildContext, StrategySpec, register_strategy
 
 try:  # skfolio raises its own error type when cvxpy's solver fails
     from skfolio.exceptions import OptimizationError as SkfolioOptimizationError
@@ -206,3 +209,113 @@ def _fit_skfolio(estimator, returns: pd.DataFrame) -> pd.Series:
             f"{returns.shape[1]} assets ending {returns.index[-1].date()}: {error}"
         ) from error
     return pd.Series(estimator.weights_, index=returns.columns)
+
+
+# ------------------------------------------------------------------ config declarations
+@register_strategy
+class EqualWeightSpec(StrategySpec):
+    """``equal_weight``: 1/N of the assets priced that day."""
+
+    kind: Literal["equal_weight"]
+    strategy_class: ClassVar = EqualWeightStrategy
+
+    def build(self, context: BuildContext) -> Strategy:
+        return EqualWeightStrategy()
+
+
+@register_strategy
+class BuyAndHoldSpec(StrategySpec):
+    """``buy_and_hold``: one asset (the index), bought once."""
+
+    kind: Literal["buy_and_hold"]
+    asset: str = "SPY"
+    strategy_class: ClassVar = BuyAndHoldStrategy
+
+    def build(self, context: BuildContext) -> Strategy:
+        return BuyAndHoldStrategy(asset=self.asset)
+
+
+@register_strategy
+class CompositeSpec(StrategySpec):
+    """``asset_class_composite``: equal weight per asset class, equal within a class."""
+
+    kind: Literal["asset_class_composite"]
+    strategy_class: ClassVar = AssetClassCompositeStrategy
+
+    def build(self, context: BuildContext) -> Strategy:
+        if not context.asset_classes:
+            raise ConfigError(
+                "asset_class_composite needs asset classes, which only embedded datasets "
+                "provide; remove it when using --data FILE"
+            )
+        return AssetClassCompositeStrategy(dict(context.asset_classes))
+
+
+class EstimatedSpec(StrategySpec):
+    """Settings of the optimisers estimated on a window of past returns."""
+
+    estimation: Literal["static", "rolling", "expanding"] = "rolling"
+    window: int | None = Field(104, ge=2, description="estimation window in periods (rolling)")
+    min_coverage: float = Field(0.9, gt=0.0, le=1.0)
+    min_periods: int = Field(26, ge=2)
+
+    @model_validator(mode="after")
+    def _rolling_needs_window(self) -> EstimatedSpec:
+        if self.estimation == "rolling" and self.window is None:
+            raise ValueError("a rolling estimate needs `window` (periods)")
+        return self
+
+    def estimated(self) -> dict:
+        return dict(
+            estimation=self.estimation,
+            window=self.window,
+            min_coverage=self.min_coverage,
+            min_periods=self.min_periods,
+        )
+
+    def build(self, context: BuildContext) -> Strategy:
+        return self.strategy_class(**self.estimated())
+
+
+@register_strategy
+class InverseVolatilitySpec(EstimatedSpec):
+    """``inverse_volatility``: weights ∝ 1/σ (skfolio)."""
+
+    kind: Literal["inverse_volatility"]
+    strategy_class: ClassVar = InverseVolatilityStrategy
+
+
+@register_strategy
+class MinimumVarianceSpec(EstimatedSpec):
+    """``minimum_variance``: skfolio ``MeanRisk``, minimum variance."""
+
+    kind: Literal["minimum_variance"]
+    strategy_class: ClassVar = MinimumVarianceStrategy
+
+
+@register_strategy
+class MaxSharpeSpec(EstimatedSpec):
+    """``max_sharpe``: skfolio ``MeanRisk`` maximum Sharpe ratio, with the minimum-variance
+    fallback when every expected return is below the risk-free rate."""
+
+    kind: Literal["max_sharpe"]
+    strategy_class: ClassVar = MaxSharpeStrategy
+
+    def build(self, context: BuildContext) -> Strategy:
+        return MaxSharpeStrategy(**self.estimated(), risk_free_rate=context.risk_free_per_period)
+
+
+@register_strategy
+class HRPSpec(EstimatedSpec):
+    """``hrp``: hierarchical risk parity (skfolio)."""
+
+    kind: Literal["hrp"]
+    strategy_class: ClassVar = HRPStrategy
+
+
+@register_strategy
+class HERCSpec(EstimatedSpec):
+    """``herc``: hierarchical equal risk contribution (skfolio)."""
+
+    kind: Literal["herc"]
+    strategy_class: ClassVar = HERCStrategy

@@ -20,19 +20,24 @@ paper fed min-max-scaled returns in ``[0, 1]`` into the loss, so ``max(0, −R_p
 from __future__ import annotations
 
 import copy
-from typing import ClassVar, Self
+from typing import ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import Field
 from torch import nn
 
+from dynafolio.early_stopping import EarlyStopping, n_validation
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.features import rolling_volatility, rsi
+from dynafolio.forecast.registry import params_model
 from dynafolio.forecast.scaling import MinMaxScaler
 from dynafolio.history import MarketHistory
 from dynafolio.progress import progress_bar
+from dynafolio.splits import RefitSchedule
 from dynafolio.strategies.base import Strategy
+from dynafolio.strategies.registry import BuildContext, StrategySpec, register_strategy
 
 __all__ = [
     "DrawdownLSTMAllocator",
@@ -268,7 +273,7 @@ class DrawdownLSTMAllocator(Strategy):
                 f"{self.name} was trained on assets {list(self.assets_)} but asked about "
                 f"{list(history.assets)}; refit on the same universe"
             )
-        if self.retrain_every is not None and self.decisions_since_fit_ >= self.retrain_every:
+        if RefitSchedule(self.retrain_every).due(self.decisions_since_fit_):
             self._train(history)
             self.decisions_since_fit_ = 0
             self.n_fits_ += 1
@@ -357,7 +362,7 @@ class DrawdownLSTMAllocator(Strategy):
         next_returns = history.returns.to_numpy(dtype=np.float64, na_value=np.nan)[rows + 1]
         y = torch.from_numpy(np.where(tradable[rows], np.nan_to_num(next_returns), 0.0)).float()
 
-        n_val = int(round(self.val_fraction * len(rows)))
+        n_val = n_validation(len(rows), self.val_fraction)
         n_train = len(rows) - n_val
         if n_train < 1:
             raise DataError(f"{self.name}: no training samples left after the validation split")
@@ -366,7 +371,7 @@ class DrawdownLSTMAllocator(Strategy):
             torch.manual_seed(self.seed)
             model = _AllocationNet(n_assets, self.hidden)
             optimiser = torch.optim.Adam(model.parameters(), lr=self.lr)
-            best_loss, best_state, best_epoch, waited = np.inf, None, 0, 0
+            stopper, best_state = EarlyStopping(self.patience), None
             self.train_losses_: list[float] = []
             self.val_losses_: list[float] = []
             for epoch in range(self.epochs):
@@ -393,16 +398,14 @@ class DrawdownLSTMAllocator(Strategy):
                     returns = net_portfolio_returns(weights, y[n_train:], cost=self.cost_in_loss)
                     val_loss = drawdown_loss(returns, self.lam).item()
                 self.val_losses_.append(val_loss)
-                if val_loss < best_loss:
-                    best_loss, best_epoch, waited = val_loss, epoch, 0
+                if stopper.update(val_loss, epoch):
                     best_state = copy.deepcopy(model.state_dict())
-                else:
-                    waited += 1
-                    if waited >= self.patience:
-                        step(self.epochs - epoch - 1)  # complete the bar on an early stop
-                        break
+                elif stopper.should_stop:
+                    step(self.epochs - epoch - 1)  # complete the bar on an early stop
+                    break
         if best_state is not None:
             model.load_state_dict(best_state)
+            best_epoch = int(stopper.best_step)
         else:
             best_epoch = len(self.train_losses_) - 1
         model.eval()
@@ -421,3 +424,31 @@ class DrawdownLSTMAllocator(Strategy):
         edges = [0, *range(offset or self.batch_size, n_samples, self.batch_size), n_samples]
         runs = [torch.arange(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
         return [runs[i] for i in torch.randperm(len(runs)).tolist()]
+
+
+# ------------------------------------------------------------------ config declarations
+DrawdownLSTMParams = params_model(
+    DrawdownLSTMAllocator.__init__,
+    "DrawdownLSTMParams",
+    __name__,
+    exclude={"lam", "retrain_every", "seed"},
+)
+
+
+@register_strategy
+class DrawdownAllocatorSpec(StrategySpec):
+    """``e2e_drawdown`` (S3): an LSTM → softmax allocator trained on the drawdown loss."""
+
+    kind: Literal["e2e_drawdown"]
+    lam: float = Field(10.0, ge=0.0)
+    retrain_every: int | None = Field(None, ge=1)
+    params: DrawdownLSTMParams = Field(default_factory=DrawdownLSTMParams)  # type: ignore[valid-type]
+    strategy_class: ClassVar = DrawdownLSTMAllocator
+
+    def build(self, context: BuildContext) -> Strategy:
+        return DrawdownLSTMAllocator(
+            **self.params.model_dump(),
+            lam=self.lam,
+            retrain_every=self.retrain_every,
+            seed=context.seed,
+        )

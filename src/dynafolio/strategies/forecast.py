@@ -12,17 +12,99 @@ import pandas as pd
 
 from dynafolio.forecast.base import Forecaster
 from dynafolio.history import MarketHistory
-from dynafolio.strategies.base import Strategy, normalise
+from dynafolio.splits import RefitSchedule
+from dynafolio.strategies.base import Strategy, StreamSpec, normalise
+
+
+class ForecastStream:
+    """Walk-forward forecasts of one forecaster: the refit schedule applied call by call.
+
+    :meth:`start` marks the first refit point (the first decision); each :meth:`forecast`
+    refits when the :class:`~dynafolio.splits.RefitSchedule` says so — on the history up to
+    that decision — and predicts the next period from the history up to the decision. Fits go
+    through :func:`fit_shared`, so identical fits are trained once per process.
+
+    A stream can *replay* forecasts computed elsewhere (``replay``: decision date → forecast,
+    made by :func:`compute_stream` on the same data, forecaster and schedule, e.g. by another
+    worker): a replayed date is not recomputed, and a model is trained only when a date is
+    missing from the replay. Replayed and live forecasts are identical (tested), which is what
+    lets a parallel run share one forecaster fit between several strategies.
+    """
+
+    def __init__(
+        self,
+        template: Forecaster,
+        schedule: RefitSchedule,
+        replay: dict[pd.Timestamp, pd.Series] | None = None,
+    ) -> None:
+        self.template = template
+        self.schedule = schedule
+        self.replay = replay or {}
+        self.n_fits = 0
+        self.model: Forecaster | None = None
+        self._fit_history: MarketHistory | None = None
+        self._since_fit = 0
+
+    def start(self, history: MarketHistory, eager: bool = True) -> None:
+        """Make ``history`` (up to the first decision) the first refit point."""
+        self._refit_point(history)
+        if eager and history.date not in self.replay:
+            self._fit()
+
+    def forecast(self, history: MarketHistory) -> pd.Series:
+        """The forecast for the period after ``history.date`` (refitting first when due)."""
+        if self._fit_history is None or self.schedule.due(self._since_fit):
+            self._refit_point(history)
+        self._since_fit += 1
+        if history.date in self.replay:
+            return self.replay[history.date]
+        if self.model is None:
+            self._fit()
+        return self.model.predict(history)
+
+    def _refit_point(self, history: MarketHistory) -> None:
+        self._fit_history = self.schedule.training_history(history)
+        self.model = None
+        self._since_fit = 0
+        self.n_fits += 1
+
+    def _fit(self) -> None:
+        self.model = fit_shared(self.template, self._fit_history)
+
+
+def compute_stream(
+    template: Forecaster,
+    schedule: RefitSchedule,
+    prices: pd.DataFrame,
+    rows: list[int],
+    first_row: int = 0,
+) -> dict[pd.Timestamp, pd.Series]:
+    """The forecasts a :class:`ForecastStream` makes at decision ``rows`` of ``prices``.
+
+    Each decision sees ``prices.iloc[first_row : row + 1]`` exactly as
+    :func:`~dynafolio.backtest.engine.run_backtest` slices it, so the result can be replayed
+    by a strategy backtested on the same frame.
+    """
+    returns = prices.pct_change(fill_method=None)
+    stream = ForecastStream(template, schedule)
+    out: dict[pd.Timestamp, pd.Series] = {}
+    for position, row in enumerate(rows):
+        history = MarketHistory(prices.iloc[first_row : row + 1], returns.iloc[first_row : row + 1])
+        if position == 0:
+            stream.start(history)
+        out[history.date] = stream.forecast(history)
+    return out
 
 
 class ForecastStrategy(Strategy):
-    """Base of every forecast-driven strategy: walk-forward fitting + an allocation rule.
+    """Base of every forecast-driven strategy: walk-forward forecasts + an allocation rule.
 
-    Timing: :meth:`fit` trains the forecaster on the training period (history up to the
-    first decision). Every ``retrain_every`` decisions it is retrained on the history up to
+    Timing: the forecaster is trained at the first decision on the history up to it (the
+    training period) and, every ``retrain_every`` decisions, retrained on the history up to
     that decision — the last ``train_window`` periods (rolling) or all of it (expanding,
-    ``train_window=None``). At each decision the forecast for the next period uses the
-    history up to the decision date only, which the engine enforces by slicing.
+    ``train_window=None``): :class:`~dynafolio.splits.RefitSchedule`. At each decision the
+    forecast for the next period uses the history up to the decision date only, which the
+    engine enforces by slicing.
 
     Parameters
     ----------
@@ -50,27 +132,30 @@ class ForecastStrategy(Strategy):
         self.retrain_every = retrain_every
         self.train_window = train_window
 
+    @property
+    def schedule(self) -> RefitSchedule:
+        return RefitSchedule(self.retrain_every, self.train_window)
+
+    def streams(self, decision_rows: list[int]) -> dict[str, StreamSpec]:
+        return {"test": StreamSpec(self.forecaster, self.schedule, tuple(decision_rows))}
+
     def fit(self, history: MarketHistory) -> Self:
         super().fit(history)
-        if self.retrain_every is not None and self.retrain_every < 1:
-            raise ValueError(f"retrain_every must be >= 1 or None, got {self.retrain_every}")
-        self.model_ = self._train(history)
-        self.decisions_since_fit_ = 0
-        self.n_fits_ = 1
+        replay = getattr(self, "replay_", {}).get("test")
+        self.stream_ = ForecastStream(self.forecaster, self.schedule, replay)
+        self.stream_.start(history)
         self.forecasts_: dict[pd.Timestamp, pd.Series] = {}
         self.n_without_forecast_ = 0
         return self
 
+    @property
+    def n_fits_(self) -> int:
+        return self.stream_.n_fits
+
     def weights(self, history: MarketHistory) -> pd.Series:
-        if not hasattr(self, "model_"):
+        if not hasattr(self, "stream_"):
             raise RuntimeError(f"{self.name} is not fitted; call fit() first")
-        due = self.retrain_every is not None and self.decisions_since_fit_ >= self.retrain_every
-        if due:
-            self.model_ = self._train(history)
-            self.decisions_since_fit_ = 0
-            self.n_fits_ += 1
-        forecast = self.model_.predict(history)
-        self.decisions_since_fit_ += 1
+        forecast = self.stream_.forecast(history)
         self.forecasts_[history.date] = forecast
         if self.equal_weight_without_forecast:
             known = np.isfinite(forecast.reindex(history.assets).to_numpy(dtype=float))
@@ -92,14 +177,6 @@ class ForecastStrategy(Strategy):
     def forecast_frame(self) -> pd.DataFrame:
         """Every forecast made so far, ``(n_decisions, n_assets)``, indexed by decision date."""
         return pd.DataFrame(self.forecasts_).T.sort_index()
-
-    def _train(self, history: MarketHistory) -> Forecaster:
-        if self.train_window is not None:
-            history = MarketHistory(
-                history.prices.iloc[-self.train_window :],
-                history.returns.iloc[-self.train_window :],
-            )
-        return self.forecaster.clone().fit(history)
 
     @abstractmethod
     def allocate(self, forecast: pd.Series, history: MarketHistory) -> pd.Series:

@@ -10,22 +10,27 @@ the standardised forecasts.
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+from pathlib import Path
+from typing import ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from dynafolio.backtest.costs import ProportionalCost
 from dynafolio.backtest.engine import rebalance_step
 from dynafolio.errors import DataError
 from dynafolio.forecast.base import Forecaster
+from dynafolio.forecast.registry import params_model
 from dynafolio.history import MarketHistory
 from dynafolio.rl.agents import PPOSettings, TrainedAgent, train_agent
 from dynafolio.rl.env import RETURN_CLIP, SCORE_CLIP, PortfolioEnv
 from dynafolio.rl.projection import top_k_weights
-from dynafolio.strategies.base import Strategy
-from dynafolio.strategies.forecast import fit_shared
-from dynafolio.strategies.signal import cross_sectional_zscore
+from dynafolio.splits import RefitSchedule
+from dynafolio.strategies.base import Strategy, StreamSpec
+from dynafolio.strategies.forecast import ForecastStream
+from dynafolio.strategies.registry import BuildContext, StrategySpec, register_strategy
+from dynafolio.strategies.signal import ForecasterUnion, cross_sectional_zscore
 
 _NO_COST = ProportionalCost(0.0)
 
@@ -113,8 +118,9 @@ class PPOAllocatorStrategy(Strategy):
             )
         self.previous_: pd.Series | None = None
         self.previous_date_: pd.Timestamp | None = None
-        self.model_: Forecaster | None = None
-        self.decisions_since_fit_ = 0
+        if self.forecaster is not None:
+            replay = getattr(self, "replay_", {}).get("test")
+            self.test_scores_ = ForecastStream(self.forecaster, self.score_schedule, replay)
         return self
 
     def weights(self, history: MarketHistory) -> pd.Series:
@@ -149,12 +155,25 @@ class PPOAllocatorStrategy(Strategy):
             weights = rebalance_step(weights, weights, row[None], _NO_COST).weights_end
         return weights[0]
 
+    @property
+    def score_schedule(self) -> RefitSchedule:
+        """Refits of the hybrid's forecaster, in training and at test time alike."""
+        return RefitSchedule(self.score_refit_every)
+
+    def streams(self, decision_rows: list[int]) -> dict[str, StreamSpec]:
+        """The hybrid's forecast streams: ``"train"`` over the training rows after the initial
+        window, ``"test"`` over the decisions (PPO-only has none)."""
+        if self.forecaster is None:
+            return {}
+        train_rows = tuple(range(self.score_initial_window, decision_rows[0] + 1))
+        return {
+            "train": StreamSpec(self.forecaster, self.score_schedule, train_rows),
+            "test": StreamSpec(self.forecaster, self.score_schedule, tuple(decision_rows)),
+        }
+
     def _scores_now(self, history: MarketHistory) -> np.ndarray:
-        if self.model_ is None or self.decisions_since_fit_ >= self.score_refit_every:
-            self.model_ = fit_shared(self.forecaster, history)
-            self.decisions_since_fit_ = 0
-        self.decisions_since_fit_ += 1
-        return _standardise(self.model_.predict(history).reindex(history.assets))
+        forecast = self.test_scores_.forecast(history)
+        return _standardise(forecast.reindex(history.assets))
 
     def _training_scores(self, history: MarketHistory) -> np.ndarray:
         """Out-of-sample forecasts for every training row after the initial window."""
@@ -164,13 +183,12 @@ class PPOAllocatorStrategy(Strategy):
                 f"{self.name}: {n} training periods are too few for an initial forecaster "
                 f"window of {self.score_initial_window}; lower score_initial_window"
             )
+        replay = getattr(self, "replay_", {}).get("train")
+        stream = ForecastStream(self.forecaster, self.score_schedule, replay)
         scores = np.full((n, len(history.assets)), np.nan)
-        for refit in range(self.score_initial_window, n, self.score_refit_every):
-            model = fit_shared(self.forecaster, _until(history, refit))
-            for row in range(refit, min(refit + self.score_refit_every, n)):
-                scores[row] = _standardise(
-                    model.predict(_until(history, row)).reindex(history.assets)
-                )
+        for row in range(self.score_initial_window, n):
+            forecast = stream.forecast(_until(history, row))
+            scores[row] = _standardise(forecast.reindex(history.assets))
         return scores
 
     def check_agent(self, agent: TrainedAgent, assets: list) -> None:
@@ -206,3 +224,43 @@ def _standardise(forecast: pd.Series) -> np.ndarray:
     if known.any():
         z[known] = cross_sectional_zscore(values[known])
     return np.clip(z, -SCORE_CLIP, SCORE_CLIP)
+
+
+# ------------------------------------------------------------------ config declarations
+PPOParams = params_model(PPOSettings.__init__, "PPOParams", __name__)
+
+
+@register_strategy
+class PPOSpec(StrategySpec):
+    """``ppo_topk`` (S1): a PPO Top-K allocator; with a ``forecaster`` the hybrid LSTM+PPO."""
+
+    kind: Literal["ppo_topk"]
+    k: int = Field(5, ge=1)
+    tau: float = Field(0.0, ge=0.0, lt=1.0)
+    lookback: int = Field(30, ge=1)
+    lambda_sparse: float = Field(0.0, ge=0.0)
+    ppo: PPOParams = Field(  # type: ignore[valid-type]
+        default_factory=PPOParams, description="PPO hyper-parameters and training budget"
+    )
+    forecaster: ForecasterUnion | None = Field(None, description="hybrid: forecasts in the state")
+    score_refit_every: int = Field(26, ge=1)
+    score_initial_window: int = Field(104, ge=10)
+    agent_path: Path | None = Field(None, description="load a saved agent instead of training")
+    strategy_class: ClassVar = PPOAllocatorStrategy
+
+    def build(self, context: BuildContext) -> Strategy:
+        settings = self.ppo.model_dump()
+        settings["net_arch"] = tuple(settings["net_arch"])
+        return PPOAllocatorStrategy(
+            k=self.k,
+            tau=self.tau,
+            lookback=self.lookback,
+            transaction_cost=context.transaction_cost,
+            lambda_sparse=self.lambda_sparse,
+            settings=PPOSettings(**settings),
+            forecaster=None if self.forecaster is None else self.forecaster.build(context.seed),
+            score_refit_every=self.score_refit_every,
+            score_initial_window=self.score_initial_window,
+            agent_path=None if self.agent_path is None else str(self.agent_path),
+            seed=context.seed,
+        )

@@ -15,15 +15,24 @@ rest (``1 − Σw``) sits in cash.
 
 from __future__ import annotations
 
-from typing import Self
+from typing import ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from dynafolio.forecast.base import Forecaster
+from dynafolio.forecast.registry import forecaster_spec
 from dynafolio.history import MarketHistory
+from dynafolio.strategies.base import Strategy
 from dynafolio.strategies.forecast import ForecastStrategy
-from dynafolio.strategies.signal import cross_sectional_zscore, forecaster_family
+from dynafolio.strategies.registry import BuildContext, register_strategy
+from dynafolio.strategies.signal import (
+    ForecastDrivenSpec,
+    ForecasterUnion,
+    cross_sectional_zscore,
+    forecaster_family,
+)
 
 
 def cap_positions(weights: np.ndarray, max_position: float) -> np.ndarray:
@@ -185,3 +194,19 @@ class PriceRuleStrategy(ForecastStrategy):
         predicted = forecast.reindex(history.assets).to_numpy(dtype=float)
         weights = rule_weights(current, predicted, self.max_position)
         return pd.Series(weights, index=history.assets)
+
+
+# ------------------------------------------------------------------ config declarations
+@register_strategy
+class PriceRuleSpec(ForecastDrivenSpec):
+    """``price_rule`` (S4): buy the predicted risers, sell the predicted fallers."""
+
+    kind: Literal["price_rule"]
+    max_position: float = Field(1 / 3, gt=0.0, le=1.0)
+    forecaster: ForecasterUnion = Field(default_factory=lambda: forecaster_spec("price_lstm"))
+    strategy_class: ClassVar = PriceRuleStrategy
+
+    def build(self, context: BuildContext) -> Strategy:
+        return PriceRuleStrategy(
+            self.forecaster.build(context.seed), max_position=self.max_position, **self.walk()
+        )

@@ -15,10 +15,11 @@ tradable the strategy raises :class:`~dynafolio.errors.DataError` instead of gue
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Self
+from typing import ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from skfolio import RiskMeasure
 from skfolio.moments import BaseMu
 from skfolio.optimization import HierarchicalRiskParity, MeanRisk, ObjectiveFunction
@@ -26,11 +27,21 @@ from skfolio.prior import EmpiricalPrior
 
 from dynafolio.errors import DataError, OptimizationError
 from dynafolio.forecast.base import Forecaster
+from dynafolio.forecast.registry import (
+    discover_forecasters,
+    forecaster_spec,
+    forecaster_spec_union,
+)
 from dynafolio.history import MarketHistory
 from dynafolio.rl.projection import top_k_weights
-from dynafolio.strategies.base import estimation_returns, normalise
+from dynafolio.strategies.base import Strategy, estimation_returns, normalise
 from dynafolio.strategies.classical import _fit_skfolio
 from dynafolio.strategies.forecast import ForecastStrategy
+from dynafolio.strategies.registry import BuildContext, StrategySpec, register_strategy
+
+discover_forecasters()
+#: Any registered forecaster, chosen by ``model``.
+ForecasterUnion = forecaster_spec_union()
 
 
 def cross_sectional_zscore(values: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
@@ -463,3 +474,68 @@ def _clean(weights: pd.Series, name: str, history: MarketHistory) -> pd.Series:
     if not np.isfinite(weights.to_numpy()).all():
         raise OptimizationError(f"{name} on {history.date.date()} produced non-finite weights")
     return normalise(weights.clip(lower=0.0))
+
+
+# ------------------------------------------------------------------ config declarations
+class ForecastDrivenSpec(StrategySpec):
+    """Walk-forward settings shared by the forecast-driven kinds."""
+
+    retrain_every: int | None = Field(
+        None, ge=1, description="decisions between walk-forward refits (None: fit once)"
+    )
+    train_window: int | None = Field(
+        None, ge=10, description="periods of history per fit (None: expanding)"
+    )
+
+    def walk(self) -> dict:
+        return {"retrain_every": self.retrain_every, "train_window": self.train_window}
+
+
+@register_strategy
+class TopKSpec(ForecastDrivenSpec):
+    """``forecast_topk`` (S1 LSTM-only): forecasts through the Top-K softmax projection."""
+
+    kind: Literal["forecast_topk"]
+    k: int = Field(5, ge=1)
+    tau: float = Field(0.0, ge=0.0, lt=1.0)
+    forecaster: ForecasterUnion = Field(default_factory=lambda: forecaster_spec("univariate_lstm"))
+    strategy_class: ClassVar = TopKForecastStrategy
+
+    def build(self, context: BuildContext) -> Strategy:
+        return TopKForecastStrategy(
+            self.forecaster.build(context.seed),
+            k=self.k,
+            tau=self.tau,
+            label=self.forecaster.label,
+            **self.walk(),
+        )
+
+
+_ALLOCATIONS = {
+    "clip": SignalWeightStrategy,
+    "inverse_vol": SignalInverseVolStrategy,
+    "mean_variance": ForecastMeanVarianceStrategy,
+    "hrp": ForecastHRPStrategy,
+}
+
+
+@register_strategy
+class SignalSpec(ForecastDrivenSpec):
+    """``forecast_signal`` (S2): long-only weights from forecasts — ``clip`` (w ∝ max(f, 0)),
+    ``inverse_vol`` (signal × inverse volatility), ``mean_variance`` (forecasts as expected
+    returns, skfolio) or ``hrp`` (HRP over the assets forecast to rise)."""
+
+    kind: Literal["forecast_signal"]
+    allocation: Literal["clip", "inverse_vol", "mean_variance", "hrp"] = "clip"
+    forecaster: ForecasterUnion = Field(default_factory=lambda: forecaster_spec("stacked_lstm"))
+    strategy_class: ClassVar = SignalWeightStrategy  # every allocation is learned alike
+
+    def build(self, context: BuildContext) -> Strategy:
+        extra = {"risk_free_rate": context.risk_free_per_period}
+        cls = _ALLOCATIONS[self.allocation]
+        return cls(
+            self.forecaster.build(context.seed),
+            label=self.forecaster.label,
+            **(extra if cls is ForecastMeanVarianceStrategy else {}),
+            **self.walk(),
+        )

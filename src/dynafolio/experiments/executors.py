@@ -1,0 +1,296 @@
+"""Where the tasks of a run execute: in this process, in a local process pool, or on Ray.
+
+All three run the same :func:`~dynafolio.experiments.tasks.run_task` on the same task graph
+and return the results keyed by task id; the runner assembles them in config order, so the
+output does not depend on the executor or the number of workers (tested byte for byte).
+
+* ``serial`` — one task after another in this process.
+* ``local`` (the default) — a pool of worker processes, one torch thread each; a task starts
+  as soon as the tasks it depends on are done, longest first. A run with fewer than two
+  training tasks (only classical rules) runs in this process: starting workers would cost
+  more than it saves.
+* ``ray`` — the same tasks as Ray tasks, on a local Ray instance or an existing cluster
+  (``address``); needs the optional extra ``pip install 'dynafolio[ray]'``.
+
+Progress bars opened inside a task (training, backtest decisions) are forwarded to the
+display of the main process. Ctrl-C or SIGTERM stops every worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from dynafolio.errors import ConfigError
+from dynafolio.experiments.tasks import RunContext, Task, run_task
+from dynafolio.progress import ProgressFactory, reporting_progress
+
+ExecutorKind = Literal["serial", "local", "ray"]
+EXECUTORS: tuple[str, ...] = ("serial", "local", "ray")
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (the affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """How to run the tasks: ``kind``, ``jobs`` (workers; default all cores), Ray address."""
+
+    kind: ExecutorKind = "local"
+    jobs: int | None = None
+    ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise ConfigError(f"--executor {self.kind!r}: choose one of {', '.join(EXECUTORS)}")
+        if self.jobs is not None and self.jobs < 1:
+            raise ConfigError(f"--jobs {self.jobs}: need at least 1 worker")
+        if self.ray_address is not None and self.kind != "ray":
+            raise ConfigError("--ray-address needs --executor ray")
+
+    @property
+    def workers(self) -> int:
+        return self.jobs or available_cores()
+
+
+def execute(
+    tasks: list[Task],
+    context: RunContext,
+    settings: ExecutorSettings | None = None,
+    progress: ProgressFactory | None = None,
+) -> dict[str, Any]:
+    """Run ``tasks`` (dependencies first) and return ``{task id: result}``."""
+    settings = settings or ExecutorSettings(kind="serial")
+    if not tasks:
+        return {}
+    if settings.kind == "ray":
+        return _execute_ray(tasks, context, settings, progress)
+    # Worker processes take seconds to start (torch imports); a run of cheap tasks only
+    # (classical rules) finishes sooner in this process.
+    heavy = sum(task.weight > 1 for task in tasks)
+    if settings.kind == "serial" or settings.workers == 1 or heavy < 2:
+        return _execute_serial(tasks, context, progress)
+    return _execute_local(tasks, context, settings.workers, progress)
+
+
+def _execute_serial(tasks, context, progress) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    overall = _overall(progress, len(tasks))
+    with _maybe_reporting(progress):
+        for task in tasks:  # build_tasks orders dependencies first
+            results[task.id] = run_task(context, task, [results[d] for d in task.deps])
+            overall(1)
+    return results
+
+
+def _overall(progress: ProgressFactory | None, total: int) -> Callable[[int], None]:
+    if progress is None:
+        return lambda n: None
+    return progress(f"tasks ({total} in all)", total)
+
+
+@contextmanager
+def _maybe_reporting(progress: ProgressFactory | None) -> Iterator[None]:
+    if progress is None:
+        yield
+        return
+    with reporting_progress(progress):
+        yield
+
+
+# --------------------------------------------------------------------------------- local
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(config, prepared, events, threads: int) -> None:
+    """Set up one worker process: its own context, one torch thread, progress forwarding."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER["context"] = RunContext.build(config, prepared)
+    _WORKER["events"] = events
+
+
+def _forwarding_factory(events) -> ProgressFactory:
+    counter = iter(range(1 << 62))
+
+    def factory(description: str, total: int) -> Callable[[int], None]:
+        bar = f"{os.getpid()}-{next(counter)}"
+        events.put(("open", bar, description, total))
+        return lambda n: events.put(("advance", bar, n))
+
+    return factory
+
+
+def _worker_run(task: Task, dep_results: list[Any]) -> Any:
+    events = _WORKER["events"]
+    with reporting_progress(_forwarding_factory(events)):
+        return run_task(_WORKER["context"], task, dep_results)
+
+
+def _execute_local(tasks, context, workers, progress) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    manager = ctx.Manager()
+    events = manager.Queue()
+    pump = _EventPump(events, progress)
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)),
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(context.config, context.prepared, events, 1),
+    )
+    results: dict[str, Any] = {}
+    overall = _overall(progress, len(tasks))
+    pending = sorted(tasks, key=lambda t: -t.weight)  # stable: ties keep graph order
+    running: dict[Future, Task] = {}
+    pump.start()
+    try:
+        while pending or running:
+            ready = [t for t in pending if all(d in results for d in t.deps)]
+            for task in ready[: max(0, workers - len(running))]:
+                pending.remove(task)
+                future = pool.submit(_worker_run, task, [results[d] for d in task.deps])
+                running[future] = task
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                task = running.pop(future)
+                results[task.id] = future.result()
+                overall(1)
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        pump.stop()
+        manager.shutdown()
+    return results
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Terminate every worker at once (a running task cannot be cancelled otherwise)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _EventPump:
+    """Drains progress events from the workers into the main process's bars."""
+
+    def __init__(self, events, progress: ProgressFactory | None) -> None:
+        self.events = events
+        self.progress = progress
+        self.bars: dict[str, Callable[[int], None]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                event = self.events.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            except (EOFError, OSError, BrokenPipeError):
+                return
+            self.handle(event)
+
+    def handle(self, event) -> None:
+        if self.progress is None:
+            return
+        if event[0] == "open":
+            _, bar, description, total = event
+            self.bars[bar] = self.progress(description, total)
+        elif event[0] == "advance" and event[1] in self.bars:
+            self.bars[event[1]](event[2])
+
+
+# ----------------------------------------------------------------------------------- ray
+def _execute_ray(tasks, context, settings: ExecutorSettings, progress) -> dict[str, Any]:
+    try:
+        import ray
+        from ray.util.queue import Queue as RayQueue
+    except ImportError as error:
+        raise ConfigError(
+            "--executor ray needs Ray, which is not installed; install it with "
+            "pip install 'dynafolio[ray]'"
+        ) from error
+    started_here = not ray.is_initialized()
+    if started_here:
+        options: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
+        if settings.ray_address is not None:
+            options["address"] = settings.ray_address
+        else:
+            options["num_cpus"] = settings.workers
+        ray.init(**options)
+    try:
+        events = RayQueue()
+        pump = _EventPump(events, progress)
+        pump.start()
+        remote = ray.remote(num_cpus=1)(_ray_run)
+        shared = ray.put((uuid.uuid4().hex, context.config, context.prepared))
+        refs: dict[str, Any] = {}
+        # Ray schedules a task once the object refs it is given (its dependencies) exist.
+        for task in tasks:
+            refs[task.id] = remote.remote(shared, events, task, *[refs[d] for d in task.deps])
+        overall = _overall(progress, len(tasks))
+        ids = {ref: task_id for task_id, ref in refs.items()}
+        results: dict[str, Any] = {}
+        remaining = list(refs.values())
+        try:
+            while remaining:
+                done, remaining = ray.wait(remaining, num_returns=1)
+                results[ids[done[0]]] = ray.get(done[0])
+                overall(1)
+        except BaseException:
+            for ref in remaining:
+                ray.cancel(ref, force=True)
+            raise
+        finally:
+            pump.stop()
+        return results
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+_RAY_CONTEXTS: dict[str, RunContext] = {}
+
+
+def _ray_run(shared, events, task: Task, *dep_results: Any) -> Any:
+    run_id, config, prepared = shared
+    key = run_id
+    if key not in _RAY_CONTEXTS:  # one context per worker process and run
+        import torch
+
+        torch.set_num_threads(1)
+        _RAY_CONTEXTS.clear()
+        _RAY_CONTEXTS[key] = RunContext.build(config, prepared)
+    with reporting_progress(_forwarding_factory(events)):
+        return run_task(_RAY_CONTEXTS[key], task, list(dep_results))
+
+
+__all__ = ["EXECUTORS", "ExecutorSettings", "available_cores", "execute"]

@@ -1,0 +1,149 @@
+"""Forecaster models, declared once: a name, the class, its typed parameters.
+
+``register_forecaster("stacked_gru", StackedLSTMForecaster, label="GRU", fixed={"cell":
+"gru"})`` makes ``forecaster: {model: stacked_gru, params: {...}}`` valid in a config. The
+parameter model is derived from the constructor's signature (names, types, defaults), so a
+misspelt or mistyped parameter is reported with its config key when the config is read —
+before any data is loaded or any model trains.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from dynafolio.forecast.base import Forecaster
+
+__all__ = [
+    "FORECASTERS",
+    "ForecasterEntry",
+    "ForecasterSpec",
+    "discover_forecasters",
+    "forecaster_spec",
+    "forecaster_spec_union",
+    "params_model",
+    "register_forecaster",
+]
+
+
+def params_model(
+    function: Callable[..., Any],
+    name: str,
+    module: str,
+    exclude: set[str] | frozenset[str] = frozenset(),
+) -> type[BaseModel]:
+    """A frozen pydantic model of ``function``'s keyword parameters (minus ``exclude``).
+
+    Types come from the annotations, defaults from the signature; unknown keys are refused.
+    The class is published as ``module.name`` so that configs pickle (worker processes).
+    """
+    signature = inspect.signature(function)
+    hints = typing.get_type_hints(function)
+    fields: dict[str, Any] = {}
+    for parameter in signature.parameters.values():
+        if parameter.name in ("self", *exclude) or parameter.kind in (
+            parameter.VAR_POSITIONAL,
+            parameter.VAR_KEYWORD,
+        ):
+            continue
+        default = ... if parameter.default is parameter.empty else parameter.default
+        fields[parameter.name] = (hints.get(parameter.name, Any), default)
+    model = create_model(
+        name, __config__=ConfigDict(extra="forbid", frozen=True), __module__=module, **fields
+    )
+    _publish(model, module)
+    return model
+
+
+def _publish(model: type, module: str) -> None:
+    model.__module__ = module
+    model.__qualname__ = model.__name__
+    setattr(sys.modules[module], model.__name__, model)
+
+
+@dataclass(frozen=True)
+class ForecasterEntry:
+    """A registered forecaster: ``cls(**fixed, **params, seed=seed)`` builds it."""
+
+    model: str
+    cls: type[Forecaster]
+    label: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    params: type[BaseModel] = BaseModel
+
+
+class ForecasterSpec(BaseModel):
+    """Base of the config entry ``forecaster: {model: ..., params: {...}}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    params: BaseModel
+
+    @property
+    def entry(self) -> ForecasterEntry:
+        return FORECASTERS[self.model]
+
+    @property
+    def label(self) -> str:
+        """Short family name shown in strategy names ("LSTM", "GRU")."""
+        return self.entry.label
+
+    def build(self, seed: int) -> Forecaster:
+        """An unfitted forecaster with these parameters and ``seed``."""
+        entry = self.entry
+        return entry.cls(**entry.fixed, **self.params.model_dump(), seed=seed)
+
+
+#: model name -> entry, in registration order.
+FORECASTERS: dict[str, ForecasterEntry] = {}
+_SPECS: dict[str, type[ForecasterSpec]] = {}
+
+
+def register_forecaster(
+    model: str, cls: type[Forecaster], *, label: str, fixed: dict[str, Any] | None = None
+) -> ForecasterEntry:
+    """Make ``model`` a valid ``forecaster.model`` in configs."""
+    fixed = dict(fixed or {})
+    title = "".join(part.title() for part in model.split("_"))
+    params = params_model(cls.__init__, f"{title}Params", __name__, exclude={"seed", *fixed})
+    entry = ForecasterEntry(model, cls, label, fixed, params)
+    FORECASTERS[model] = entry
+    spec = create_model(
+        f"{title}Spec",
+        __base__=ForecasterSpec,
+        __module__=__name__,
+        model=(Literal[model], model),  # type: ignore[valid-type]
+        params=(params, Field(default_factory=params)),
+    )
+    _publish(spec, __name__)
+    _SPECS[model] = spec
+    return entry
+
+
+def discover_forecasters() -> None:
+    """Import every module of :mod:`dynafolio.forecast`, so all forecasters are registered
+    (a new forecaster file needs no edit anywhere else)."""
+    import importlib
+    import pkgutil
+
+    import dynafolio.forecast as package
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(package.__path__)):
+        importlib.import_module(f"{package.__name__}.{module}")
+
+
+def forecaster_spec(model: str, **params: Any) -> ForecasterSpec:
+    """A validated forecaster spec, e.g. ``forecaster_spec("price_lstm", epochs=10)``."""
+    return _SPECS[model](model=model, params=params)
+
+
+def forecaster_spec_union() -> Any:
+    """The type of a config's ``forecaster`` entry: any registered model, by ``model``."""
+    return Annotated[Union[tuple(_SPECS.values())], Field(discriminator="model")]  # noqa: UP007

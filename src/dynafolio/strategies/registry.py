@@ -1,0 +1,167 @@
+"""Strategy kinds, declared once: the config schema, the builder and the CLI listing derive
+from these declarations.
+
+A strategy kind is a pydantic *spec* — the settings a config entry may hold — registered with
+:func:`register_strategy` next to the strategy class it builds::
+
+    @register_strategy
+    class EqualWeightSpec(StrategySpec):
+        '''1/N of the assets priced that day.'''
+
+        kind: Literal["equal_weight"]
+        strategy_class: ClassVar = EqualWeightStrategy
+
+        def build(self, context: BuildContext) -> Strategy:
+            return EqualWeightStrategy()
+
+The experiment config accepts every registered kind (:func:`strategy_spec_union`), validates
+each entry completely before anything runs, and builds it with :meth:`StrategySpec.build`.
+Forecasters are registered the same way (:mod:`dynafolio.forecast.registry`).
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from dynafolio.paths import name_problem
+from dynafolio.strategies.base import Strategy
+
+__all__ = [
+    "STRATEGY_SPECS",
+    "BuildContext",
+    "ConstraintsSpec",
+    "DisplayName",
+    "StrategySpec",
+    "register_strategy",
+    "strategy_spec_union",
+]
+
+
+def _display_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+#: A name shown to people: any printable text. It becomes a file name only through
+#: :func:`dynafolio.paths.unique_stems`, never directly.
+DisplayName = Annotated[str, AfterValidator(_display_name)]
+
+
+class Frozen(BaseModel):
+    """Base of every config model: unknown keys are errors, values never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConstraintsSpec(Frozen):
+    """Per-strategy portfolio limits; unset fields inherit the experiment's ``backtest``."""
+
+    long_only: bool | None = None
+    max_gross_leverage: float | None = Field(None, gt=0.0)
+    max_position: float | None = Field(None, gt=0.0, le=10.0)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a builder may need besides its own settings.
+
+    Attributes
+    ----------
+    seed : int
+        The run's seed for this strategy (learned strategies run once per seed).
+    risk_free_rate : float
+        **Annual** rate, as given in the config (``backtest.risk_free_rate``).
+    periods_per_year : int
+        Of the data's frequency (52 weekly, 252 trading days ...).
+    transaction_cost : float
+        Cost per unit of turnover (``backtest.transaction_cost``).
+    asset_classes : mapping
+        Asset -> class, where the data provides them (embedded datasets).
+    """
+
+    seed: int = 0
+    risk_free_rate: float = 0.0
+    periods_per_year: int = 52
+    transaction_cost: float = 0.001
+    asset_classes: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def risk_free_per_period(self) -> float:
+        """The annual rate compounded down to one period: ``(1 + rf)^(1/P) − 1``."""
+        return (1.0 + self.risk_free_rate) ** (1.0 / self.periods_per_year) - 1.0
+
+
+class StrategySpec(Frozen):
+    """Settings every strategy entry accepts; a kind adds its own fields and :meth:`build`.
+
+    Subclasses declare ``kind: Literal["..."]`` (one or more kind names), set
+    ``strategy_class`` (the :class:`~dynafolio.strategies.base.Strategy` they build: its
+    ``learned`` flag decides whether the entry runs once per seed) and implement ``build``.
+    """
+
+    kind: str
+    name: DisplayName | None = Field(
+        None, description="display name (default: derived from the settings)"
+    )
+    universe: tuple[str, ...] | None = Field(
+        None, description="assets this strategy may hold (default: every asset in the data)"
+    )
+    constraints: ConstraintsSpec | None = Field(
+        None, description="portfolio limits of this strategy (default: the backtest's)"
+    )
+    tags: dict[str, str | int | float] = Field(
+        default_factory=dict,
+        description="labels analyses select by (family, k, ...); kind and k are added",
+    )
+
+    strategy_class: ClassVar[type[Strategy]]
+
+    @property
+    def learned(self) -> bool:
+        """Whether the entry trains a model, and so runs once per seed."""
+        return self.strategy_class.learned
+
+    def build(self, context: BuildContext) -> Strategy:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def all_tags(self) -> dict[str, str | int | float]:
+        """The entry's tags: ``kind`` (and ``k``, ``model`` where the kind has them) plus
+        the config's own, which win."""
+        tags: dict[str, str | int | float] = {"kind": self.kind}
+        k = getattr(self, "k", None)
+        if isinstance(k, int):
+            tags["k"] = k
+        forecaster = getattr(self, "forecaster", None)
+        if forecaster is not None:
+            tags["model"] = forecaster.model
+        return {**tags, **self.tags}
+
+
+#: kind -> spec class, in registration order.
+STRATEGY_SPECS: dict[str, type[StrategySpec]] = {}
+
+
+def register_strategy(spec: type[StrategySpec]) -> type[StrategySpec]:
+    """Register a spec class under every kind name of its ``kind`` literal (a decorator)."""
+    annotation = spec.model_fields["kind"].annotation
+    kinds = typing.get_args(annotation)
+    if not kinds:
+        raise TypeError(f"{spec.__name__}.kind must be a Literal of kind names")
+    for kind in kinds:
+        if kind in STRATEGY_SPECS and STRATEGY_SPECS[kind] is not spec:
+            raise ValueError(f"strategy kind {kind!r} is registered twice")
+        STRATEGY_SPECS[kind] = spec
+    return spec
+
+
+def strategy_spec_union() -> Any:
+    """The type of one config entry: any registered spec, chosen by its ``kind``."""
+    specs = tuple(dict.fromkeys(STRATEGY_SPECS.values()))
+    return Annotated[Union[specs], Field(discriminator="kind")]  # noqa: UP007

@@ -1,0 +1,204 @@
+"""Runs as task graphs: the same results whatever executes them, shared forecast streams,
+replayed forecasts equal to live ones, Ctrl-C stops every worker."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from conftest import make_prices
+from dynafolio.backtest import ProportionalCost, run_backtest
+from dynafolio.cli import app
+from dynafolio.experiments.config import validate_config
+from dynafolio.experiments.executors import ExecutorSettings, execute
+from dynafolio.experiments.runner import PreparedData, run_experiment
+from dynafolio.experiments.tasks import RunContext, build_tasks
+
+TINY_LSTM = {"lookback": 6, "hidden": 4, "epochs": 2, "min_windows": 5}
+TINY_PPO = {
+    "n_steps": 32,
+    "batch_size": 32,
+    "n_envs": 2,
+    "total_timesteps": 64,
+    "eval_every": 64,
+    "episode_length": 10,
+    "net_arch": [8],
+}
+STRATEGIES = [
+    {"kind": "equal_weight"},
+    {"kind": "hrp", "window": 30, "min_periods": 10},
+    *[
+        {
+            "kind": "forecast_topk",
+            "name": f"LSTM-only Top-{k}",
+            "k": k,
+            "retrain_every": 10,
+            "forecaster": {"model": "univariate_lstm", "params": TINY_LSTM},
+        }
+        for k in (1, 2)
+    ],
+    {"kind": "ppo_topk", "name": "PPO-only Top-2", "k": 2, "lookback": 4, "ppo": TINY_PPO},
+    *[
+        {
+            "kind": "ppo_topk",
+            "name": f"Hybrid Top-{k}",
+            "k": k,
+            "lookback": 4,
+            "ppo": TINY_PPO,
+            "score_initial_window": 40,
+            "score_refit_every": 10,
+            "forecaster": {"model": "univariate_lstm", "params": TINY_LSTM},
+        }
+        for k in (1, 2)
+    ],
+]
+
+
+def _setup(n_seeds: int = 2, strategies=STRATEGIES):
+    prices = make_prices(n_periods=150, n_assets=4, late=20)
+    config = validate_config(
+        {
+            "name": "tasks",
+            "split": {"train_fraction": None, "test_start": str(prices.index[110].date())},
+            "strategies": strategies,
+            "n_seeds": n_seeds,
+        }
+    )
+    return config, PreparedData(prices, "synthetic", "0" * 64, {})
+
+
+@pytest.fixture(scope="module")
+def serial():
+    config, prepared = _setup()
+    return run_experiment(config, prepared=prepared)
+
+
+def _same(a, b) -> None:
+    assert a.table.to_csv() == b.table.to_csv()
+    assert a.metrics.to_csv() == b.metrics.to_csv()
+    for x, y in zip(a.strategies, b.strategies, strict=True):
+        for run_x, run_y in zip(x.runs, y.runs, strict=True):
+            pd.testing.assert_frame_equal(run_x.weights, run_y.weights)
+
+
+def test_local_workers_give_the_serial_result_exactly(serial):
+    config, prepared = _setup()
+    local = run_experiment(
+        config, prepared=prepared, executor=ExecutorSettings(kind="local", jobs=2)
+    )
+    _same(serial, local)
+
+
+def test_ray_gives_the_serial_result_exactly_on_a_two_node_cluster(serial):
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False},
+    )
+    cluster.add_node(num_cpus=1)
+    try:
+        ray.init(address=cluster.address, log_to_driver=False)
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+        config, prepared = _setup()
+        on_ray = run_experiment(config, prepared=prepared, executor=ExecutorSettings(kind="ray"))
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    _same(serial, on_ray)
+
+
+def test_strategies_sharing_a_forecaster_share_one_stream_per_seed():
+    config, prepared = _setup()
+    tasks = build_tasks(RunContext.build(config, prepared))
+    streams = [t for t in tasks if t.kind == "stream"]
+    # Per seed: one test-period stream (LSTM-only Top-1/2 and both hybrids' test scores) and
+    # one training-period stream (both hybrids).
+    assert len(streams) == 2 * 2
+    hybrid = next(t for t in tasks if t.label.startswith("Hybrid Top-2 (seed 1)"))
+    lstm = next(t for t in tasks if t.label.startswith("LSTM-only Top-1 (seed 1)"))
+    assert set(lstm.deps) < set(hybrid.deps) and len(hybrid.deps) == 2
+
+
+def test_the_s2_allocation_rules_train_one_lstm_stream():
+    rules = [
+        {
+            "kind": "forecast_signal",
+            "allocation": allocation,
+            "retrain_every": 20,
+            "forecaster": {"model": "stacked_lstm", "params": {"lookback": 6, "epochs": 1}},
+        }
+        for allocation in ("clip", "inverse_vol", "mean_variance", "hrp")
+    ]
+    config, prepared = _setup(n_seeds=1, strategies=[{"kind": "equal_weight"}, *rules])
+    tasks = build_tasks(RunContext.build(config, prepared))
+    assert sum(t.kind == "stream" for t in tasks) == 1
+
+
+def test_replayed_forecasts_equal_live_ones(serial):
+    """The task graph replays shared streams; a plain backtest computes them live."""
+    config, prepared = _setup()
+    context = RunContext.build(config, prepared)
+    for entry in (2, 5):  # LSTM-only Top-1 and Hybrid Top-1
+        item = context.plan[entry]
+        live = run_backtest(
+            item.build(1),
+            item.universe,
+            context.test_start,
+            context.test_end,
+            cost_model=ProportionalCost(config.backtest.transaction_cost),
+        )
+        replayed = serial.strategies[entry].runs[1]
+        pd.testing.assert_frame_equal(live.weights, replayed.weights)
+
+
+def test_ctrl_c_stops_every_worker():
+    config, prepared = _setup(n_seeds=1)
+    context = RunContext.build(config, prepared)
+    tasks = build_tasks(context)
+
+    def interrupting(description, total):
+        def advance(n):
+            if description.startswith("tasks"):
+                raise KeyboardInterrupt
+        return advance
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(tasks, context, ExecutorSettings(kind="local", jobs=2), interrupting)
+    assert multiprocessing.active_children() == []
+
+
+def test_executor_settings_are_checked():
+    from dynafolio.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="choose one of serial, local, ray"):
+        ExecutorSettings(kind="threads")
+    with pytest.raises(ConfigError, match="--ray-address needs --executor ray"):
+        ExecutorSettings(kind="local", ray_address="auto")
+
+
+@pytest.mark.parametrize("args", [["--jobs", "2"], ["--executor", "ray", "--jobs", "2"]])
+def test_the_cli_writes_the_same_metrics_csv_with_any_executor(tmp_path, args):
+    prices = make_prices(n_periods=150, n_assets=4, late=0)
+    data = tmp_path / "prices.csv"
+    prices.to_csv(data, index_label="date")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "n_seeds: 2\nstrategies:\n  - kind: equal_weight\n"
+        "  - {kind: forecast_topk, k: 2, forecaster: {model: univariate_lstm, params: "
+        "{lookback: 6, hidden: 4, epochs: 2}}}\n"
+    )
+    outputs = []
+    for extra in (["--executor", "serial"], args):
+        out = tmp_path / "-".join(extra)
+        result = CliRunner().invoke(
+            app, ["run", "--data", str(data), "--config", str(config), "--out", str(out), *extra]
+        )
+        assert result.exit_code == 0, result.output
+        (run_dir,) = out.iterdir()
+        outputs.append((run_dir / "metrics.csv").read_bytes())
+    assert outputs[0] == outputs[1]
