@@ -165,6 +165,7 @@ def test_ctrl_c_stops_every_worker():
         def advance(n):
             if description.startswith("tasks"):
                 raise KeyboardInterrupt
+
         return advance
 
     with pytest.raises(KeyboardInterrupt):
