@@ -53,8 +53,11 @@ def main() -> None:
         f"{args.experiment}{'' if args.full else ' --quick'}: {len(config.strategies)} "
         f"strategies x {config.n_seeds} seed(s); local executor with {jobs} workers"
     )
-    # Warm-up: first touches of memory and imports are slow on a fresh machine.
-    timed(serial_settings)
+    # Warm-up (imports, first touches of memory are slow on a fresh machine): the quick
+    # version of the experiment, once with each executor.
+    quick = validate_config(module.quick(module.default_config()))
+    for warm in (serial_settings, local_settings):
+        run_experiment(quick, prepared=load_prices(quick), executor=warm)
     serial, local, tables = [], [], set()
     for repeat in range(args.repeats):
         for name, runs, settings in (

@@ -50,6 +50,7 @@ STRATEGIES = [
         for kind in ("inverse_volatility", "minimum_variance", "max_sharpe", "hrp", "herc")
     ],
     {"kind": "hrp", "estimation": "static", "window": None, "min_periods": 10},
+    {"kind": "momentum", "lookback": 20, "skip": 2, "top": 3},
     {"kind": "minimum_variance", "estimation": "expanding", "window": None, "min_periods": 10},
     {
         "kind": "forecast_topk",

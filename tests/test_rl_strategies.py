@@ -213,3 +213,30 @@ def test_run_directory_keeps_trained_agents_that_reload(tmp_path):
     pd.testing.assert_frame_equal(
         result.strategies[1].first.weights, again.strategies[1].first.weights
     )
+
+
+def test_validation_early_stopping_is_an_sb3_callback_that_keeps_the_best_policy():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from dynafolio.rl.agents import ValidationEarlyStopping
+    from dynafolio.rl.env import PortfolioEnv
+
+    returns = _returns(_prices())[:90]
+    env = VecNormalize(DummyVecEnv([lambda: PortfolioEnv(returns, lookback=4, k=2)]))
+    model = PPO("MlpPolicy", env, n_steps=32, batch_size=32, n_epochs=1, seed=0)
+    scores = iter([1.0, 3.0, 2.0, 2.5, 2.9, 9.0])  # best at the 2nd evaluation
+    seen = []
+
+    def evaluate():
+        seen.append({k: v.clone() for k, v in model.policy.state_dict().items()})
+        return next(scores)
+
+    stop = ValidationEarlyStopping(evaluate, every=32, patience=3)
+    model.learn(32 * 20, callback=stop)
+    # Evaluations 3, 4, 5 bring no improvement on 3.0: training stops before the 6th.
+    assert [row["validation_log_growth"] for row in stop.history] == [1.0, 3.0, 2.0, 2.5, 2.9]
+    assert model.num_timesteps < 32 * 20
+    best = seen[1]
+    assert all((stop.best_state[k] == best[k]).all() for k in best)
+    assert not all((stop.best_state[k] == seen[-1][k]).all() for k in best)

@@ -54,3 +54,19 @@ def test_search_is_reproducible_and_never_reads_the_test_period():
     assert first.validation_dates[1] == prices.index[n_train - 1]
     assert first.best_params["units"] == [8, 4]
     json.dumps(first.best_params)  # pastes into a config file
+
+
+def test_parallel_trials_give_the_serial_search():
+    from dynafolio.experiments.executors import ExecutorSettings
+
+    prices = make_prices(n_periods=140, n_assets=3, late=0)
+    fixed = {"epochs": 2, "units": (8, 4)}
+    runs = [
+        tune_forecaster(
+            "stacked_lstm", prices, 100, n_trials=6, seed=1, fixed_params=fixed, executor=executor
+        )
+        for executor in (ExecutorSettings(kind="serial"), ExecutorSettings(kind="local", jobs=2))
+    ]
+    serial, parallel = (r.trials[["number", "value"]] for r in runs)
+    assert serial.equals(parallel) and len(serial) == 6
+    assert runs[0].best_params == runs[1].best_params

@@ -237,6 +237,17 @@ def tune(
     threads: Annotated[
         int, typer.Option("--threads", min=1, help="CPU threads for model training.")
     ] = 1,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Worker processes (default: all cores)."),
+    ] = None,
+    executor: Annotated[
+        str, typer.Option("--executor", help="serial, local or ray (identical results).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="Address of a running Ray cluster (--executor ray)."),
+    ] = None,
 ) -> None:
     """Search a forecaster's hyper-parameters on a validation period before the test period."""
     import json
@@ -244,6 +255,7 @@ def tune(
     from dynafolio.experiments import EXPERIMENTS
     from dynafolio.experiments.artifacts import atomic_run_dir, package_versions, write_manifest
     from dynafolio.experiments.config import load_config_file, merge, validate_config
+    from dynafolio.experiments.executors import ExecutorSettings
     from dynafolio.experiments.runner import load_prices
     from dynafolio.experiments.tune import tunable_models, tune_forecaster
     from dynafolio.splits import chronological_split
@@ -255,6 +267,7 @@ def tune(
                 f"unknown experiment {experiment!r}; available: {sorted(EXPERIMENTS)}"
             )
         out = _prepare_out(out)
+        workers = ExecutorSettings(kind=executor, jobs=jobs, ray_address=ray_address)
         if model not in tunable_models():
             raise DynafolioError(
                 f"unknown model {model!r}; choose from {', '.join(tunable_models())}"
@@ -286,6 +299,7 @@ def tune(
                 seed=seed,
                 fixed_params=fixed,
                 progress=lambda n: bar.advance(task, n),
+                executor=workers,
             )
         summary = {
             "model": model,
@@ -368,6 +382,77 @@ def _print_results(result) -> None:
         console.print(f"• {line}", highlight=False)
     for line in result.notes:
         console.print(f"[dim]note: {line}[/]", highlight=False)
+
+
+@app.command("strategies")
+def strategies_list(
+    kind: Annotated[
+        str | None, typer.Argument(help="Show one kind's settings (default: list all).")
+    ] = None,
+) -> None:
+    """List the strategy kinds a config may use, or one kind's settings and defaults."""
+    from dynafolio.forecast.registry import FORECASTERS
+    from dynafolio.strategies.kinds import STRATEGY_SPECS
+    from dynafolio.strategies.registry import StrategySpec
+
+    with _user_errors():
+        if kind is not None and kind not in STRATEGY_SPECS:
+            raise DynafolioError(
+                f"unknown strategy kind {kind!r}; available: {', '.join(STRATEGY_SPECS)}"
+            )
+        if kind is None:
+            table = Table(title="Strategy kinds (config: strategies: - kind: ...)")
+            for column in ("kind", "learned", "builds", "what it does"):
+                table.add_column(column)
+            for name, spec in STRATEGY_SPECS.items():
+                doc = " ".join((spec.__doc__ or "").split("\n\n")[0].replace("``", "").split())
+                table.add_row(
+                    name,
+                    "yes" if spec.strategy_class.learned else "",
+                    spec.strategy_class.__name__,
+                    doc,
+                )
+            console.print(table)
+            console.print(
+                "forecaster models: "
+                + ", ".join(f"{m} ({e.label})" for m, e in FORECASTERS.items())
+            )
+            return
+        spec = STRATEGY_SPECS[kind]
+        table = Table(title=f"{kind}: settings ({spec.strategy_class.__name__})")
+        for column in ("setting", "type", "default"):
+            table.add_column(column)
+        common = set(StrategySpec.model_fields)
+        for field_name, info in spec.model_fields.items():
+            if field_name == "kind" or field_name in common:
+                continue
+            table.add_row(field_name, _type_name(info.annotation), _default_text(info))
+        console.print(table)
+        console.print("Every kind also takes: name, universe, constraints, tags.")
+
+
+def _type_name(annotation: Any) -> str:
+    from pydantic import BaseModel
+
+    text = str(annotation)
+    if "forecast.registry" in text:
+        return "forecaster {model, params}" + (" or null" if "None" in text else "")
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "mapping of settings"
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return text.replace("typing.", "").replace("pathlib.", "")
+
+
+def _default_text(info: Any) -> str:
+    from pydantic import BaseModel
+
+    if info.is_required():
+        return "required"
+    value = info.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        return ", ".join(f"{k}={v!r}" for k, v in value.model_dump().items())
+    return repr(value)
 
 
 @data_app.command("list")

@@ -23,7 +23,6 @@ import os
 import queue
 import signal
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from dynafolio.errors import ConfigError
-from dynafolio.experiments.tasks import RunContext, Task, run_task
+from dynafolio.experiments.tasks import Task
 from dynafolio.progress import ProgressFactory, reporting_progress
 
 ExecutorKind = Literal["serial", "local", "ray"]
@@ -69,11 +68,17 @@ class ExecutorSettings:
 
 def execute(
     tasks: list[Task],
-    context: RunContext,
+    context: Any,
     settings: ExecutorSettings | None = None,
     progress: ProgressFactory | None = None,
 ) -> dict[str, Any]:
-    """Run ``tasks`` (dependencies first) and return ``{task id: result}``."""
+    """Run ``tasks`` (dependencies first) and return ``{task id: result}``.
+
+    ``context`` is a picklable object whose ``run(task, dep_results)`` executes one task —
+    :class:`~dynafolio.experiments.tasks.RunContext` for an experiment, the tuning context for
+    ``dynafolio tune``; workers receive it once. A task has ``id``, ``deps`` (ids whose
+    results it receives, in order) and ``weight`` (bigger starts first).
+    """
     settings = settings or ExecutorSettings(kind="serial")
     if not tasks:
         return {}
@@ -92,7 +97,7 @@ def _execute_serial(tasks, context, progress) -> dict[str, Any]:
     overall = _overall(progress, len(tasks))
     with _maybe_reporting(progress):
         for task in tasks:  # build_tasks orders dependencies first
-            results[task.id] = run_task(context, task, [results[d] for d in task.deps])
+            results[task.id] = context.run(task, [results[d] for d in task.deps])
             overall(1)
     return results
 
@@ -116,13 +121,13 @@ def _maybe_reporting(progress: ProgressFactory | None) -> Iterator[None]:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(config, prepared, events, threads: int) -> None:
-    """Set up one worker process: its own context, one torch thread, progress forwarding."""
+def _init_worker(context, events, threads: int) -> None:
+    """Set up one worker process: the run's context, one torch thread, progress forwarding."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
     import torch
 
     torch.set_num_threads(threads)
-    _WORKER["context"] = RunContext.build(config, prepared)
+    _WORKER["context"] = context
     _WORKER["events"] = events
 
 
@@ -140,7 +145,7 @@ def _forwarding_factory(events) -> ProgressFactory:
 def _worker_run(task: Task, dep_results: list[Any]) -> Any:
     events = _WORKER["events"]
     with reporting_progress(_forwarding_factory(events)):
-        return run_task(_WORKER["context"], task, dep_results)
+        return _WORKER["context"].run(task, dep_results)
 
 
 def _execute_local(tasks, context, workers, progress) -> dict[str, Any]:
@@ -152,7 +157,7 @@ def _execute_local(tasks, context, workers, progress) -> dict[str, Any]:
         max_workers=min(workers, len(tasks)),
         mp_context=ctx,
         initializer=_init_worker,
-        initargs=(context.config, context.prepared, events, 1),
+        initargs=(context, events, 1),
     )
     results: dict[str, Any] = {}
     overall = _overall(progress, len(tasks))
@@ -251,7 +256,7 @@ def _execute_ray(tasks, context, settings: ExecutorSettings, progress) -> dict[s
         pump = _EventPump(events, progress)
         pump.start()
         remote = ray.remote(num_cpus=1)(_ray_run)
-        shared = ray.put((uuid.uuid4().hex, context.config, context.prepared))
+        shared = ray.put(context)
         refs: dict[str, Any] = {}
         # Ray schedules a task once the object refs it is given (its dependencies) exist.
         for task in tasks:
@@ -277,20 +282,12 @@ def _execute_ray(tasks, context, settings: ExecutorSettings, progress) -> dict[s
             ray.shutdown()
 
 
-_RAY_CONTEXTS: dict[str, RunContext] = {}
+def _ray_run(context, events, task: Task, *dep_results: Any) -> Any:
+    import torch
 
-
-def _ray_run(shared, events, task: Task, *dep_results: Any) -> Any:
-    run_id, config, prepared = shared
-    key = run_id
-    if key not in _RAY_CONTEXTS:  # one context per worker process and run
-        import torch
-
-        torch.set_num_threads(1)
-        _RAY_CONTEXTS.clear()
-        _RAY_CONTEXTS[key] = RunContext.build(config, prepared)
+    torch.set_num_threads(1)
     with reporting_progress(_forwarding_factory(events)):
-        return run_task(_RAY_CONTEXTS[key], task, list(dep_results))
+        return context.run(task, list(dep_results))
 
 
 __all__ = ["EXECUTORS", "ExecutorSettings", "available_cores", "execute"]

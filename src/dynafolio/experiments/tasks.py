@@ -80,6 +80,10 @@ class RunContext:
             test_end=split.test_dates[-1],
         )
 
+    def run(self, task: Task, dep_results: list[Any]) -> Any:
+        """Execute one task of this run (what every executor calls)."""
+        return run_task(self, task, dep_results)
+
     def call_rows(self, entry: int, strategy) -> list[int]:
         """Rows at which the engine will ask ``strategy`` (of plan ``entry``) for weights."""
         item = self.plan[entry]

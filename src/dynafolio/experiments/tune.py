@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from dynafolio.errors import DataError
+from dynafolio.experiments.executors import ExecutorSettings, execute
 from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.registry import FORECASTERS, discover_forecasters, forecaster_spec
 from dynafolio.history import MarketHistory
@@ -88,6 +89,36 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+#: Trials proposed together before the sampler learns their scores (fixed, so that the search
+#: does not depend on how many workers evaluate them).
+TRIAL_BATCH = 4
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """One trial as an executor task: its forecaster parameters."""
+
+    id: str
+    params: dict[str, Any]
+    deps: tuple[str, ...] = ()
+    weight: int = 10
+
+
+@dataclass(frozen=True)
+class _TuneContext:
+    """What every trial needs (sent once to each worker)."""
+
+    model: str
+    prices: pd.DataFrame
+    first_val: int
+    n_train: int
+    seed: int
+
+    def run(self, task: _Trial, dep_results: list[Any]) -> float:
+        forecaster = _forecaster(self.model, task.params, self.seed)
+        return validation_mse(forecaster, self.prices, self.first_val, self.n_train)
+
+
 @dataclass(frozen=True)
 class TuneResult:
     """Outcome of a search: the trials table and the best parameters."""
@@ -150,6 +181,7 @@ def tune_forecaster(
     val_fraction: float = 0.2,
     fixed_params: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    executor: ExecutorSettings | None = None,
 ) -> TuneResult:
     """Search ``model``'s hyper-parameters on the last ``val_fraction`` of the training rows.
 
@@ -165,6 +197,8 @@ def tune_forecaster(
         Optuna trials (TPE sampler seeded with ``seed``).
     fixed_params : dict, optional
         Parameters held fixed in every trial (e.g. a smaller epoch budget).
+    executor : ExecutorSettings, optional
+        Where trials run (default serial); the result is the same with any executor.
     """
     if model not in SEARCH_SPACES:
         raise DataError(f"no search space for model {model!r}; choose from {sorted(SEARCH_SPACES)}")
@@ -176,18 +210,26 @@ def tune_forecaster(
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+    context = _TuneContext(model, prices, first_val, n_train, seed)
+    # Trials are proposed in batches of TRIAL_BATCH, evaluated in parallel, then reported in
+    # order: the sampler sees the same history whatever the number of workers, so the search
+    # is the same serially and in parallel.
+    done = 0
+    while done < n_trials:
+        batch = []
+        for _ in range(min(TRIAL_BATCH, n_trials - done)):
+            trial = study.ask()
+            params = {**SEARCH_SPACES[model](trial), **(fixed_params or {})}
+            # Keep the constructor form too, so the best trial pastes into a config.
+            trial.set_user_attr("forecaster_params", {k: _plain(v) for k, v in params.items()})
+            batch.append((trial, _Trial(f"trial-{trial.number}", params)))
+        values = execute([t for _, t in batch], context, executor)
+        for trial, task in batch:
+            study.tell(trial, values[task.id])
+            if progress is not None:
+                progress(1)
+        done += len(batch)
 
-    def objective(trial: optuna.Trial) -> float:
-        params = {**SEARCH_SPACES[model](trial), **(fixed_params or {})}
-        # Keep the constructor form too, so the best trial pastes straight into a config.
-        trial.set_user_attr("forecaster_params", {k: _plain(v) for k, v in params.items()})
-        forecaster = _forecaster(model, params, seed)
-        value = validation_mse(forecaster, prices, first_val, n_train)
-        if progress is not None:
-            progress(1)
-        return value
-
-    study.optimize(objective, n_trials=n_trials)
     target = _forecaster(model, fixed_params or {}, seed).target
     trials = study.trials_dataframe(attrs=("number", "value", "params", "duration", "state"))
     return TuneResult(

@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import json
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -17,10 +18,12 @@ import torch
 from gymnasium import spaces
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecNormalize
 
+from dynafolio.early_stopping import EarlyStopping, n_validation
 from dynafolio.errors import DataError
 from dynafolio.progress import progress_bar
 from dynafolio.rl.env import ACTION_BOUND, PortfolioEnv
@@ -351,7 +354,7 @@ def train_agent(
     """
     settings = settings or PPOSettings()
     n_periods = len(returns)
-    val_start = int(n_periods * (1.0 - settings.val_fraction))
+    val_start = n_periods - n_validation(n_periods, settings.val_fraction)
     first_decision = max(start, lookback - 1)
     if val_start - first_decision < settings.episode_length + 2 or n_periods - val_start < 4:
         raise DataError(
@@ -418,33 +421,76 @@ def train_agent(
         {**env_settings, "with_scores": scores is not None},
         settings=settings,
     )
-    rollout_size = settings.n_steps * settings.n_envs
-    chunk = max(rollout_size, -(-settings.eval_every // rollout_size) * rollout_size)
     step = progress_bar(f"training {label} (seed {seed})", settings.total_timesteps)
-    best, best_state, waited = -np.inf, None, 0
-    while model.num_timesteps < settings.total_timesteps:
-        before = model.num_timesteps
-        model.learn(chunk, reset_num_timesteps=False, progress_bar=False)
-        step(model.num_timesteps - before)
-        agent.num_timesteps = int(model.num_timesteps)
+
+    def validation_growth() -> float:
         agent.obs_mean = normalised.obs_rms.mean.copy()
         agent.obs_var = normalised.obs_rms.var.copy()
-        growth = float(validation.rollout(lambda obs: agent.act(obs[None])[0]).rewards.sum())
-        agent.history.append(
-            {"timesteps": int(model.num_timesteps), "validation_log_growth": growth}
-        )
-        if growth > best:
-            best, waited = growth, 0
-            best_state = (
-                copy.deepcopy(model.policy.state_dict()),
-                agent.obs_mean.copy(),
-                agent.obs_var.copy(),
-            )
-        else:
-            waited += 1
-            if waited >= settings.patience:
-                break
-    if best_state is not None:
-        model.policy.load_state_dict(best_state[0])
-        agent.obs_mean, agent.obs_var = best_state[1], best_state[2]
+        return float(validation.rollout(lambda obs: agent.act(obs[None])[0]).rewards.sum())
+
+    stop = ValidationEarlyStopping(
+        validation_growth, settings.eval_every, settings.patience, progress=step
+    )
+    model.learn(settings.total_timesteps, callback=stop, progress_bar=False)
+    agent.num_timesteps = int(model.num_timesteps)
+    agent.history = stop.history
+    if stop.best_state is not None:
+        model.policy.load_state_dict(stop.best_state)
+        agent.obs_mean, agent.obs_var = stop.best_obs_stats
     return agent
+
+
+class ValidationEarlyStopping(BaseCallback):
+    """Stop PPO when its validation log-growth stops improving; keep the best policy.
+
+    An SB3 callback. After every policy update that completes ``every`` timesteps since the
+    last evaluation (and once at the end of training), ``evaluate()`` runs the deterministic
+    policy through the validation period; :class:`~dynafolio.early_stopping.EarlyStopping`
+    stops training after ``patience`` evaluations without a higher log-growth. The best
+    policy's weights and observation statistics are kept in :attr:`best_state` and
+    :attr:`best_obs_stats`; :attr:`history` has one row per evaluation.
+    """
+
+    def __init__(
+        self,
+        evaluate: Callable[[], float],
+        every: int,
+        patience: int | None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__(verbose=0)
+        self.evaluate = evaluate
+        self.every = every
+        self.stopper = EarlyStopping(patience, mode="max")
+        self.progress = progress or (lambda n: None)
+        self.history: list[dict] = []
+        self.best_state: dict | None = None
+        self.best_obs_stats: tuple[np.ndarray, np.ndarray] | None = None
+        self._last_eval = 0
+        self._reported = 0
+
+    def _evaluate(self) -> None:
+        timesteps = int(self.model.num_timesteps)
+        growth = self.evaluate()
+        self._last_eval = timesteps
+        self.history.append({"timesteps": timesteps, "validation_log_growth": growth})
+        if self.stopper.update(growth, len(self.history) - 1):
+            self.best_state = copy.deepcopy(self.model.policy.state_dict())
+            agent_stats = self.model.get_env().obs_rms  # VecNormalize's statistics
+            self.best_obs_stats = (agent_stats.mean.copy(), agent_stats.var.copy())
+
+    def _on_rollout_start(self) -> None:
+        # Called before each rollout, i.e. right after the previous policy update.
+        if self.model.num_timesteps - self._last_eval >= self.every:
+            self._evaluate()
+
+    def _on_step(self) -> bool:
+        return not self.stopper.should_stop
+
+    def _on_rollout_end(self) -> None:
+        self.progress(int(self.model.num_timesteps) - self._reported)
+        self._reported = int(self.model.num_timesteps)
+
+    def _on_training_end(self) -> None:
+        if self.model.num_timesteps > self._last_eval and not self.stopper.should_stop:
+            self._evaluate()
