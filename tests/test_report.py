@@ -176,12 +176,21 @@ def test_write_report_is_self_contained(result: ExperimentResult, tmp_path) -> N
     assert FINDING in html and NOTE in html
     assert "synthetic" in html and "ab" * 32 in html
     assert "Synthetic crash" in html and "Rate shock" in html
+    # Scripts are inline (plotly.js included): none is fetched.
+    assert not re.search(r"<script[^>]*\bsrc=", html, flags=re.IGNORECASE)
+    assert "Plotly.newPlot" in html and html.count('<div id="chart-') == 3
+    # Outside the scripts (plotly.js holds URLs in strings it never fetches), no reference out.
+    page = re.sub(r"<script\b[^>]*>.*?</script>", "", html, flags=re.S | re.IGNORECASE)
     for pattern in (r'src="http', r'href="http', r"<link", r"@import", r"url\(\s*['\"]?http"):
-        assert not re.search(pattern, html, flags=re.IGNORECASE), pattern
+        assert not re.search(pattern, page, flags=re.IGNORECASE), pattern
     imgs = re.findall(r"<img\b[^>]*>", html)
-    # equity, drawdowns, sharpe + one weights chart per strategy
+    # one weights chart per strategy (+ average-weight bars); equity, drawdowns and Sharpe
+    # are interactive charts, their PNGs stay in plots/.
     learned = sum(runs.learned for runs in result.strategies)
-    assert len(imgs) == 3 + len(result.strategies) + learned  # + average-weight bars
+    assert len(imgs) == len(result.strategies) + learned
+    assert {"equity.png", "drawdowns.png", "sharpe.png"} <= {
+        p.name for p in (tmp_path / "plots").iterdir()
+    }
     for tag in imgs:
         match = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', tag)
         assert match, tag[:80]

@@ -361,9 +361,9 @@ def _fit_defaults_to_data(cfg, prepared):
 
 def _print_results(result) -> None:
     from dynafolio.metrics import METRICS
-    from dynafolio.report.tables import format_table
+    from dynafolio.report.tables import CI_LABEL, format_table
 
-    short = {m.label: m.short for m in METRICS}
+    short = {m.label: m.short for m in METRICS} | {CI_LABEL: "95% CI"}
 
     shown = format_table(result.table)
     table = Table(

@@ -31,10 +31,12 @@ class MetricInfo:
     key: str
     label: str
     short: str
-    unit: Literal["fraction", "ratio", "count"]
+    unit: Literal["fraction", "ratio", "count", "p"]
     decimals: int
     better: Literal["higher", "lower"] | None
     help: str
+    #: "summary": a key of :func:`summary`; "inference": from :mod:`dynafolio.stats`.
+    source: Literal["summary", "inference"] = "summary"
 
 
 #: The one table of metrics, in report order: the CLI, the CSV/JSON writers and the report
@@ -78,10 +80,24 @@ METRICS: tuple[MetricInfo, ...] = (
         "Mean one-way turnover per period (buys plus sells)",
     ),
     MetricInfo("n_periods", "Periods", "Periods", "count", 0, None, "Test periods scored"),
+    MetricInfo(
+        "sharpe_ci_low", "Sharpe CI low", "CI low", "ratio", 2, None,
+        "Lower end of the Sharpe ratio's confidence interval (block bootstrap over dates and "
+        "seeds)", "inference",
+    ),
+    MetricInfo(
+        "sharpe_ci_high", "Sharpe CI high", "CI high", "ratio", 2, None,
+        "Upper end of the Sharpe ratio's confidence interval", "inference",
+    ),
+    MetricInfo(
+        "sharpe_p_vs_benchmark", "p vs benchmark", "p vs bench", "p", 3, None,
+        "Two-sided p-value of a paired test of equal Sharpe ratios with the benchmark, on the "
+        "same dates (not adjusted for the number of strategies)", "inference",
+    ),
 )  # fmt: skip
 METRIC_INFO: dict[str, MetricInfo] = {m.key: m for m in METRICS}
-METRIC_LABELS: dict[str, str] = {m.key: m.label for m in METRICS}
-# The keys of summary(), in report order.
+# The keys of summary(), in report order, and their labels.
+METRIC_LABELS: dict[str, str] = {m.key: m.label for m in METRICS if m.source == "summary"}
 SUMMARY_KEYS: tuple[str, ...] = tuple(METRIC_LABELS)
 
 # A std this small relative to max |value| is rounding noise of a constant series (mean([0.01]*5)

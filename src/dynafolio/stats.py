@@ -42,6 +42,7 @@ __all__ = [
     "sharpe_ci",
     "sharpe_difference_test",
     "sharpe_se",
+    "seed_time_difference",
     "sharpe_table",
 ]
 
@@ -203,6 +204,9 @@ def sharpe_difference_test(
 ) -> SharpeDifference:
     """Paired test of ``H0: SR(a) = SR(b)`` for two return series on the same dates.
 
+    ``a`` and ``b`` are 1-D (one series each); 2-D inputs ``(n_periods, n_seeds)`` of learned
+    strategies compare their mean-over-seeds Sharpe ratios with :func:`seed_time_difference`.
+
     ``"bootstrap"`` (default): Ledoit & Wolf (2008) — the difference is studentised by its
     HAC delta-method standard error, and the distribution of the studentised statistic comes
     from a block bootstrap that resamples the *pairs* of returns (here the stationary
@@ -210,6 +214,8 @@ def sharpe_difference_test(
     and the interval symmetric. ``"analytic"``: the Jobson & Korkie (1981) test with Memmel's
     (2003) correction, which assumes i.i.d. normal returns — a cross-check.
     """
+    if any(np.ndim(v) == 2 and np.shape(v)[1] > 1 for v in (a, b)):
+        return seed_time_difference(a, b, periods_per_year, level, risk_free, n_boot, seed)
     x = _excess(a, periods_per_year, risk_free)
     y = _excess(b, periods_per_year, risk_free)
     if x.size != y.size:
@@ -361,6 +367,78 @@ def beat_benchmark_test(
     return MultipleComparison(float(spa.pvalues["consistent"]), survivors, scaled.shape[1], size)
 
 
+def _seed_time_replicates(
+    data: Mapping[str, np.ndarray], periods_per_year: int, n_boot: int, seed: int
+) -> tuple[dict[str, float], dict[str, np.ndarray], float]:
+    """Estimates (mean over seeds of the annualised Sharpe) and bootstrap replicates of each
+    ``(n_periods, n_seeds)`` excess-return array: one set of time blocks per replicate shared
+    by every series (paired), and per series a resample of its seeds with replacement."""
+    root = np.sqrt(periods_per_year)
+    n = len(next(iter(data.values())))
+    block = block_length(*[values.mean(axis=1) for values in data.values()])
+    rng = np.random.default_rng(seed)
+    index = bootstrap_indices(n, n_boot, block, rng)
+    estimates, replicates = {}, {}
+    for name, values in data.items():
+        n_seeds = values.shape[1]
+        estimates[name] = float(np.mean(root * _sr(values, axis=0)))
+        drawn = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+        # per_seed[b, s]: Sharpe of seed s on replicate b's dates.
+        per_seed = root * _sr(values[index], axis=1)
+        replicates[name] = np.nanmean(np.take_along_axis(per_seed, drawn, axis=1), axis=1)
+    return estimates, replicates, block
+
+
+def _centred_p(diff: float, replicate_diffs: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of ``H0: difference = 0`` from centred replicates."""
+    centred = replicate_diffs - diff
+    centred = centred[np.isfinite(centred)]
+    # The tolerance keeps a series identical to its reference at p = 1 despite rounding
+    # differences between reductions over differently shaped arrays.
+    extreme = np.abs(centred) >= abs(diff) - 1e-12
+    return float((1 + np.sum(extreme)) / (1 + centred.size))
+
+
+def _as_runs(values, periods_per_year: int, risk_free: float) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    array = array.reshape(len(array), -1)
+    if not np.isfinite(array).all():
+        raise ValueError("returns contain NaN or infinite values")
+    return array - ((1.0 + risk_free) ** (1.0 / periods_per_year) - 1.0)
+
+
+def seed_time_difference(
+    a,
+    b,
+    periods_per_year: int,
+    level: float = 0.95,
+    risk_free: float = 0.0,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> SharpeDifference:
+    """Paired test of two learned strategies' mean-over-seeds Sharpe ratios.
+
+    ``a`` and ``b`` have shape ``(n_periods, n_seeds)`` on the same dates. The uncertainty
+    combines time and seeds (see :func:`sharpe_table`): percentile interval of the replicate
+    differences, two-sided p-value from the centred replicates.
+    """
+    data = {
+        "a": _as_runs(a, periods_per_year, risk_free),
+        "b": _as_runs(b, periods_per_year, risk_free),
+    }
+    if len(data["a"]) != len(data["b"]):
+        raise ValueError("a and b must cover the same dates")
+    estimates, replicates, _ = _seed_time_replicates(data, periods_per_year, n_boot, seed)
+    diff = estimates["a"] - estimates["b"]
+    replicate_diffs = replicates["a"] - replicates["b"]
+    alpha = (1.0 - level) / 2.0
+    low, high = np.nanquantile(replicate_diffs, [alpha, 1.0 - alpha])
+    return SharpeDifference(
+        diff, float(low), float(high), _centred_p(diff, replicate_diffs),
+        "seed-and-time bootstrap",
+    )  # fmt: skip
+
+
 def sharpe_table(
     runs: Mapping[str, np.ndarray],
     benchmark: str,
@@ -382,38 +460,20 @@ def sharpe_table(
     ``sharpe_p_vs_benchmark``, the two-sided bootstrap p-value of ``H0: same Sharpe as the
     benchmark`` (centred replicates of the difference; NaN for the benchmark itself).
     """
-    names = list(runs)
     if benchmark not in runs:
         raise ValueError(f"benchmark {benchmark!r} is not among the strategies")
-    periods = np.sqrt(periods_per_year)
-    rf = (1.0 + risk_free) ** (1.0 / periods_per_year) - 1.0
-    data = {name: np.asarray(runs[name], dtype=float).reshape(len(runs[name]), -1) - rf
-            for name in names}  # fmt: skip
-    n = len(next(iter(data.values())))
-    block = block_length(*[values.mean(axis=1) for values in data.values()])
-    rng = np.random.default_rng(seed)
-    index = bootstrap_indices(n, n_boot, block, rng)
-    replicates, estimates = {}, {}
-    for name, values in data.items():
-        n_seeds = values.shape[1]
-        estimates[name] = float(np.mean(periods * _sr(values, axis=0)))
-        drawn = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
-        # per_seed[b, s]: Sharpe of seed s on replicate b's dates.
-        per_seed = periods * _sr(values[index], axis=1)
-        replicates[name] = np.nanmean(np.take_along_axis(per_seed, drawn, axis=1), axis=1)
+    data = {name: _as_runs(values, periods_per_year, risk_free) for name, values in runs.items()}
+    if len({len(values) for values in data.values()}) != 1:
+        raise ValueError("every strategy must cover the same dates")
+    estimates, replicates, block = _seed_time_replicates(data, periods_per_year, n_boot, seed)
     alpha = (1.0 - level) / 2.0
     rows = {}
-    for name in names:
+    for name in data:
         low, high = np.nanquantile(replicates[name], [alpha, 1.0 - alpha])
         p = float("nan")
         if name != benchmark:
             diff = estimates[name] - estimates[benchmark]
-            centred = replicates[name] - replicates[benchmark] - diff
-            centred = centred[np.isfinite(centred)]
-            # The tolerance keeps a strategy identical to the benchmark at p = 1 despite
-            # rounding differences between reductions over differently shaped arrays.
-            extreme = np.abs(centred) >= abs(diff) - 1e-12
-            p = float((1 + np.sum(extreme)) / (1 + centred.size))
+            p = _centred_p(diff, replicates[name] - replicates[benchmark])
         rows[name] = {"sharpe_ci_low": low, "sharpe_ci_high": high, "sharpe_p_vs_benchmark": p}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.attrs["block_length"] = block

@@ -68,7 +68,9 @@ class ExperimentResult:
         :func:`dynafolio.metrics.summary`.
     table : pd.DataFrame
         One row per strategy (index), columns ``<metric>`` (mean over seeds) and
-        ``<metric>_std`` (standard deviation over seeds, NaN with one seed), plus ``n_seeds``.
+        ``<metric>_std`` (standard deviation over seeds, NaN with one seed), ``n_seeds``, and
+        ``sharpe_ci_low``, ``sharpe_ci_high``, ``sharpe_p_vs_benchmark`` (bootstrap over
+        dates and seeds, :mod:`dynafolio.experiments.inference`).
     stress : pd.DataFrame
         Metrics over named stress windows that overlap the test period: columns
         ``strategy``, ``window``, ``start``, ``end`` + summary keys (means over seeds).
@@ -117,6 +119,13 @@ class ExperimentResult:
     agents: dict[str, Any] = field(default_factory=dict)
     findings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    #: Run-level statistics (:class:`dynafolio.experiments.inference.Inference`): the
+    #: multiple-testing result, the deflated Sharpe ratio of the best strategy, the methods.
+    inference: Any = None
+
+    @property
+    def confidence_level(self) -> float:
+        return 0.95 if self.inference is None else self.inference.level
 
     def select(self, **tags: str | int | float) -> list[StrategyRuns]:
         """The strategies whose tags match, in display order (``select(family="hybrid")``)."""

@@ -19,6 +19,7 @@ from dynafolio.data.validate import check_history, check_n_assets
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.experiments.config import ExperimentConfig, StrategySpec
 from dynafolio.experiments.executors import ExecutorSettings, execute
+from dynafolio.experiments.inference import findings, infer
 from dynafolio.experiments.result import AnalysisContext, ExperimentResult, StrategyRuns
 from dynafolio.experiments.tasks import RunContext, build_tasks
 from dynafolio.features import periods_per_year, prepare_prices
@@ -116,7 +117,9 @@ def run_experiment(
         all_runs.append(StrategyRuns(item.name, runs, item.seeds, item.learned, item.tags))
 
     per_seed = _per_seed_metrics(all_runs, ppy, rf_annual)
-    table = _aggregate(per_seed)
+    table, inference = infer(
+        all_runs, _aggregate(per_seed), config.benchmark, ppy, rf_annual, config.seed
+    )
     stress, stress_notes = _stress(all_runs, config, ppy, rf_annual, split.test_dates)
     notes = list(config.notes) + [n for runs in all_runs for n in runs.first.notes] + stress_notes
     notes.append(
@@ -144,7 +147,8 @@ def run_experiment(
         rolling=rolling,
         groups=dict(config.plot_groups),
         agents=agents,
-        findings=tuple(compare_with_benchmark(table, benchmark, all_runs)),
+        findings=tuple(findings(table, inference, all_runs, benchmark)),
+        inference=inference,
         notes=tuple(notes),
     )
     analysis = AnalysisContext(config, prepared, progress, executor)
@@ -360,39 +364,3 @@ def _rolling_alpha_beta(all_runs, prices, index_asset, window, ppy) -> pd.DataFr
                 paired.iloc[:, 0], paired.iloc[:, 1], window, ppy
             )
     return pd.concat(frames, axis=1) if frames else pd.DataFrame()
-
-
-def compare_with_benchmark(
-    table: pd.DataFrame, benchmark: str, all_runs: list[StrategyRuns]
-) -> list[str]:
-    """Plain statements on who beats the benchmark's Sharpe ratio and who does not."""
-    base = table.loc[benchmark]
-    findings = [
-        f"Benchmark {benchmark}: Sharpe {base['sharpe']:.2f}, CAGR {base['cagr']:.1%}, "
-        f"max drawdown {base['max_drawdown']:.1%} over the test period."
-    ]
-    best = table["sharpe"].idxmax()
-    findings.append(f"Highest Sharpe: {best} ({table.loc[best, 'sharpe']:.2f}).")
-    worse = [n for n in table.index if n != benchmark and table.loc[n, "sharpe"] < base["sharpe"]]
-    better = [n for n in table.index if n != benchmark and table.loc[n, "sharpe"] >= base["sharpe"]]
-    if better:
-        findings.append(f"Beat {benchmark} on Sharpe: " + ", ".join(better) + ".")
-    if worse:
-        findings.append(f"Did worse than {benchmark} on Sharpe: " + ", ".join(worse) + ".")
-    for runs in all_runs:
-        if runs.learned and runs.name in worse:
-            row = table.loc[runs.name]
-            several = row["n_seeds"] > 1
-            spread = f" ± {row['sharpe_std']:.2f}" if several else ""
-            gap = base["sharpe"] - row["sharpe"]
-            verdict = "is level with" if several and gap < row["sharpe_std"] else "loses to"
-            findings.append(
-                f"{runs.name} (learned) {verdict} {benchmark}: Sharpe {row['sharpe']:.2f}{spread} "
-                f"vs {base['sharpe']:.2f}"
-                + (
-                    " (the gap is within one seed standard deviation)."
-                    if verdict != "loses to"
-                    else "."
-                )
-            )
-    return findings

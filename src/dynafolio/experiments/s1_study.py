@@ -1,7 +1,7 @@
 """S1 study: the further experiments the hybrid LSTM+PPO source names.
 
-* **Ablation** — hybrid vs PPO-only per K, the Sharpe difference and whether it exceeds the
-  seed noise (|Δ| > 2 standard errors of the difference of seed means).
+* **Ablation** — hybrid vs PPO-only per K: the Sharpe difference, its interval and a paired
+  p-value (time and seeds, :func:`dynafolio.stats.sharpe_difference_test`).
 * **K sensitivity** — K ∈ {3, 5, 10, 20, 30} for LSTM-only, PPO-only and hybrid.
 * **Cost stress** — the same decisions re-costed at tc ∈ {0.001, 0.002, 0.005} (agents are
   trained once at 0.001, as in the source; the weights are replayed through the engine).
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dynafolio import metrics
+from dynafolio import metrics, stats
 from dynafolio.backtest import ProportionalCost, simulate
 from dynafolio.experiments import s1_hybrid
 from dynafolio.experiments.config import ExperimentConfig, validate_config
@@ -142,15 +142,15 @@ def _forecaster_params_of(config: ExperimentConfig) -> dict[str, Any]:
 def analyse(result: ExperimentResult, context: AnalysisContext) -> dict[str, pd.DataFrame]:
     return {
         "Ablation: hybrid vs PPO-only": _ablation(result),
-        "K sensitivity (Sharpe, mean ± std over seeds)": _k_sweep(result),
+        "K sensitivity (Sharpe [95% CI], p vs benchmark)": _k_sweep(result),
         "Cost stress: the same decisions at higher costs (Sharpe)": _cost_stress(result),
         **crisis_tables(context),
     }
 
 
-def _sharpes(runs: StrategyRuns, ppy: int) -> np.ndarray:
-    """Sharpe ratio of each seed of one strategy."""
-    return np.array([metrics.sharpe_ratio(run.net_returns, ppy) for run in runs.runs])
+def _returns(runs: StrategyRuns) -> np.ndarray:
+    """Net returns of every seed, shape (n_periods, n_seeds)."""
+    return np.column_stack([run.net_returns.to_numpy(dtype=float) for run in runs.runs])
 
 
 def _one(result: ExperimentResult, **tags) -> StrategyRuns | None:
@@ -164,28 +164,23 @@ def _ablation(result: ExperimentResult) -> pd.DataFrame:
         hybrid, ppo = _one(result, family="Hybrid", k=k), _one(result, family="PPO-only", k=k)
         if hybrid is None or ppo is None:
             continue
-        a = _sharpes(hybrid, result.periods_per_year)
-        b = _sharpes(ppo, result.periods_per_year)
-        diff = a.mean() - b.mean()
-        se = (
-            np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
-            if min(len(a), len(b)) > 1
-            else np.nan
-        )
-        verdict = (
-            "n/a (one seed)" if not np.isfinite(se) else ("yes" if abs(diff) > 2 * se else "no")
+        test = stats.sharpe_difference_test(
+            _returns(hybrid), _returns(ppo), result.periods_per_year, seed=k
         )
         rows[f"K = {k}"] = {
-            "Hybrid Sharpe": f"{a.mean():.2f}",
-            "PPO-only Sharpe": f"{b.mean():.2f}",
-            "Δ (hybrid − PPO)": f"{diff:+.2f}",
-            "2·SE of Δ": "–" if not np.isfinite(se) else f"{2 * se:.2f}",
-            "exceeds seed noise": verdict,
+            "Hybrid Sharpe": f"{result.table.loc[hybrid.name, 'sharpe']:.2f}",
+            "PPO-only Sharpe": f"{result.table.loc[ppo.name, 'sharpe']:.2f}",
+            "Δ (hybrid − PPO)": f"{test.difference:+.2f}",
+            "95% CI of Δ": f"[{test.ci_low:+.2f}, {test.ci_high:+.2f}]",
+            "p-value": f"{test.p_value:.3f}",
+            "different at 5%": "yes" if test.p_value < 0.05 else "no",
         }
     table = pd.DataFrame(rows).T
     table.attrs["caption"] = (
-        "SE from the seed-to-seed spread of each strategy's Sharpe ratio (Welch); with few "
-        "seeds this is a coarse check, not a significance test of the Sharpe ratios themselves."
+        "Paired test of equal Sharpe ratios on the same dates (dynafolio.stats."
+        "sharpe_difference_test): a block bootstrap over the test dates that also redraws each "
+        "strategy's seeds, so the interval and p-value cover both sources of luck. Not "
+        "adjusted for testing several K."
     )
     return table
 
@@ -198,12 +193,16 @@ def _k_sweep(result: ExperimentResult) -> pd.DataFrame:
             runs = _one(result, family=family, k=k)
             if runs is not None:
                 row = result.table.loc[runs.name]
-                spread = f" ± {row['sharpe_std']:.2f}" if row["n_seeds"] > 1 else ""
-                column[f"K = {k}"] = f"{row['sharpe']:.2f}{spread}"
+                column[f"K = {k}"] = (
+                    f"{row['sharpe']:.2f} [{row['sharpe_ci_low']:.2f}, "
+                    f"{row['sharpe_ci_high']:.2f}] p={row['sharpe_p_vs_benchmark']:.2f}"
+                )
         table[family] = column
     frame = pd.DataFrame(table)
+    base = result.table.loc[result.benchmark]
     frame.attrs["caption"] = (
-        f"Benchmark {result.benchmark}: Sharpe {result.table.loc[result.benchmark, 'sharpe']:.2f}."
+        f"Sharpe ratio [95% CI over dates and seeds] and the paired p-value against "
+        f"{result.benchmark} (Sharpe {base['sharpe']:.2f}), per family and K."
     )
     return frame
 

@@ -109,7 +109,8 @@ def analyse(result: ExperimentResult, context: Any = None) -> dict[str, pd.DataF
     runs = result.select(ablation="forecaster")
     if not runs:
         return {}
-    columns = ["cagr", "ann_volatility", "sharpe", "sortino", "max_drawdown", "avg_turnover"]
+    columns = ["cagr", "ann_volatility", "sharpe", "sharpe_ci_low", "sharpe_ci_high",
+               "sharpe_p_vs_benchmark", "max_drawdown", "avg_turnover"]  # fmt: skip
     table = result.metric_table([r.name for r in runs], columns)
     table.index = [FORECASTERS[str(r.tags["model"])].label for r in runs]
     table.index.name = "forecaster"

@@ -95,7 +95,8 @@ def analyse(result: ExperimentResult, context: Any = None) -> dict[str, pd.DataF
     tables: dict[str, pd.DataFrame] = {}
     sweep = [runs.name for runs in result.select(kind="e2e_drawdown")]
     if sweep:
-        columns = ["total_return", "max_drawdown", "sharpe", "sortino", "avg_turnover"]
+        columns = ["total_return", "max_drawdown", "sharpe", "sharpe_ci_low", "sharpe_ci_high",
+                   "sharpe_p_vs_benchmark", "sortino", "avg_turnover"]  # fmt: skip
         table = result.metric_table(sweep, columns)
         table.index.name = "strategy"
         table.attrs["caption"] = "Higher λ penalises losing days more: mean over seeds."

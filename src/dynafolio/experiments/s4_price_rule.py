@@ -96,7 +96,8 @@ def quick(settings: dict[str, Any]) -> dict[str, Any]:
 
 def analyse(result: ExperimentResult, context: Any = None) -> dict[str, pd.DataFrame]:
     """Tear sheet: return, volatility, Sharpe, max drawdown per strategy."""
-    columns = ["total_return", "ann_volatility", "sharpe", "max_drawdown"]
+    columns = ["total_return", "ann_volatility", "sharpe", "sharpe_ci_low", "sharpe_ci_high",
+               "sharpe_p_vs_benchmark", "max_drawdown"]  # fmt: skip
     table = result.metric_table(list(result.table.index), columns)
     table.index.name = "strategy"
     table.attrs["caption"] = "52-week test; Sharpe in excess of 4.4% a year; mean over seeds."

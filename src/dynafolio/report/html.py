@@ -19,7 +19,7 @@ import dynafolio
 from dynafolio.experiments.result import ExperimentResult
 from dynafolio.metrics import METRIC_INFO
 from dynafolio.paths import file_stem
-from dynafolio.report import plots
+from dynafolio.report import interactive, plots
 from dynafolio.report.tables import (
     COLUMN_LABELS,
     MISSING,
@@ -257,6 +257,19 @@ def _extra_tables(result: ExperimentResult) -> list[dict[str, Any]]:
     return rendered
 
 
+def _interactive(result: ExperimentResult) -> dict[str, Markup]:
+    """The interactive charts as HTML fragments (Plotly; the page inlines plotly.js once)."""
+    charts = {
+        "equity": interactive.equity_figure(result),
+        "drawdowns": interactive.drawdown_figure(result),
+    }
+    if "sharpe" in result.table.columns and len(result.table):
+        charts["sharpe"] = interactive.sharpe_figure(result)
+    return {
+        name: Markup(interactive.figure_div(fig, f"chart-{name}")) for name, fig in charts.items()
+    }
+
+
 def render_html(result: ExperimentResult, manifest: Mapping, images: Mapping[str, Any]) -> str:
     """Render the report page from an experiment result and already-encoded images.
 
@@ -283,7 +296,12 @@ def render_html(result: ExperimentResult, manifest: Mapping, images: Mapping[str
         f"test period {period} · benchmark: {result.benchmark}"
     )
     template = _environment().get_template("report.html")
+    periods = {52: "weeks", 12: "months", 4: "quarters"}.get(result.periods_per_year, "days")
+    methods = [] if result.inference is None else list(result.inference.methods(periods))
     return template.render(
+        charts=_interactive(result),
+        plotly_js=Markup(interactive.plotly_js()),
+        methods=methods,
         title=result.title or f"Experiment {result.experiment}",
         subtitle=subtitle,
         setup=_setup(result, manifest),
@@ -317,7 +335,8 @@ def write_report(result: ExperimentResult, run_dir: Path, manifest: dict) -> Pat
     -------
     Path
         Path of ``report.html``. It references no external resource: images are embedded as
-        base64 PNG data URIs and the CSS is inline.
+        base64 PNG data URIs, the CSS and plotly.js are inline, so the interactive charts
+        work offline.
     """
     run_dir = Path(run_dir)
     plot_dir = run_dir / "plots"

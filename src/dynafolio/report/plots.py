@@ -428,8 +428,9 @@ def plot_metric_bars(result: ExperimentResult, path: str | Path, metric: str = "
     Parameters
     ----------
     result : ExperimentResult
-        Values come from ``result.table[metric]``; when a strategy ran with more than one seed
-        its ``<metric>_std`` is drawn as a ±1 std error bar.
+        Values come from ``result.table[metric]``. The Sharpe ratio is drawn with its
+        confidence interval (``sharpe_ci_low``/``sharpe_ci_high``) when the table has one;
+        otherwise a strategy run with several seeds gets a ±1 std error bar.
     path : str or Path
         Where to write the PNG.
     metric : str, default "sharpe"
@@ -445,7 +446,13 @@ def plot_metric_bars(result: ExperimentResult, path: str | Path, metric: str = "
     std_col = f"{metric}_std"
     n_seeds = table["n_seeds"] if "n_seeds" in table.columns else pd.Series(1, index=table.index)
     errors = np.zeros(len(names))
-    if std_col in table.columns:
+    interval = None
+    if metric == "sharpe" and {"sharpe_ci_low", "sharpe_ci_high"} <= set(table.columns):
+        low = table["sharpe_ci_low"].reindex(names).to_numpy(dtype=float)
+        high = table["sharpe_ci_high"].reindex(names).to_numpy(dtype=float)
+        interval = np.vstack([values - low, high - values])
+        errors = np.nan_to_num(high - values)
+    elif std_col in table.columns:
         std = pd.to_numeric(table[std_col], errors="coerce").reindex(names).to_numpy(dtype=float)
         multi = n_seeds.reindex(names).fillna(1).to_numpy() > 1
         errors = np.where(multi & np.isfinite(std), std, 0.0)
@@ -458,7 +465,7 @@ def plot_metric_bars(result: ExperimentResult, path: str | Path, metric: str = "
         finite,
         color=colors,
         height=0.65,
-        xerr=np.where(errors > 0, errors, np.nan),
+        xerr=interval if interval is not None else np.where(errors > 0, errors, np.nan),
         error_kw={"ecolor": "#333", "capsize": 3, "elinewidth": 1},
     )
     if result.benchmark in names:
@@ -489,6 +496,9 @@ def plot_metric_bars(result: ExperimentResult, path: str | Path, metric: str = "
     ax.grid(True, axis="x", alpha=0.3)
     ax.tick_params(axis="y", labelsize=9)
     label = COLUMN_LABELS.get(metric, metric)
-    suffix = " (error bars: ±1 std over seeds)" if (errors > 0).any() else ""
+    if interval is not None:
+        suffix = f" with {result.confidence_level:.0%} confidence intervals (dates and seeds)"
+    else:
+        suffix = " (error bars: ±1 std over seeds)" if (errors > 0).any() else ""
     ax.set_title(f"{label} by strategy, test period{suffix}", loc="left")
     return _save(fig, path)

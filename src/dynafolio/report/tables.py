@@ -34,6 +34,8 @@ HIGHER_IS_BETTER: frozenset[str] = frozenset(m.key for m in _SHOWN if m.better =
 LOWER_IS_BETTER: frozenset[str] = frozenset(m.key for m in _SHOWN if m.better == "lower")
 
 MISSING = "–"
+#: Display label of the Sharpe ratio's interval when both ends are shown in one column.
+CI_LABEL = "Sharpe 95% CI"
 
 
 def _is_missing(value: object) -> bool:
@@ -69,6 +71,8 @@ def format_value(key: str, value: object) -> str:
     decimals = info.decimals if info is not None else 2
     if info is not None and info.unit == "fraction":
         return f"{number * 100:.{decimals}f}%"
+    if info is not None and info.unit == "p":
+        return "<0.001" if number < 0.001 else f"{number:.{decimals}f}"
     return f"{number:.{decimals}f}"
 
 
@@ -107,10 +111,20 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
         Same index, one string column per metric of :data:`COLUMN_LABELS` present in ``table``,
         labelled with the display labels. A cell reads ``"mean ± std"`` when the strategy ran
         with more than one seed and its standard deviation is known, otherwise just the mean.
+        The Sharpe interval's two ends share one column, :data:`CI_LABEL`: ``"[low, high]"``.
     """
     keys = _metric_columns(table)
     out: dict[str, list[str]] = {}
     for key in keys:
+        if key == "sharpe_ci_high":
+            continue
+        if key == "sharpe_ci_low" and "sharpe_ci_high" in table.columns:
+            # One column "[low, high]" rather than two.
+            out[CI_LABEL] = [
+                f"[{format_value(key, lo)}, {format_value(key, hi)}]"
+                for lo, hi in zip(table["sharpe_ci_low"], table["sharpe_ci_high"], strict=True)
+            ]
+            continue
         std_col = f"{key}_std"
         cells = []
         for strategy in table.index:
