@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import importlib.resources
 import re
+import shutil
+import subprocess
 from dataclasses import replace
 
 import numpy as np
@@ -268,3 +270,22 @@ def test_strategy_styles_mark_benchmark_and_buy_and_hold() -> None:
 def test_template_ships_as_package_data() -> None:
     template = importlib.resources.files("dynafolio.report") / "templates" / "report.html"
     assert template.is_file()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+def test_interactive_charts_render_in_headless_chromium_without_a_network(result, tmp_path):
+    path = write_report(result, tmp_path, MANIFEST)
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--proxy-server=http://127.0.0.1:9",  # every network request fails
+        "--virtual-time-budget=10000", "--dump-dom",
+    ]  # fmt: skip
+    dom = subprocess.run(
+        ["chromium", *flags, path.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
+    # plotly.js drew an SVG in each of the three charts (equity, drawdowns, Sharpe).
+    for chart in ("chart-equity", "chart-drawdowns", "chart-sharpe"):
+        block = dom.split(f'id="{chart}"', 1)[1][:20000]
+        assert 'class="main-svg"' in block, chart

@@ -145,7 +145,7 @@ def run_experiment(
         asset_classes=prepared.asset_classes,
         benchmark=benchmark,
         rolling=rolling,
-        groups=dict(config.plot_groups),
+        groups=_plot_groups(config, all_runs),
         agents=agents,
         findings=tuple(findings(table, inference, all_runs, benchmark)),
         inference=inference,
@@ -291,6 +291,15 @@ def _universe(assets, prices: pd.DataFrame, where: str) -> pd.DataFrame:
             f"{where}.universe: {missing} not in the data; available: {list(prices.columns)}"
         )
     return prices.loc[:, list(assets)]
+
+
+def _plot_groups(config: ExperimentConfig, all_runs: list[StrategyRuns]) -> dict:
+    """The config's chart groups, keeping only strategies of this run (a config that replaces
+    the default strategies keeps the defaults' groups otherwise); empty groups are dropped."""
+    names = {runs.name for runs in all_runs}
+    groups = {title: tuple(n for n in members if n in names)
+              for title, members in config.plot_groups.items()}  # fmt: skip
+    return {title: members for title, members in groups.items() if members}
 
 
 def _per_seed_metrics(all_runs: list[StrategyRuns], ppy: int, rf: float) -> pd.DataFrame:

@@ -61,8 +61,12 @@ def _equity_paths(runs: StrategyRuns) -> tuple[pd.Series, pd.DataFrame]:
 
 
 def _shown(result: ExperimentResult, runs: StrategyRuns) -> bool | str:
-    """Visible at first: the benchmark and the learned strategies; the rest one click away."""
-    return True if runs.learned or runs.name == result.benchmark else "legendonly"
+    """Visible at first: every strategy of a small run; in a large one the benchmark, the
+    index and the learned strategies, the rest one click away in the legend."""
+    if len(result.strategies) <= 8:
+        return True
+    key = runs.learned or runs.name == result.benchmark or runs.tags.get("kind") == "buy_and_hold"
+    return True if key else "legendonly"
 
 
 def equity_figure(result: ExperimentResult) -> go.Figure:
