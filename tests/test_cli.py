@@ -38,6 +38,16 @@ def test_run_on_a_user_csv_writes_a_complete_run_directory(tmp_path, good_csv):
     assert len(manifest["data"]["sha256"]) == 64
     metrics = pd.read_csv(run_dir / "metrics.csv", index_col="strategy")
     assert "Equal weight" in metrics.index and np.isfinite(metrics["sharpe"]).all()
+    # Every strategy has its Sharpe interval and its paired p-value against the benchmark.
+    assert (metrics["sharpe_ci_low"] < metrics["sharpe"]).all()
+    assert (metrics["sharpe"] < metrics["sharpe_ci_high"]).all()
+    others = metrics.drop(index="Equal weight")["sharpe_p_vs_benchmark"]
+    assert others.between(0, 1).all() and np.isnan(
+        metrics.loc["Equal weight", "sharpe_p_vs_benchmark"]
+    )
+    inference = json.loads((run_dir / "metrics.json").read_text())["inference"]
+    assert 0 <= inference["spa_p_value"] <= 1 and 0 <= inference["best_deflated_sharpe_ratio"] <= 1
+    assert "95% CI" in result.output and "p vs bench" in result.output
     assert "Equal weight" in result.output and "Sharpe" in result.output
     assert "composite skipped" in result.output  # a user file has no asset classes
 

@@ -145,6 +145,31 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
 
 
+def _inference(result: ExperimentResult) -> dict[str, Any] | None:
+    """The run-level statistics behind the findings, for metrics.json."""
+    inference = result.inference
+    if inference is None:
+        return None
+    return {
+        "level": inference.level,
+        "bootstrap_replicates": inference.n_boot,
+        "block_length": inference.block_length,
+        "strategies_tried": inference.n_tried,
+        "spa_p_value": inference.spa_p_value,
+        "stepm_survivors": list(inference.survivors),
+        "best": inference.best,
+        "best_deflated_sharpe_ratio": inference.best_dsr,
+        "best_probabilistic_sharpe_ratio": inference.best_psr,
+        "sharpe_variance_across_strategies": inference.sharpe_variance,
+        "columns": {
+            "sharpe_ci_low": "lower end of the Sharpe ratio's interval (dates and seeds)",
+            "sharpe_ci_high": "upper end of the Sharpe ratio's interval",
+            "sharpe_p_vs_benchmark": "two-sided paired p-value of equal Sharpe ratios with "
+            "the benchmark, not adjusted for multiple testing",
+        },
+    }
+
+
 def _write_tables(result: ExperimentResult, run_dir: Path) -> None:
     table = result.table.copy()
     table.to_csv(run_dir / "metrics.csv", index_label="strategy")
@@ -164,6 +189,7 @@ def _write_tables(result: ExperimentResult, run_dir: Path) -> None:
                 if not result.stress.empty
                 else [],
                 "findings": list(result.findings),
+                "inference": _inference(result),
                 "notes": list(result.notes),
             },
             indent=2,

@@ -1,0 +1,76 @@
+"""The random-policy control of the Top-K allocators: chance through the same projection."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Self
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from dynafolio.history import MarketHistory
+from dynafolio.rl.projection import top_k_weights
+from dynafolio.strategies.base import Strategy
+from dynafolio.strategies.registry import BuildContext, StrategySpec, register_strategy
+
+
+class RandomTopKStrategy(Strategy):
+    """Seeded random logits through the Top-K projection — what a Top-K policy earns by luck.
+
+    At a decision, N standard normal logits (one per asset) go through
+    :func:`~dynafolio.rl.projection.top_k_weights` with the same ``k`` and ``tau`` and the same
+    tradable assets (a return at the decision date) as the PPO allocators. The logits are
+    redrawn every ``hold`` decisions and kept in between (the projection is re-applied, so a
+    newly untradable asset is dropped), which lets the control match a learned policy's
+    turnover. The draws depend only on ``seed`` and the number of decisions so far: the
+    control runs once per seed, like the learned strategies it controls.
+    """
+
+    label = "Random"
+    learned: ClassVar[bool] = False
+    seeded: ClassVar[bool] = True
+
+    def __init__(self, k: int = 5, tau: float = 0.0, hold: int = 1, seed: int = 0) -> None:
+        self.k = k
+        self.tau = tau
+        self.hold = hold
+        self.seed = seed
+
+    @property
+    def name(self) -> str:
+        return f"Random Top-{self.k}" + (f" (hold {self.hold})" if self.hold > 1 else "")
+
+    def fit(self, history: MarketHistory) -> Self:
+        super().fit(history)
+        self.rng_ = np.random.default_rng(self.seed)
+        self.logits_: np.ndarray | None = None
+        self.since_draw_ = 0
+        return self
+
+    def weights(self, history: MarketHistory) -> pd.Series:
+        if not hasattr(self, "rng_"):
+            raise RuntimeError(f"{self.name} is not fitted; call fit() first")
+        n_assets = len(history.assets)
+        if self.logits_ is None or self.since_draw_ >= self.hold:
+            self.logits_ = self.rng_.standard_normal(n_assets)
+            self.since_draw_ = 0
+        self.since_draw_ += 1
+        tradable = history.returns.iloc[-1].notna().to_numpy()
+        if not tradable.any():
+            tradable = history.available.to_numpy()
+        weights = top_k_weights(self.logits_, self.k, self.tau, tradable)
+        return pd.Series(weights, index=history.assets)
+
+
+@register_strategy
+class RandomTopKSpec(StrategySpec):
+    """``random_topk``: seeded random logits through the Top-K projection (a chance control)."""
+
+    kind: Literal["random_topk"]
+    k: int = Field(5, ge=1)
+    tau: float = Field(0.0, ge=0.0, lt=1.0)
+    hold: int = Field(1, ge=1, description="decisions each random draw is kept")
+    strategy_class: ClassVar = RandomTopKStrategy
+
+    def build(self, context: BuildContext) -> Strategy:
+        return RandomTopKStrategy(k=self.k, tau=self.tau, hold=self.hold, seed=context.seed)
