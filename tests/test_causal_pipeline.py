@@ -51,6 +51,7 @@ STRATEGIES = [
     ],
     {"kind": "hrp", "estimation": "static", "window": None, "min_periods": 10},
     {"kind": "momentum", "lookback": 20, "skip": 2, "top": 3},
+    {"kind": "random_topk", "k": 2, "hold": 3},
     {"kind": "minimum_variance", "estimation": "expanding", "window": None, "min_periods": 10},
     {
         "kind": "forecast_topk",

@@ -161,6 +161,17 @@ def _inference(result: ExperimentResult) -> dict[str, Any] | None:
         "best_deflated_sharpe_ratio": inference.best_dsr,
         "best_probabilistic_sharpe_ratio": inference.best_psr,
         "sharpe_variance_across_strategies": inference.sharpe_variance,
+        "learned_vs_random_control": [
+            {
+                "strategy": c.strategy,
+                "control": c.control,
+                "sharpe_difference": c.test.difference,
+                "ci": [c.test.ci_low, c.test.ci_high],
+                "p_value": c.test.p_value,
+                "method": c.test.method,
+            }
+            for c in inference.controls
+        ],
         "columns": {
             "sharpe_ci_low": "lower end of the Sharpe ratio's interval (dates and seeds)",
             "sharpe_ci_high": "upper end of the Sharpe ratio's interval",

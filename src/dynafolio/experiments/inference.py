@@ -26,6 +26,15 @@ N_BOOT = 2000
 
 
 @dataclass(frozen=True)
+class ControlComparison:
+    """A learned Top-K strategy against the random control of the same K (paired test)."""
+
+    strategy: str
+    control: str
+    test: stats.SharpeDifference
+
+
+@dataclass(frozen=True)
 class Inference:
     """The run-level statistics behind the findings (see :func:`infer`)."""
 
@@ -39,6 +48,7 @@ class Inference:
     best_dsr: float
     best_psr: float
     sharpe_variance: float
+    controls: tuple[ControlComparison, ...] = ()
 
     def methods(self, periods: str) -> tuple[str, ...]:
         """Plain sentences on how the numbers were computed (for the report)."""
@@ -100,6 +110,28 @@ def infer(
         best_sharpe, n, periods_per_year, len(table), variance, skew, kurt
     )
     psr = stats.probabilistic_sharpe_ratio(best_sharpe, n, periods_per_year, skew, kurt)
+    controls = []
+    for r in all_runs:
+        if not r.learned or "k" not in r.tags:
+            continue
+        control = next(
+            (
+                c
+                for c in all_runs
+                if c.tags.get("kind") == "random_topk" and c.tags.get("k") == r.tags["k"]
+            ),
+            None,
+        )
+        if control is not None:
+            test = stats.sharpe_difference_test(
+                runs[r.name],
+                runs[control.name],
+                periods_per_year,
+                level=LEVEL,
+                risk_free=risk_free,
+                seed=seed,
+            )
+            controls.append(ControlComparison(r.name, control.name, test))
     return table, Inference(
         level=LEVEL,
         n_boot=N_BOOT,
@@ -111,6 +143,7 @@ def infer(
         best_dsr=dsr,
         best_psr=psr,
         sharpe_variance=variance,
+        controls=tuple(controls),
     )
 
 
@@ -185,6 +218,17 @@ def findings(
         lines.append(
             f"After allowing for {inference.n_tried - 1} strategies tried against {benchmark}, "
             f"none beats it (SPA {_p(inference.spa_p_value)}; Romano–Wolf StepM keeps none)."
+        )
+    for comparison in inference.controls:
+        t = comparison.test
+        if t.p_value < alpha:
+            word = "beats" if t.difference > 0 else "does worse than"
+            judged = f"{word} its random control {comparison.control} at the {alpha:.0%} level"
+        else:
+            judged = f"is not distinguishable from its random control {comparison.control}"
+        lines.append(
+            f"{comparison.strategy} {judged}: Sharpe difference {t.difference:+.2f} "
+            f"(CI {t.ci_low:+.2f} to {t.ci_high:+.2f}, {_p(t.p_value)})."
         )
     for runs in all_runs:
         if not runs.learned or runs.name == benchmark:

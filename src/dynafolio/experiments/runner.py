@@ -226,7 +226,7 @@ def plan_strategies(config: ExperimentConfig, prepared: PreparedData) -> list[Pl
             where=where,
             spec=spec,
             name="",
-            seeds=config.seeds if spec.learned else (config.seed,),
+            seeds=config.seeds if spec.seeded else (config.seed,),
             universe=universe,
             constraints=_constraints(config, spec),
             context=context,

@@ -70,6 +70,16 @@ def default_config() -> dict[str, Any]:
                 "score_refit_every": 26,
             }
         )
+    # Chance through the same projection: seeded random logits, one control per K.
+    for k in TOP_K:
+        strategies.append(
+            {
+                "kind": "random_topk",
+                "name": f"Random Top-{k}",
+                "tags": {"family": "Random", "role": "control"},
+                "k": k,
+            }
+        )
     return {
         "name": NAME,
         "analyses": NAME,
@@ -88,7 +98,12 @@ def default_config() -> dict[str, Any]:
         "benchmark": "Equal weight",
         "index_asset": "SPY",
         "plot_groups": {
-            f"K = {k}": (f"LSTM-only Top-{k}", f"PPO-only Top-{k}", f"Hybrid LSTM+PPO Top-{k}")
+            f"K = {k}": (
+                f"LSTM-only Top-{k}",
+                f"PPO-only Top-{k}",
+                f"Hybrid LSTM+PPO Top-{k}",
+                f"Random Top-{k}",
+            )
             for k in TOP_K
         },
         "stress_windows": {

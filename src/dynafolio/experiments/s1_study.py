@@ -55,6 +55,12 @@ def _family(k: int) -> list[dict[str, Any]]:
             "score_refit_every": 26,
             "forecaster": {"model": "univariate_lstm", "params": {}},
         },
+        {
+            "kind": "random_topk",
+            "name": f"Random Top-{k}",
+            "tags": {"family": "Random", "role": "control"},
+            "k": k,
+        },
     ]
 
 
@@ -187,7 +193,7 @@ def _ablation(result: ExperimentResult) -> pd.DataFrame:
 
 def _k_sweep(result: ExperimentResult) -> pd.DataFrame:
     table = {}
-    for family in ("LSTM-only", "PPO-only", "Hybrid"):
+    for family in ("LSTM-only", "PPO-only", "Hybrid", "Random"):
         column = {}
         for k in K_SWEEP:
             runs = _one(result, family=family, k=k)

@@ -29,7 +29,10 @@ class Strategy(ABC):
 
     label: ClassVar[str] = "strategy"
     rebalances: ClassVar[bool] = True
+    #: Trains a model (and so runs once per seed).
     learned: ClassVar[bool] = False
+    #: Runs once per seed although it learns nothing (a random control).
+    seeded: ClassVar[bool] = False
 
     @property
     def name(self) -> str:

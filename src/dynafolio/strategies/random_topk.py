@@ -27,7 +27,6 @@ class RandomTopKStrategy(Strategy):
     """
 
     label = "Random"
-    learned: ClassVar[bool] = False
     seeded: ClassVar[bool] = True
 
     def __init__(self, k: int = 5, tau: float = 0.0, hold: int = 1, seed: int = 0) -> None:

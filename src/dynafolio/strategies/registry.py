@@ -125,8 +125,13 @@ class StrategySpec(Frozen):
 
     @property
     def learned(self) -> bool:
-        """Whether the entry trains a model, and so runs once per seed."""
+        """Whether the entry trains a model."""
         return self.strategy_class.learned
+
+    @property
+    def seeded(self) -> bool:
+        """Whether the entry runs once per seed (learned strategies and random controls)."""
+        return self.strategy_class.learned or self.strategy_class.seeded
 
     def build(self, context: BuildContext) -> Strategy:  # pragma: no cover - abstract
         raise NotImplementedError
