@@ -86,7 +86,7 @@ STRATEGIES = [
         "retrain_every": 10,
         "params": {"lookback": 6, "hidden": 4, "epochs": 2},
     },
-    {"kind": "ppo_topk", "k": 2, "lookback": 4, "ppo": TINY_PPO},
+    {"kind": "ppo_topk", "k": 2, "lookback": 4, "ppo": TINY_PPO, "score_initial_window": 40},
     {
         "kind": "ppo_topk",
         "k": 2,

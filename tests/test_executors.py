@@ -40,7 +40,14 @@ STRATEGIES = [
         }
         for k in (1, 2)
     ],
-    {"kind": "ppo_topk", "name": "PPO-only Top-2", "k": 2, "lookback": 4, "ppo": TINY_PPO},
+    {
+        "kind": "ppo_topk",
+        "name": "PPO-only Top-2",
+        "k": 2,
+        "lookback": 4,
+        "ppo": TINY_PPO,
+        "score_initial_window": 40,
+    },
     *[
         {
             "kind": "ppo_topk",

@@ -192,7 +192,7 @@ def test_run_directory_keeps_trained_agents_that_reload(tmp_path):
             "split": {"train_fraction": 0.8},
             "strategies": [
                 {"kind": "equal_weight"},
-                {"kind": "ppo_topk", "k": 2, "lookback": 8, "ppo": ppo},
+                {"kind": "ppo_topk", "k": 2, "lookback": 8, "ppo": ppo, "score_initial_window": 20},
             ],
         }
     )
@@ -240,3 +240,74 @@ def test_validation_early_stopping_is_an_sb3_callback_that_keeps_the_best_policy
     best = seen[1]
     assert all((stop.best_state[k] == best[k]).all() for k in best)
     assert not all((stop.best_state[k] == seen[-1][k]).all() for k in best)
+
+
+def test_ppo_only_and_hybrid_train_and_validate_on_the_same_dates_with_diagnostics():
+    from dynafolio.experiments.config import validate_config
+    from dynafolio.experiments.runner import PreparedData, run_experiment
+
+    prices = make_prices(n_periods=150, n_assets=4, late=0)
+    common = {"kind": "ppo_topk", "k": 2, "lookback": 4, "score_initial_window": 40}
+    config = validate_config(
+        {
+            "name": "fair",
+            "split": {"train_fraction": None, "test_start": str(prices.index[110].date())},
+            "n_seeds": 1,
+            "strategies": [
+                {"kind": "equal_weight"},
+                {**common, "name": "PPO-only", "ppo": TINY.__dict__ | {"net_arch": [8]}},
+                {
+                    **common,
+                    "name": "Hybrid",
+                    "ppo": TINY.__dict__ | {"net_arch": [8]},
+                    "score_refit_every": 20,
+                    "forecaster": {
+                        "model": "univariate_lstm",
+                        "params": {"lookback": 6, "hidden": 4, "epochs": 2, "min_windows": 5},
+                    },
+                },
+            ],
+        }
+    )
+    result = run_experiment(config, prepared=PreparedData(prices, "synthetic", "0" * 64, {}))
+    ppo, hybrid = result.agents[("PPO-only", 0)], result.agents[("Hybrid", 0)]
+    assert ppo.training_period == hybrid.training_period is not None
+    assert ppo.validation_period == hybrid.validation_period is not None
+    assert ppo.training_period[0] == str(prices.index[40].date())
+    for agent in (ppo, hybrid):
+        assert {"train/entropy_loss", "train/approx_kl", "train/explained_variance"} <= set(
+            agent.diagnostics[-1]
+        )
+        assert all(row["logit_spread"] >= 0 for row in agent.history)
+        assert 0 < agent.random_baseline["p_value"] <= 1
+
+
+def test_the_per_asset_policy_is_permutation_equivariant_and_reloads(tmp_path):
+    import torch
+
+    returns = _returns(_prices())[:90]
+    settings = PPOSettings(**{**TINY.__dict__, "policy": "per_asset", "net_arch": (8,)})
+    agent = train_agent(returns, k=2, lookback=8, settings=settings, seed=0)
+    n_params = sum(p.numel() for p in agent.policy.parameters())
+    obs = np.random.default_rng(1).normal(size=(3, agent.obs_mean.size)) * 0.05
+    perm = np.array([3, 0, 4, 1, 2])
+    lookback, n = 8, 5
+    window = obs[:, : lookback * n].reshape(3, lookback, n)[:, :, perm].reshape(3, -1)
+    permuted = np.concatenate([window, obs[:, lookback * n :][:, perm]], axis=1)
+    with torch.no_grad():
+        logits = agent.policy.mlp_extractor.forward_actor(torch.as_tensor(obs, dtype=torch.float32))
+        moved = agent.policy.mlp_extractor.forward_actor(
+            torch.as_tensor(permuted, dtype=torch.float32)
+        )
+    np.testing.assert_allclose(moved.numpy(), logits.numpy()[:, perm], atol=1e-6)
+    # The same network for 10 assets has exactly as many parameters.
+    wide = np.tile(returns, (1, 2))
+    assert (
+        sum(
+            p.numel()
+            for p in train_agent(wide, k=2, lookback=8, settings=settings).policy.parameters()
+        )
+        == n_params
+    )
+    path = agent.save(tmp_path / "per_asset.zip")
+    np.testing.assert_array_equal(TrainedAgent.load(path).act(obs), agent.act(obs))

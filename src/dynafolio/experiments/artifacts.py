@@ -145,6 +145,17 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
 
 
+def training_log(agent) -> pd.DataFrame:
+    """One row per policy update (SB3's log) merged with the validation evaluations."""
+    log = pd.DataFrame(agent.diagnostics)
+    evaluations = pd.DataFrame(agent.history)
+    if log.empty:
+        return evaluations
+    if evaluations.empty:
+        return log
+    return pd.merge(log, evaluations, on="timesteps", how="outer").sort_values("timesteps")
+
+
 def _inference(result: ExperimentResult) -> dict[str, Any] | None:
     """The run-level statistics behind the findings, for metrics.json."""
     inference = result.inference
@@ -217,8 +228,11 @@ def _write_tables(result: ExperimentResult, run_dir: Path) -> None:
     if result.agents:
         agents_dir = run_dir / "agents"
         agents_dir.mkdir()
+        training_dir = run_dir / "training"
+        training_dir.mkdir()
         for (name, seed), agent in result.agents.items():
             agent.save(agents_dir / f"{stems[name]}-seed{seed}.zip")
+            training_log(agent).to_csv(training_dir / f"{stems[name]}-seed{seed}.csv", index=False)
     if result.tables:
         tables_dir = run_dir / "tables"
         tables_dir.mkdir()

@@ -265,9 +265,36 @@ def _interactive(result: ExperimentResult) -> dict[str, Markup]:
     }
     if "sharpe" in result.table.columns and len(result.table):
         charts["sharpe"] = interactive.sharpe_figure(result)
+    training = interactive.training_figure(result)
+    if training is not None:
+        charts["training"] = training
     return {
         name: Markup(interactive.figure_div(fig, f"chart-{name}")) for name, fig in charts.items()
     }
+
+
+def _agent_lines(result: ExperimentResult) -> list[str]:
+    """One sentence per trained agent: its periods, budget and whether it beats chance."""
+    lines = []
+    for (name, seed), agent in result.agents.items():
+        base = agent.random_baseline or {}
+        periods = ""
+        if agent.training_period and agent.validation_period:
+            periods = (
+                f"trained on decisions {agent.training_period[0]}..{agent.training_period[1]}, "
+                f"validated on {agent.validation_period[0]}..{agent.validation_period[1]}; "
+            )
+        if base:
+            verdict = "beats" if base["p_value"] < 0.05 else "does not beat"
+            chance = (
+                f"best validation log-growth {base['agent_best_validation_log_growth']:.3f} vs "
+                f"random logits {base['random_mean']:.3f} ± {base['random_std']:.3f}: it {verdict} "
+                f"the best of {base['evaluations']} random policies (p = {base['p_value']:.2f})"
+            )
+        else:
+            chance = "no random baseline recorded"
+        lines.append(f"{name} (seed {seed}): {periods}{agent.num_timesteps:,} timesteps; {chance}.")
+    return lines
 
 
 def render_html(result: ExperimentResult, manifest: Mapping, images: Mapping[str, Any]) -> str:
@@ -300,6 +327,7 @@ def render_html(result: ExperimentResult, manifest: Mapping, images: Mapping[str
     methods = [] if result.inference is None else list(result.inference.methods(periods))
     return template.render(
         charts=_interactive(result),
+        agents=_agent_lines(result),
         plotly_js=Markup(interactive.plotly_js()),
         methods=methods,
         title=result.title or f"Experiment {result.experiment}",

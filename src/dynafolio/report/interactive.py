@@ -171,3 +171,39 @@ def _layout() -> dict:
         "legend": {"font": {"size": 11}},
         "hovermode": "closest",
     }
+
+
+def training_figure(result: ExperimentResult) -> go.Figure | None:
+    """Per-agent PPO training curves: validation log-growth and the policy's entropy loss."""
+    from plotly.subplots import make_subplots
+
+    if not result.agents:
+        return None
+    figure = make_subplots(
+        rows=1, cols=2, subplot_titles=("validation log-growth", "entropy loss (training)")
+    )
+    colors = _colors(result)
+    for (name, seed), agent in result.agents.items():
+        history = pd.DataFrame(agent.history)
+        log = pd.DataFrame(agent.diagnostics)
+        label = f"{name} (seed {seed})"
+        color = colors.get(name, "#444")
+        if not history.empty:
+            figure.add_trace(
+                go.Scatter(
+                    x=history["timesteps"], y=history["validation_log_growth"], name=label,
+                    legendgroup=label, line={"color": color}, mode="lines+markers",
+                ),
+                row=1, col=1,
+            )  # fmt: skip
+        if not log.empty and "train/entropy_loss" in log:
+            figure.add_trace(
+                go.Scatter(
+                    x=log["timesteps"], y=log["train/entropy_loss"], name=label,
+                    legendgroup=label, showlegend=False, line={"color": color, "width": 1},
+                ),
+                row=1, col=2,
+            )  # fmt: skip
+    figure.update_layout(title="PPO training (per agent)", **_layout())
+    figure.update_xaxes(title_text="timesteps")
+    return figure

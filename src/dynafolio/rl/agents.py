@@ -7,26 +7,29 @@ import copy
 import dataclasses
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import safetensors.torch
 import torch
 from gymnasium import spaces
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
 from dynafolio.early_stopping import EarlyStopping, n_validation
 from dynafolio.errors import DataError
 from dynafolio.progress import progress_bar
 from dynafolio.rl.env import ACTION_BOUND, PortfolioEnv
+from dynafolio.rl.policies import POLICIES
+from dynafolio.rl.rewards import RewardSettings
 from dynafolio.rl.vec_env import BatchedPortfolioVecEnv
 
 AGENT_FORMAT = "dynafolio-ppo-agent"
@@ -47,7 +50,11 @@ class PPOSettings:
     learning_rate, n_steps, batch_size, clip_range, ent_coef, vf_coef, max_grad_norm, gamma,
     gae_lambda, n_epochs : SB3 ``PPO`` arguments (``n_steps`` per environment).
     net_arch : tuple of int
-        Hidden layers of the actor and of the critic.
+        Hidden layers of the actor and of the critic (of the shared per-asset network).
+    policy : {"mlp", "per_asset"}
+        SB3's MLP over the whole observation, or one network shared by all assets
+        (:mod:`dynafolio.rl.policies`, permutation-equivariant; observations are not
+        re-normalised per input, which would break that).
     total_timesteps : int
         Most environment steps to train for (over all parallel environments).
     n_envs : int
@@ -73,6 +80,7 @@ class PPOSettings:
     gae_lambda: float = 0.95
     n_epochs: int = 10
     net_arch: tuple[int, ...] = (64, 64)
+    policy: Literal["mlp", "per_asset"] = "mlp"
     total_timesteps: int = 40_960
     n_envs: int = 8
     episode_length: int = 52
@@ -90,6 +98,7 @@ class _EnvHeader(BaseModel):
     transaction_cost: float = Field(ge=0.0)
     lambda_sparse: float = Field(ge=0.0)
     with_scores: bool
+    reward: RewardSettings = Field(default_factory=RewardSettings)
 
 
 class _AgentHeader(BaseModel):
@@ -104,34 +113,53 @@ class _AgentHeader(BaseModel):
     action_bound: float = Field(gt=0.0)
     net_arch: tuple[int, ...]
     activation: Literal["tanh"]
-    ppo: dict[str, int | float | tuple[int, ...]]
+    ppo: dict[str, int | float | str | tuple[int, ...]]
     env_settings: _EnvHeader
     obs_mean: tuple[float, ...]
     obs_var: tuple[float, ...]
     clip_obs: float = Field(gt=0.0)
     num_timesteps: int = Field(ge=0)
     history: tuple[dict[str, int | float], ...] = ()
+    diagnostics: tuple[dict[str, int | float], ...] = ()
+    training_period: tuple[str, str] | None = None
+    validation_period: tuple[str, str] | None = None
+    random_baseline: dict[str, int | float] | None = None
 
 
 def build_policy(
-    observation_size: int, n_assets: int, net_arch: tuple[int, ...]
+    observation_size: int,
+    n_assets: int,
+    net_arch: tuple[int, ...],
+    policy: str = "mlp",
+    lookback: int = 1,
+    with_scores: bool = False,
 ) -> ActorCriticPolicy:
-    """The SB3 actor-critic MLP a PPO agent of the Top-K environment uses (Tanh, as SB3's).
+    """The SB3 actor-critic a PPO agent of the Top-K environment uses.
 
-    Observations are already normalised (VecNormalize statistics applied by the caller);
-    actions are ``n_assets`` logits in ±:data:`~dynafolio.rl.env.ACTION_BOUND`.
+    ``policy="mlp"``: SB3's MLP (Tanh); ``"per_asset"``: one network shared by all assets
+    (:class:`~dynafolio.rl.policies.PerAssetPolicy`). Observations are already normalised
+    (the caller applies the VecNormalize statistics); actions are ``n_assets`` logits in
+    ±:data:`~dynafolio.rl.env.ACTION_BOUND`.
     """
     observation_space = spaces.Box(-np.inf, np.inf, shape=(observation_size,), dtype=np.float32)
     action_space = spaces.Box(-ACTION_BOUND, ACTION_BOUND, shape=(n_assets,), dtype=np.float32)
-    policy = ActorCriticPolicy(
+    network = POLICIES[policy](
         observation_space,
         action_space,
         lr_schedule=lambda _: 0.0,
-        net_arch=list(net_arch),
-        activation_fn=torch.nn.Tanh,
+        **_policy_kwargs(policy, net_arch, n_assets, lookback, with_scores),
     )
-    policy.set_training_mode(False)
-    return policy
+    network.set_training_mode(False)
+    return network
+
+
+def _policy_kwargs(
+    policy: str, net_arch: tuple[int, ...], n_assets: int, lookback: int, with_scores: bool
+) -> dict:
+    kwargs: dict = {"net_arch": list(net_arch), "activation_fn": torch.nn.Tanh}
+    if policy == "per_asset":
+        kwargs.update(n_assets=n_assets, lookback=lookback, with_scores=with_scores)
+    return kwargs
 
 
 @dataclass
@@ -155,7 +183,17 @@ class TrainedAgent:
     num_timesteps : int
         Environment steps trained.
     history : list of dict
-        One row per validation evaluation (timesteps, validation log-growth).
+        One row per validation evaluation: timesteps, validation log-growth, the spread of
+        the policy's logits across assets (mean over the validation steps).
+    diagnostics : list of dict
+        SB3's training log, one row per policy update: episode return (``rollout/
+        ep_rew_mean``), entropy, approximate KL, explained variance, losses.
+    training_period, validation_period : (str, str)
+        First and last dates of the decisions the agent trained on and was validated on.
+    random_baseline : dict
+        Validation log-growth of random logits through the same projection, and the p-value
+        of the agent's best validation log-growth against the best of as many random
+        policies as there were evaluations (the selection is allowed for).
     """
 
     policy: ActorCriticPolicy
@@ -166,6 +204,10 @@ class TrainedAgent:
     settings: PPOSettings = field(default_factory=PPOSettings)
     num_timesteps: int = 0
     history: list[dict] = field(default_factory=list)
+    diagnostics: list[dict] = field(default_factory=list)
+    training_period: tuple[str, str] | None = None
+    validation_period: tuple[str, str] | None = None
+    random_baseline: dict | None = None
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         """Deterministic logits for observations of shape ``(batch, obs_size)``."""
@@ -198,6 +240,10 @@ class TrainedAgent:
             clip_obs=float(self.clip_obs),
             num_timesteps=int(self.num_timesteps),
             history=tuple(self.history),
+            diagnostics=tuple(self.diagnostics),
+            training_period=self.training_period,
+            validation_period=self.validation_period,
+            random_baseline=self.random_baseline,
         )
         tensors = {
             name: tensor.detach().cpu().contiguous().clone()
@@ -255,7 +301,14 @@ class TrainedAgent:
                 f"{what}: the header's statistics have {len(header.obs_mean)} and "
                 f"{len(header.obs_var)} entries for {header.observation_size} inputs; {fix}"
             )
-        policy = build_policy(header.observation_size, header.n_assets, header.net_arch)
+        policy = build_policy(
+            header.observation_size,
+            header.n_assets,
+            header.net_arch,
+            str(header.ppo.get("policy", "mlp")),
+            header.env_settings.lookback,
+            header.env_settings.with_scores,
+        )
         expected = policy.state_dict()
         shapes = {name: tuple(t.shape) for name, t in tensors.items()}
         wanted = {name: tuple(t.shape) for name, t in expected.items()}
@@ -280,6 +333,12 @@ class TrainedAgent:
             settings=settings,
             num_timesteps=header.num_timesteps,
             history=[dict(row) for row in header.history],
+            diagnostics=[dict(row) for row in header.diagnostics],
+            training_period=header.training_period,
+            validation_period=header.validation_period,
+            random_baseline=None
+            if header.random_baseline is None
+            else dict(header.random_baseline),
         )
 
 
@@ -333,6 +392,8 @@ def train_agent(
     seed: int = 0,
     label: str = "PPO",
     carried_returns: np.ndarray | None = None,
+    dates: Sequence | None = None,
+    reward: RewardSettings | None = None,
 ) -> TrainedAgent:
     """Train PPO on the rows of ``returns`` (the training period only), early-stopped on its tail.
 
@@ -347,6 +408,8 @@ def train_agent(
     carried_returns : ndarray, shape (n_periods, n_assets), optional
         What held positions earn (see :class:`~dynafolio.rl.env.PortfolioEnv`); default
         ``returns`` with NaN earning 0.
+    dates : sequence, optional
+        The date of each row, to record the training and validation periods on the agent.
 
     The last ``val_fraction`` of the rows is held out: episodes are drawn before it, and every
     ``eval_every`` timesteps the deterministic policy is run through it; the policy with the
@@ -359,15 +422,18 @@ def train_agent(
     if val_start - first_decision < settings.episode_length + 2 or n_periods - val_start < 4:
         raise DataError(
             f"{label}: {n_periods} training periods leave too few for episodes of "
-            f"{settings.episode_length} before a validation tail of {settings.val_fraction:.0%}; "
-            "use more history, a shorter lookback or shorter episodes"
+            f"{settings.episode_length} (starting after row {first_decision}) before a validation "
+            f"tail of {settings.val_fraction:.0%}; use more history, a shorter lookback, shorter "
+            "episodes or a smaller score_initial_window"
         )
+    reward = reward or RewardSettings()
     env_settings = dict(
         lookback=lookback,
         k=k,
         tau=tau,
         transaction_cost=transaction_cost,
         lambda_sparse=lambda_sparse,
+        reward=reward.model_dump(),
     )
     vec = BatchedPortfolioVecEnv(
         returns[:val_start],
@@ -379,8 +445,13 @@ def train_agent(
         seed=seed,
         **env_settings,
     )
+    # VecMonitor records each training episode's return (raw log growth) for the diagnostics.
     normalised = VecNormalize(
-        vec, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=settings.gamma
+        VecMonitor(vec),
+        norm_obs=settings.policy == "mlp",
+        norm_reward=True,
+        clip_obs=10.0,
+        gamma=settings.gamma,
     )
     # The validation episode starts at the first held-out decision; its observation window
     # reaches back into the training rows, which is data available at that date.
@@ -393,7 +464,7 @@ def train_agent(
         **env_settings,
     )
     model = PPO(
-        "MlpPolicy",
+        POLICIES[settings.policy],
         normalised,
         learning_rate=settings.learning_rate,
         n_steps=settings.n_steps,
@@ -405,28 +476,43 @@ def train_agent(
         gamma=settings.gamma,
         gae_lambda=settings.gae_lambda,
         n_epochs=settings.n_epochs,
-        policy_kwargs={"net_arch": list(settings.net_arch)},
+        policy_kwargs=_policy_kwargs(
+            settings.policy,
+            settings.net_arch,
+            returns.shape[1],
+            lookback,
+            scores is not None,
+        ),
         seed=seed,
         device="cpu",
         verbose=0,
     )
     # SB3's default logger creates an empty /tmp/SB3-<time> folder per model even when it
     # writes nothing; a logger without outputs keeps training from leaving files behind.
-    model.set_logger(Logger(folder=None, output_formats=[]))
+    recorder = _Recorder()
+    model.set_logger(Logger(folder=None, output_formats=[recorder]))
     agent = TrainedAgent(
         model.policy,
-        normalised.obs_rms.mean,
-        normalised.obs_rms.var,
+        *observation_stats(normalised),
         normalised.clip_obs,
         {**env_settings, "with_scores": scores is not None},
         settings=settings,
     )
     step = progress_bar(f"training {label} (seed {seed})", settings.total_timesteps)
 
-    def validation_growth() -> float:
-        agent.obs_mean = normalised.obs_rms.mean.copy()
-        agent.obs_var = normalised.obs_rms.var.copy()
-        return float(validation.rollout(lambda obs: agent.act(obs[None])[0]).rewards.sum())
+    def validation_growth() -> dict[str, float]:
+        agent.obs_mean, agent.obs_var = observation_stats(normalised)
+        logits: list[np.ndarray] = []
+
+        def policy(obs: np.ndarray) -> np.ndarray:
+            logits.append(agent.act(obs[None])[0])
+            return logits[-1]
+
+        growth = _log_growth(validation.rollout(policy))
+        return {
+            "validation_log_growth": growth,
+            "logit_spread": float(np.std(logits, axis=1).mean()),
+        }
 
     stop = ValidationEarlyStopping(
         validation_growth, settings.eval_every, settings.patience, progress=step
@@ -434,10 +520,78 @@ def train_agent(
     model.learn(settings.total_timesteps, callback=stop, progress_bar=False)
     agent.num_timesteps = int(model.num_timesteps)
     agent.history = stop.history
+    agent.diagnostics = recorder.rows
     if stop.best_state is not None:
         model.policy.load_state_dict(stop.best_state)
         agent.obs_mean, agent.obs_var = stop.best_obs_stats
+    agent.random_baseline = random_baseline(validation, stop.history, seed)
+    if dates is not None:
+        day = lambda row: str(pd.Timestamp(dates[row]).date())  # noqa: E731
+        agent.training_period = (day(first_decision), day(val_start - 2))
+        agent.validation_period = (day(val_start - 1), day(n_periods - 2))
     return agent
+
+
+def observation_stats(env: VecNormalize) -> tuple[np.ndarray, np.ndarray]:
+    """VecNormalize's running observation mean and variance (copies); zeros and ones when it
+    does not normalise observations (the per-asset policy)."""
+    if env.norm_obs:
+        return env.obs_rms.mean.copy(), env.obs_rms.var.copy()
+    size = env.observation_space.shape[0]
+    return np.zeros(size), np.ones(size)
+
+
+def _log_growth(rollout) -> float:
+    """Log growth of the portfolio over a rollout, net of costs — whatever the reward paid."""
+    return float(np.log1p(rollout.gross - rollout.cost).sum())
+
+
+def random_baseline(
+    validation: PortfolioEnv, history: list[dict], seed: int, n_draws: int = 200
+) -> dict[str, float]:
+    """What random logits earn on the validation period, and whether the agent beats them.
+
+    ``n_draws`` random policies (fresh standard normal logits every step, through the same
+    Top-K projection) are run through ``validation``. The agent's checkpoint is the best of
+    its ``E`` evaluations, so it is compared with the best of ``E`` random policies: the
+    p-value is the share of resampled best-of-``E`` random log-growths at or above the agent's.
+    """
+    rng = np.random.default_rng(10_000 + seed)
+    n_assets = validation.task.n_assets
+    draws = np.array(
+        [
+            _log_growth(validation.rollout(lambda obs: rng.standard_normal(n_assets)))
+            for _ in range(n_draws)
+        ]
+    )
+    best = max((row["validation_log_growth"] for row in history), default=float("nan"))
+    n_evaluations = max(len(history), 1)
+    best_of = rng.choice(draws, size=(2000, n_evaluations)).max(axis=1)
+    p = float((1 + np.sum(best_of >= best)) / (1 + best_of.size))
+    return {
+        "agent_best_validation_log_growth": float(best),
+        "random_mean": float(draws.mean()),
+        "random_std": float(draws.std(ddof=1)),
+        "evaluations": n_evaluations,
+        "p_value": p,
+    }
+
+
+class _Recorder(KVWriter):
+    """Collects SB3's log (one dict per dump) instead of writing files."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def write(self, key_values, key_excluded, step: int = 0) -> None:
+        row = {"timesteps": int(step)}
+        for key, value in key_values.items():
+            if isinstance(value, int | float | np.integer | np.floating) and key != "time/fps":
+                row[key] = float(value)
+        self.rows.append(row)
+
+    def close(self) -> None:
+        return None
 
 
 class ValidationEarlyStopping(BaseCallback):
@@ -453,7 +607,7 @@ class ValidationEarlyStopping(BaseCallback):
 
     def __init__(
         self,
-        evaluate: Callable[[], float],
+        evaluate: Callable[[], float | dict[str, float]],
         every: int,
         patience: int | None,
         progress: Callable[[int], None] | None = None,
@@ -471,13 +625,13 @@ class ValidationEarlyStopping(BaseCallback):
 
     def _evaluate(self) -> None:
         timesteps = int(self.model.num_timesteps)
-        growth = self.evaluate()
+        outcome = self.evaluate()
+        row = outcome if isinstance(outcome, dict) else {"validation_log_growth": float(outcome)}
         self._last_eval = timesteps
-        self.history.append({"timesteps": timesteps, "validation_log_growth": growth})
-        if self.stopper.update(growth, len(self.history) - 1):
+        self.history.append({"timesteps": timesteps, **row})
+        if self.stopper.update(row["validation_log_growth"], len(self.history) - 1):
             self.best_state = copy.deepcopy(self.model.policy.state_dict())
-            agent_stats = self.model.get_env().obs_rms  # VecNormalize's statistics
-            self.best_obs_stats = (agent_stats.mean.copy(), agent_stats.var.copy())
+            self.best_obs_stats = observation_stats(self.model.get_env())
 
     def _on_rollout_start(self) -> None:
         # Called before each rollout, i.e. right after the previous policy update.

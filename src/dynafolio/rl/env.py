@@ -24,6 +24,7 @@ from dynafolio.backtest.costs import ProportionalCost
 from dynafolio.backtest.engine import Simulation, rebalance_step
 from dynafolio.errors import DataError
 from dynafolio.rl.projection import top_k_weights
+from dynafolio.rl.rewards import RewardSettings, make_reward
 
 #: Bound of the logits action space. SB3 clips Gaussian actions to the Box; ±10 leaves room
 #: for a very peaked softmax while clipping (which would create ties among clipped logits and
@@ -76,6 +77,8 @@ class PortfolioTask:
         end: int | None,
         episode_length: int | None,
         carried_returns: np.ndarray | None = None,
+        reward: RewardSettings | dict | None = None,
+        n_envs: int = 1,
     ) -> None:
         returns = np.asarray(returns, dtype=float)
         if returns.ndim != 2 or returns.shape[1] == 0:
@@ -153,6 +156,7 @@ class PortfolioTask:
             np.float32
         )
         self.scores = None if scores is None else self._clean_scores(scores, n_periods, end)
+        self.reward = make_reward(reward, n_envs)
         self._offsets = np.arange(1 - self.lookback, 1)
 
     def _clean_scores(self, scores: np.ndarray, n_periods: int, end: int) -> np.ndarray:
@@ -233,7 +237,13 @@ class PortfolioTask:
             parts.append(self.scores[rows])
         return np.concatenate(parts, axis=1)
 
-    def trade(self, rows: np.ndarray, actions: np.ndarray, drifted: np.ndarray) -> StepOutcome:
+    def trade(
+        self,
+        rows: np.ndarray,
+        actions: np.ndarray,
+        drifted: np.ndarray,
+        envs: np.ndarray | None = None,
+    ) -> StepOutcome:
         """Project logits to Top-K weights at ``rows``; earn row ``rows + 1`` by engine accounting.
 
         Parameters
@@ -243,6 +253,8 @@ class PortfolioTask:
             Logits; only assets with a return at row ``t`` (listed by the decision date) may
             receive weight.
         drifted : ndarray, shape (batch, n_assets)
+        envs : ndarray of int, shape (batch,), optional
+            Which environments of the batch these are (the reward keeps state per env).
         """
         rows = np.asarray(rows)
         actions = np.asarray(actions, dtype=float)
@@ -255,7 +267,9 @@ class PortfolioTask:
         nnz = (weights > 0).sum(axis=1)
         net = sim.net - self.lambda_sparse * nnz / self.n_assets
         ruined = 1.0 + net <= 0.0
-        reward = np.where(ruined, RUIN_REWARD, np.log1p(np.where(ruined, 0.0, net)))
+        envs = np.arange(len(rows)) if envs is None else np.asarray(envs)
+        paid = self.reward(np.where(ruined, 0.0, net), envs)
+        reward = np.where(ruined, RUIN_REWARD, paid)
         return StepOutcome(weights=weights, sim=sim, net=net, reward=reward, ruined=ruined)
 
     def at_end(self, next_rows: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -321,6 +335,9 @@ class PortfolioEnv(gym.Env):
         than the first. ``reset(options={"start_row": t})`` forces a start row.
     seed : int, optional
         Seeds the first ``reset`` that is not given a seed.
+    reward : RewardSettings or dict, optional
+        What a step pays (:mod:`dynafolio.rl.rewards`): ``log_return`` (default, S1's
+        ``log(1 + net)``), ``differential_sharpe`` or ``downside``.
     carried_returns : ndarray, shape (n_periods, n_assets), optional
         What a held position earns, as the backtest books it
         (:func:`~dynafolio.history.carried_returns`: 0 while a price is missing, the move
@@ -330,9 +347,9 @@ class PortfolioEnv(gym.Env):
     Notes
     -----
     Each episode starts in cash, so its first step pays the buy-in, as the backtest does.
-    The reward is ``log(1 + net)``; if ``1 + net <= 0`` it is :data:`RUIN_REWARD` and the
-    episode terminates. ``info`` holds ``gross``, ``cost``, ``net``, ``weights``,
-    ``turnover`` and ``date_row`` (the decision row).
+    The reward is ``log(1 + net)`` by default (see ``reward``); if ``1 + net <= 0`` it is
+    :data:`RUIN_REWARD` and the episode terminates. ``info`` holds ``gross``, ``cost``,
+    ``net``, ``weights``, ``turnover`` and ``date_row`` (the decision row).
     """
 
     metadata = {"render_modes": []}
@@ -353,6 +370,7 @@ class PortfolioEnv(gym.Env):
         random_start: bool = True,
         seed: int | None = None,
         carried_returns: np.ndarray | None = None,
+        reward: RewardSettings | dict | None = None,
     ) -> None:
         self.task = PortfolioTask(
             returns,
@@ -366,6 +384,7 @@ class PortfolioEnv(gym.Env):
             end=end,
             episode_length=episode_length,
             carried_returns=carried_returns,
+            reward=reward,
         )
         self.random_start = bool(random_start)
         self.initial_seed = seed
@@ -392,6 +411,7 @@ class PortfolioEnv(gym.Env):
         self._row = self.task.draw_start(self.np_random, self.random_start, options)
         self._steps = 0
         self._drifted = np.zeros(self.task.n_assets)
+        self.task.reward.reset(np.array([0]))
         return self._observe(), {"date_row": self._row}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -399,7 +419,7 @@ class PortfolioEnv(gym.Env):
             raise RuntimeError("the episode is over or has not started: call reset() first")
         rows = np.array([self._row])
         out = self.task.trade(
-            rows, np.asarray(action, dtype=float).reshape(1, -1), self._drifted[None]
+            rows, np.asarray(action, dtype=float).reshape(1, -1), self._drifted[None], np.array([0])
         )
         info = self.task.step_info(rows, out, 0)
         self._drifted = out.sim.weights_end[0]

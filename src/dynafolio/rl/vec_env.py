@@ -60,6 +60,7 @@ class BatchedPortfolioVecEnv(VecEnv):
         random_start: bool = True,
         seed: int | None = None,
         carried_returns: np.ndarray | None = None,
+        reward: Any = None,
     ) -> None:
         if not isinstance(n_envs, int | np.integer) or n_envs < 1:
             raise ValueError(f"n_envs must be an integer >= 1, got {n_envs!r}")
@@ -75,6 +76,8 @@ class BatchedPortfolioVecEnv(VecEnv):
             end=end,
             episode_length=episode_length,
             carried_returns=carried_returns,
+            reward=reward,
+            n_envs=int(n_envs),
         )
         self.random_start = bool(random_start)
         self.render_mode = None  # read by VecEnv.__init__ through get_attr
@@ -101,6 +104,7 @@ class BatchedPortfolioVecEnv(VecEnv):
             self._rows[i] = self.task.draw_start(self._rngs[i], self.random_start, self._options[i])
         self._steps[:] = 0
         self._drifted[:] = 0.0  # every episode starts in cash and pays the buy-in
+        self.task.reward.reset(np.arange(self.num_envs))
         self.reset_infos = [{"date_row": int(row)} for row in self._rows]
         self._reset_seeds()
         self._reset_options()
@@ -113,7 +117,7 @@ class BatchedPortfolioVecEnv(VecEnv):
         if self._actions is None:
             raise RuntimeError("step_wait() called without step_async(actions)")
         rows = self._rows
-        out = self.task.trade(rows, self._actions, self._drifted)
+        out = self.task.trade(rows, self._actions, self._drifted, np.arange(self.num_envs))
         self._actions = None
         infos = [self.task.step_info(rows, out, i) for i in range(self.num_envs)]
         next_rows = rows + 1
@@ -130,6 +134,7 @@ class BatchedPortfolioVecEnv(VecEnv):
             next_rows[i] = self.task.draw_start(self._rngs[i], self.random_start, None)
             self.reset_infos[i] = {"date_row": int(next_rows[i])}
         if finished.size:
+            self.task.reward.reset(finished)
             self._steps[finished] = 0
             self._drifted[finished] = 0.0
             obs[finished] = self.task.observe(next_rows[finished], self._drifted[finished])

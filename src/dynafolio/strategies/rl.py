@@ -26,6 +26,7 @@ from dynafolio.history import MarketHistory
 from dynafolio.rl.agents import PPOSettings, TrainedAgent, train_agent
 from dynafolio.rl.env import RETURN_CLIP, SCORE_CLIP, PortfolioEnv
 from dynafolio.rl.projection import top_k_weights
+from dynafolio.rl.rewards import RewardSettings
 from dynafolio.splits import RefitSchedule
 from dynafolio.strategies.base import Strategy, StreamSpec
 from dynafolio.strategies.forecast import ForecastStream
@@ -49,13 +50,16 @@ class PPOAllocatorStrategy(Strategy):
     settings : PPOSettings, optional
         PPO hyper-parameters and training budget (S1 defaults).
     forecaster : Forecaster, optional
-        Hybrid only: its forecasts join the observation. Training-period forecasts are made
-        out-of-sample by an inner walk-forward (refit every ``score_refit_every`` periods on
-        the history so far, starting after ``score_initial_window`` periods), so the agent
-        never learns to trust a leaked signal; test-period forecasts are refit on the same
-        schedule.
+        Hybrid only: its forecasts join the observation. PPO-only and the hybrid train on
+        the same rows: episodes start after ``score_initial_window`` periods in both.
+        Training-period forecasts are made out-of-sample by an inner walk-forward (refit
+        every ``score_refit_every`` periods on the history so far, starting after
+        ``score_initial_window`` periods), so the agent never learns to trust a leaked
+        signal; test-period forecasts are refit on the same schedule.
     agent_path : str, optional
         Load a trained agent instead of training one (its settings must match).
+    reward : RewardSettings, optional
+        What each training step pays (:mod:`dynafolio.rl.rewards`; default ``log_return``).
     seed : int
     """
 
@@ -74,6 +78,7 @@ class PPOAllocatorStrategy(Strategy):
         score_initial_window: int = 104,
         agent_path: str | None = None,
         seed: int = 0,
+        reward: RewardSettings | None = None,
     ) -> None:
         self.k = k
         self.tau = tau
@@ -86,6 +91,7 @@ class PPOAllocatorStrategy(Strategy):
         self.score_initial_window = score_initial_window
         self.agent_path = agent_path
         self.seed = seed
+        self.reward = reward
 
     @property
     def name(self) -> str:
@@ -94,10 +100,12 @@ class PPOAllocatorStrategy(Strategy):
     def fit(self, history: MarketHistory) -> Self:
         super().fit(history)
         returns = history.returns.to_numpy(dtype=float)
-        scores, start = None, 0
+        # PPO-only and the hybrid train on the same rows — episodes start after the hybrid's
+        # forecaster warm-up in both — so that the ablation changes one thing only: the
+        # forecasts in the state.
+        scores, start = None, self.score_initial_window
         if self.forecaster is not None:
             scores = self._training_scores(history)
-            start = self.score_initial_window
         if self.agent_path is not None:
             self.agent_ = TrainedAgent.load(self.agent_path)
             self.check_agent(self.agent_, list(history.assets))
@@ -115,6 +123,8 @@ class PPOAllocatorStrategy(Strategy):
                 seed=self.seed,
                 label=self.name,
                 carried_returns=history.carried_returns.to_numpy(dtype=float),
+                dates=history.returns.index,
+                reward=self.reward,
             )
         self.previous_: pd.Series | None = None
         self.previous_date_: pd.Timestamp | None = None
@@ -246,6 +256,10 @@ class PPOSpec(StrategySpec):
     score_refit_every: int = Field(26, ge=1)
     score_initial_window: int = Field(104, ge=10)
     agent_path: Path | None = Field(None, description="load a saved agent instead of training")
+    reward: RewardSettings = Field(
+        default_factory=RewardSettings,
+        description="log_return (default), differential_sharpe (eta) or downside (lam)",
+    )
     strategy_class: ClassVar = PPOAllocatorStrategy
 
     def build(self, context: BuildContext) -> Strategy:
@@ -263,4 +277,5 @@ class PPOSpec(StrategySpec):
             score_initial_window=self.score_initial_window,
             agent_path=None if self.agent_path is None else str(self.agent_path),
             seed=context.seed,
+            reward=self.reward,
         )

@@ -1,0 +1,109 @@
+"""Policies of the PPO allocators: SB3's MLP, and a per-asset network shared by all assets.
+
+``per_asset`` is the EIIE idea of Jiang, Xu & Liang (2017, "A deep reinforcement learning
+framework for the financial portfolio management problem"): one small network scores each
+asset from *its own* inputs — its last ``lookback`` returns, its current (drifted) weight and,
+for the hybrid, its forecast — and the scores are the logits. The same weights score every
+asset, so the policy is permutation-equivariant (reordering the assets reorders the logits)
+and its size does not grow with the number of assets; the critic averages the assets'
+embeddings. Built as an SB3 :class:`~stable_baselines3.common.policies.ActorCriticPolicy`
+whose ``mlp_extractor`` is :class:`PerAssetNetwork`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch import nn
+
+__all__ = ["POLICIES", "PerAssetNetwork", "PerAssetPolicy"]
+
+
+class PerAssetNetwork(nn.Module):
+    """Scores assets with one shared MLP; the ``mlp_extractor`` of :class:`PerAssetPolicy`.
+
+    Input: the environment's flat observation ``(batch, (lookback + 1 [+ 1]) · n_assets)``
+    (returns window time-major, weights, scores). Actor latent: one score per asset,
+    ``(batch, n_assets)``; critic latent: the mean embedding, ``(batch, hidden[-1])``.
+    """
+
+    def __init__(
+        self, n_assets: int, lookback: int, with_scores: bool, hidden: tuple[int, ...]
+    ) -> None:
+        super().__init__()
+        self.n_assets, self.lookback, self.with_scores = n_assets, lookback, with_scores
+        sizes = [lookback + 1 + int(with_scores), *hidden]
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(a, b), nn.Tanh()]
+        self.embed = nn.Sequential(*layers)
+        self.score = nn.Linear(sizes[-1], 1)
+        self.latent_dim_pi = n_assets
+        self.latent_dim_vf = sizes[-1]
+
+    def per_asset_inputs(self, features: torch.Tensor) -> torch.Tensor:
+        """``(batch, n_assets, lookback + 1 [+ 1])``: each asset's own inputs."""
+        n, lookback = self.n_assets, self.lookback
+        batch = features.shape[0]
+        window = features[:, : lookback * n].reshape(batch, lookback, n).transpose(1, 2)
+        parts = [window, features[:, lookback * n : (lookback + 1) * n].unsqueeze(-1)]
+        if self.with_scores:
+            parts.append(features[:, (lookback + 1) * n : (lookback + 2) * n].unsqueeze(-1))
+        return torch.cat(parts, dim=-1)
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        return self.score(self.embed(self.per_asset_inputs(features))).squeeze(-1)
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        return self.embed(self.per_asset_inputs(features)).mean(dim=1)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_actor(features), self.forward_critic(features)
+
+
+class PerAssetPolicy(ActorCriticPolicy):
+    """SB3 actor-critic whose logits are :class:`PerAssetNetwork` scores.
+
+    The scores are the Gaussian's mean actions directly (no dense layer mixing assets) and
+    the log standard deviation is one shared scalar, so nothing depends on the asset order.
+    Extra keyword arguments: ``n_assets``, ``lookback``, ``with_scores``; ``net_arch`` gives
+    the hidden sizes of the shared network.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        n_assets: int,
+        lookback: int,
+        with_scores: bool,
+        net_arch: list[int] | tuple[int, ...] = (32, 32),
+        **kwargs: Any,
+    ) -> None:
+        self._per_asset = {
+            "n_assets": n_assets,
+            "lookback": lookback,
+            "with_scores": with_scores,
+            "hidden": tuple(net_arch),
+        }
+        super().__init__(*args, net_arch=[], **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = PerAssetNetwork(**self._per_asset)
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        # Mean actions are the per-asset scores themselves; one exploration scale for all.
+        self.action_net = nn.Identity()
+        self.log_std = nn.Parameter(torch.full((1,), float(self.log_std_init)))
+        self.optimizer = self.optimizer_class(
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+
+
+#: ``policy`` setting -> SB3 policy class ("mlp": SB3's own MlpPolicy).
+POLICIES: dict[str, type[ActorCriticPolicy]] = {
+    "mlp": ActorCriticPolicy,
+    "per_asset": PerAssetPolicy,
+}
