@@ -37,6 +37,7 @@ class PreparedData:
     source: str
     source_sha256: str
     asset_classes: dict[str, str]
+    notes: tuple[str, ...] = ()
 
 
 def load_prices(config: ExperimentConfig) -> PreparedData:
@@ -65,13 +66,15 @@ def load_prices(config: ExperimentConfig) -> PreparedData:
         raw = raw.loc[
             pd.Timestamp(data.start or raw.index[0]) : pd.Timestamp(data.end or raw.index[-1])
         ]
-    if data.start is not None or data.end is not None:
-        empty = [str(a) for a in raw.columns if raw[a].isna().all()]
-        if empty:
-            raise DataError(
-                f"{source}: {empty} have no price between {data.start or 'the start'} and "
-                f"{data.end or 'the end'}; remove them from data.assets or widen the dates"
-            )
+    notes = []
+    empty = [str(a) for a in raw.columns if raw[a].isna().all()]
+    if empty:
+        # Kept, never tradable — like an asset listed after the end of the data. Dropping
+        # them would change the universe (and an RL policy's inputs) with the date range.
+        notes.append(
+            f"{', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no price between "
+            f"{data.start or 'the start'} and {data.end or 'the end'}: never tradable in this run"
+        )
     # Rows without any price carry nothing (each row is judged on its own: causal).
     raw = raw.dropna(axis=0, how="all")
     if data.calendar == "common":
@@ -80,7 +83,9 @@ def load_prices(config: ExperimentConfig) -> PreparedData:
     if raw.shape[0] < 2 or raw.shape[1] == 0:
         raise DataError(f"{source}: no prices left between {data.start} and {data.end}")
     prices = prepare_prices(raw, frequency=data.frequency, max_gap=data.max_gap)
-    return PreparedData(prices, source, digest, {a: c for a, c in classes.items() if a in prices})
+    return PreparedData(
+        prices, source, digest, {a: c for a, c in classes.items() if a in prices}, tuple(notes)
+    )
 
 
 def run_experiment(
@@ -121,7 +126,12 @@ def run_experiment(
         all_runs, _aggregate(per_seed), config.benchmark, ppy, rf_annual, config.seed
     )
     stress, stress_notes = _stress(all_runs, config, ppy, rf_annual, split.test_dates)
-    notes = list(config.notes) + [n for runs in all_runs for n in runs.first.notes] + stress_notes
+    notes = [
+        *config.notes,
+        *prepared.notes,
+        *[n for runs in all_runs for n in runs.first.notes],
+        *stress_notes,
+    ]
     notes.append(
         f"Annualised return is {ppy}×mean of per-period net returns (the S1 paper's convention); "
         "CAGR is the compounded rate. Sharpe = annualised excess mean / annualised volatility, "

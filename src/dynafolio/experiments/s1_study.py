@@ -46,11 +46,16 @@ def _family(k: int) -> list[dict[str, Any]]:
             "retrain_every": 26,
             "forecaster": {"model": "univariate_lstm", "params": {}},
         },
-        {"kind": "ppo_topk", "name": f"PPO-only Top-{k}", "tags": {"family": "PPO-only"}, "k": k},
+        {
+            "kind": "ppo_topk",
+            "name": f"PPO-only Top-{k}",
+            "tags": {"family": "PPO-only", "variant": "default"},
+            "k": k,
+        },
         {
             "kind": "ppo_topk",
             "name": f"Hybrid LSTM+PPO Top-{k}",
-            "tags": {"family": "Hybrid"},
+            "tags": {"family": "Hybrid", "variant": "default"},
             "k": k,
             "score_refit_every": 26,
             "forecaster": {"model": "univariate_lstm", "params": {}},
@@ -64,11 +69,69 @@ def _family(k: int) -> list[dict[str, Any]]:
     ]
 
 
+#: K of the PPO variants (training budget, policy, reward, sparsity).
+VARIANT_K = 10
+#: Training budgets of the ladder beside the default 40,960 timesteps.
+BUDGETS = (163_840, 655_360)
+#: --quick budgets of the same ladder (the default becomes 8,192).
+QUICK_BUDGETS = {163_840: 16_384, 655_360: 32_768}
+
+
+def _variants() -> list[dict[str, Any]]:
+    """PPO-only and the hybrid at K = 10, changing one thing at a time from the default."""
+    # The longest budget also switches early stopping off (the best validation checkpoint
+    # is still kept): does training longer find a better policy at all?
+    short, long = (f"{b // 1024}k" for b in BUDGETS)
+    changes: list[tuple[str, str, dict[str, Any]]] = [
+        (f"{short} steps", f"budget {short}", {"ppo": {"total_timesteps": BUDGETS[0]}}),
+        (
+            f"{long} steps, no early stop",
+            f"budget {long}, no early stop",
+            {"ppo": {"total_timesteps": BUDGETS[1], "patience": None}},
+        ),
+    ]
+    changes += [
+        ("per-asset policy", "per-asset policy", {"ppo": {"policy": "per_asset"}}),
+        (
+            "differential Sharpe reward",
+            "differential Sharpe reward",
+            {"reward": {"kind": "differential_sharpe"}},
+        ),
+        ("downside reward", "downside reward", {"reward": {"kind": "downside"}}),
+        ("sparsity 0.01, τ 0.02", "sparsity and tau", {"lambda_sparse": 0.01, "tau": 0.02}),
+    ]
+    entries = []
+    for label, variant, change in changes:
+        for family, base in (
+            ("PPO-only", {}),
+            (
+                "Hybrid",
+                {
+                    "score_refit_every": 26,
+                    "forecaster": {"model": "univariate_lstm", "params": {}},
+                },
+            ),
+        ):
+            name = "PPO-only" if family == "PPO-only" else "Hybrid LSTM+PPO"
+            entries.append(
+                {
+                    "kind": "ppo_topk",
+                    "name": f"{name} Top-{VARIANT_K} ({label})",
+                    "tags": {"family": family, "variant": variant},
+                    "k": VARIANT_K,
+                    **base,
+                    **copy.deepcopy(change),
+                }
+            )
+    return entries
+
+
 def default_config() -> dict[str, Any]:
     base = s1_hybrid.default_config()
     strategies = [{"kind": "equal_weight"}, {"kind": "buy_and_hold", "asset": "SPY"}]
     for k in K_SWEEP:
         strategies += _family(k)
+    strategies += _variants()
     return {
         **base,
         "name": NAME,
@@ -81,8 +144,16 @@ def default_config() -> dict[str, Any]:
 
 
 def quick(settings: dict[str, Any]) -> dict[str, Any]:
-    """One seed, small budgets (as ``s1 --quick``)."""
-    return s1_hybrid.quick(settings)
+    """One seed, small budgets (as ``s1 --quick``); the budget ladder keeps its ratios."""
+    budgets = {
+        i: entry["ppo"]["total_timesteps"]
+        for i, entry in enumerate(settings["strategies"])
+        if entry.get("ppo", {}).get("total_timesteps") in QUICK_BUDGETS
+    }
+    settings = s1_hybrid.quick(settings)
+    for i, budget in budgets.items():
+        settings["strategies"][i]["ppo"]["total_timesteps"] = QUICK_BUDGETS[budget]
+    return settings
 
 
 def crisis_tables(context: AnalysisContext) -> dict[str, pd.DataFrame]:
@@ -148,6 +219,9 @@ def _forecaster_params_of(config: ExperimentConfig) -> dict[str, Any]:
 def analyse(result: ExperimentResult, context: AnalysisContext) -> dict[str, pd.DataFrame]:
     return {
         "Ablation: hybrid vs PPO-only": _ablation(result),
+        f"PPO variants at K = {VARIANT_K}: budget, policy, reward, sparsity": _variant_table(
+            result
+        ),
         "K sensitivity (Sharpe [95% CI], p vs benchmark)": _k_sweep(result),
         "Cost stress: the same decisions at higher costs (Sharpe)": _cost_stress(result),
         **crisis_tables(context),
@@ -167,7 +241,8 @@ def _one(result: ExperimentResult, **tags) -> StrategyRuns | None:
 def _ablation(result: ExperimentResult) -> pd.DataFrame:
     rows = {}
     for k in K_SWEEP:
-        hybrid, ppo = _one(result, family="Hybrid", k=k), _one(result, family="PPO-only", k=k)
+        hybrid = _one(result, family="Hybrid", k=k, variant="default")
+        ppo = _one(result, family="PPO-only", k=k, variant="default")
         if hybrid is None or ppo is None:
             continue
         test = stats.sharpe_difference_test(
@@ -191,12 +266,55 @@ def _ablation(result: ExperimentResult) -> pd.DataFrame:
     return table
 
 
+def _variant_table(result: ExperimentResult) -> pd.DataFrame:
+    """Each variant's PPO-only and hybrid against each other and against the random control."""
+    control = _one(result, kind="random_topk", k=VARIANT_K)
+    variants = dict.fromkeys(
+        str(r.tags["variant"]) for r in result.strategies if "variant" in r.tags
+    )
+    rows = {}
+    ppy = result.periods_per_year
+
+    def test(a: StrategyRuns, b: StrategyRuns) -> str:
+        t = stats.sharpe_difference_test(_returns(a), _returns(b), ppy, seed=VARIANT_K)
+        return f"{t.difference:+.2f} (p = {t.p_value:.2f})"
+
+    for variant in variants:
+        ppo = _one(result, family="PPO-only", k=VARIANT_K, variant=variant)
+        hybrid = _one(result, family="Hybrid", k=VARIANT_K, variant=variant)
+        if ppo is None or hybrid is None:
+            continue
+        row = {
+            "PPO-only Sharpe": f"{result.table.loc[ppo.name, 'sharpe']:.2f}",
+            "Hybrid Sharpe": f"{result.table.loc[hybrid.name, 'sharpe']:.2f}",
+            "hybrid − PPO-only": test(hybrid, ppo),
+        }
+        if control is not None:
+            row["PPO-only − random"] = test(ppo, control)
+            row["hybrid − random"] = test(hybrid, control)
+        rows[variant] = row
+    table = pd.DataFrame(rows).T
+    table.index.name = "variant"
+    control_text = (
+        f"{control.name}, Sharpe {result.table.loc[control.name, 'sharpe']:.2f}"
+        if control
+        else "none"
+    )
+    table.attrs["caption"] = (
+        "One change at a time from the default (40,960 timesteps, MLP policy, log-return "
+        "reward, no sparsity penalty); Sharpe differences with paired p-values over dates and "
+        f"seeds. Random control: {control_text}. Not adjusted for the number of variants."
+    )
+    return table
+
+
 def _k_sweep(result: ExperimentResult) -> pd.DataFrame:
     table = {}
     for family in ("LSTM-only", "PPO-only", "Hybrid", "Random"):
         column = {}
         for k in K_SWEEP:
-            runs = _one(result, family=family, k=k)
+            tags = {} if family in ("LSTM-only", "Random") else {"variant": "default"}
+            runs = _one(result, family=family, k=k, **tags)
             if runs is not None:
                 row = result.table.loc[runs.name]
                 column[f"K = {k}"] = (

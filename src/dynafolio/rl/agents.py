@@ -63,8 +63,9 @@ class PPOSettings:
         Steps per training episode (52 = one year of weeks).
     eval_every : int
         Timesteps between validation evaluations (rounded up to whole rollouts).
-    patience : int
-        Evaluations without a better validation log-growth before training stops.
+    patience : int or None
+        Evaluations without a better validation log-growth before training stops; None
+        trains the whole budget (the best validation checkpoint is still kept).
     val_fraction : float
         Share of the training rows, at their end, held out for early stopping.
     """
@@ -85,7 +86,7 @@ class PPOSettings:
     n_envs: int = 8
     episode_length: int = 52
     eval_every: int = 8_192
-    patience: int = 3
+    patience: int | None = 3
     val_fraction: float = 0.2
 
 
@@ -113,7 +114,7 @@ class _AgentHeader(BaseModel):
     action_bound: float = Field(gt=0.0)
     net_arch: tuple[int, ...]
     activation: Literal["tanh"]
-    ppo: dict[str, int | float | str | tuple[int, ...]]
+    ppo: dict[str, int | float | str | tuple[int, ...] | None]
     env_settings: _EnvHeader
     obs_mean: tuple[float, ...]
     obs_var: tuple[float, ...]
