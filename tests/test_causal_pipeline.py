@@ -135,14 +135,14 @@ def perturb(raw: pd.DataFrame, t: pd.Timestamp, how: str, seed: int = 1) -> pd.D
     return out
 
 
-def run_on(raw: pd.DataFrame, tmp_path, name: str, strategies=STRATEGIES):
+def run_on(raw: pd.DataFrame, tmp_path, name: str, strategies=STRATEGIES, split=None):
     path = tmp_path / f"{name}.csv"
     raw.to_csv(path, index_label="date")
     config = validate_config(
         {
             "name": "probe",
             "data": {"path": str(path), "frequency": "W"},
-            "split": {"test_start": TEST_START, "train_fraction": None},
+            "split": split or {"test_start": TEST_START, "train_fraction": None},
             "strategies": strategies,
             "n_seeds": 1,
         }
@@ -179,6 +179,31 @@ def test_perturbing_the_raw_future_never_changes_a_past_weight(original, tmp_pat
     assert len(before) == len(STRATEGIES)
     for name, frame in before.items():
         assert len(frame) >= 10, name  # the cut lies well inside the test period
+        pd.testing.assert_frame_equal(frame, after[name], obj=name)
+
+
+# A walk-forward of 15-week blocks from TEST_START: the second block's first test date is
+# 2021-06-18, so its models are fitted, and its first decision taken, on 2021-06-11.
+WALK_FORWARD = {"walk_forward": {"first_test": TEST_START, "step": 15}}
+FOLD_OPENING = pd.Timestamp("2021-06-11")
+
+
+@pytest.mark.parametrize("how", ["rescale", pytest.param("long-gap", marks=pytest.mark.slow)])
+def test_perturbing_prices_after_a_fold_starts_never_changes_an_earlier_decision(tmp_path, how):
+    """Across a walk-forward boundary: every strategy kind is refit before the second block
+    on the data up to its opening decision; nothing after that date may change any weight
+    decided up to it — the first block's, or the refit models' first."""
+    original = run_on(raw_daily_prices(), tmp_path, "walk", split=WALK_FORWARD)
+    assert len(original.folds) == 3
+    assert original.folds[1].index[original.folds[1].test.start - 1] == FOLD_OPENING
+    changed = run_on(
+        perturb(raw_daily_prices(), FOLD_OPENING, how), tmp_path, f"walk-{how}",
+        split=WALK_FORWARD,
+    )  # fmt: skip
+    before, after = weights_up_to(original, FOLD_OPENING), weights_up_to(changed, FOLD_OPENING)
+    assert len(before) == len(STRATEGIES)
+    for name, frame in before.items():
+        assert frame.index[-1] == FOLD_OPENING, name
         pd.testing.assert_frame_equal(frame, after[name], obj=name)
 
 

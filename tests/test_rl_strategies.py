@@ -270,7 +270,7 @@ def test_ppo_only_and_hybrid_train_and_validate_on_the_same_dates_with_diagnosti
         }
     )
     result = run_experiment(config, prepared=PreparedData(prices, "synthetic", "0" * 64, {}))
-    ppo, hybrid = result.agents[("PPO-only", 0)], result.agents[("Hybrid", 0)]
+    ppo, hybrid = result.agents[("PPO-only", 0, None)], result.agents[("Hybrid", 0, None)]
     assert ppo.training_period == hybrid.training_period is not None
     assert ppo.validation_period == hybrid.validation_period is not None
     assert ppo.training_period[0] == str(prices.index[40].date())

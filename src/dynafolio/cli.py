@@ -258,7 +258,6 @@ def tune(
     from dynafolio.experiments.executors import ExecutorSettings
     from dynafolio.experiments.runner import load_prices
     from dynafolio.experiments.tune import tunable_models, tune_forecaster
-    from dynafolio.splits import chronological_split
 
     _set_torch_threads(threads)
     with _user_errors():
@@ -277,9 +276,8 @@ def tune(
             settings = merge(settings, load_config_file(config))
         cfg = validate_config({**settings, "seed": seed}, str(config or "defaults"))
         prepared = load_prices(cfg)
-        split = chronological_split(
-            prepared.prices.index, cfg.split.train_fraction, cfg.split.test_start
-        )
+        folds = cfg.split.folds(prepared.prices.index)
+        test_dates = prepared.prices.index[folds[0].test.start : folds[-1].test.stop]
         n_trials = 3 if quick else trials
         fixed = {"epochs": 3} if quick else {}
         with Progress(
@@ -294,7 +292,7 @@ def tune(
             result = tune_forecaster(
                 model,
                 prepared.prices,
-                len(split.train_dates),
+                folds[0].test.start,
                 n_trials=n_trials,
                 seed=seed,
                 fixed_params=fixed,
@@ -310,8 +308,8 @@ def tune(
             "fit_period": [str(d.date()) for d in result.fit_dates],
             "validation_period": [str(d.date()) for d in result.validation_dates],
             "test_period_untouched": [
-                str(split.test_dates[0].date()),
-                str(split.test_dates[-1].date()),
+                str(test_dates[0].date()),
+                str(test_dates[-1].date()),
             ],
             "fixed_params": fixed,
         }

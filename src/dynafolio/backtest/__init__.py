@@ -6,6 +6,7 @@ from dynafolio.backtest.constraints import PortfolioConstraints
 from dynafolio.backtest.costs import CostModel, ProportionalCost
 from dynafolio.backtest.engine import (
     Simulation,
+    chain_backtests,
     decision_rows,
     rebalance_step,
     run_backtest,
@@ -19,6 +20,7 @@ __all__ = [
     "PortfolioConstraints",
     "ProportionalCost",
     "Simulation",
+    "chain_backtests",
     "decision_rows",
     "rebalance_step",
     "run_backtest",

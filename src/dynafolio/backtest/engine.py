@@ -285,8 +285,22 @@ def run_backtest(
         if progress is not None:
             progress(1)
 
+    constraints.check(targets[schedule], prices.index[rows][schedule], prices.columns)
+    return _account(prices, rows, targets, schedule, cost_model, strategy.name,
+                    strategy.report_notes())  # fmt: skip
+
+
+def _account(
+    prices: pd.DataFrame,
+    rows: np.ndarray,
+    targets: np.ndarray,
+    schedule: np.ndarray,
+    cost_model: CostModel,
+    name: str,
+    notes: tuple[str, ...],
+) -> BacktestResult:
+    """Simulate target weights decided at ``rows`` of ``prices`` into a result."""
     decision_dates = prices.index[rows]
-    constraints.check(targets[schedule], decision_dates[schedule], prices.columns)
     # Holdings earn carried returns: 0 while a price is missing, then the whole move since
     # the last price when it resumes (a halt's loss is booked, not skipped).
     forward = carried_returns(prices).to_numpy()[rows + 1]
@@ -297,14 +311,52 @@ def run_backtest(
         index=period_ends,
     )
     return BacktestResult(
-        name=strategy.name,
+        name=name,
         ledger=ledger,
         weights=pd.DataFrame(sim.weights_start, index=decision_dates, columns=prices.columns),
         drifted_weights=pd.DataFrame(sim.weights_end, index=period_ends, columns=prices.columns),
         rebalanced=pd.Series(schedule, index=decision_dates, name="rebalanced"),
         periods_per_year=periods_per_year(prices.index),
-        notes=strategy.report_notes(),
+        notes=notes,
     )
+
+
+def chain_backtests(
+    parts: list[BacktestResult],
+    prices: pd.DataFrame,
+    cost_model: CostModel,
+    rebalances: bool = True,
+) -> BacktestResult:
+    """One record from the backtests of consecutive walk-forward blocks of one strategy.
+
+    Each part holds the targets a strategy fitted for its block decided there; the record
+    replays them through :func:`simulate` as one portfolio, so the first trade of a block
+    trades from the holdings the previous block left, drifted (not from cash), and pays for
+    exactly that. A rule that never rebalances (buy and hold) trades once, at the first block.
+
+    Parameters
+    ----------
+    parts : list of BacktestResult
+        In time order; each block's decisions follow the previous block's without a gap.
+    prices : pd.DataFrame
+        The frame the parts were backtested on.
+    cost_model : CostModel
+    rebalances : bool
+        False for a rule that buys once and holds.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    weights = pd.concat([part.weights for part in parts])
+    schedule = pd.concat([part.rebalanced for part in parts]).to_numpy(dtype=bool, copy=True)
+    rows = prices.index.get_indexer(weights.index)
+    if (rows < 0).any() or (np.diff(rows) != 1).any():
+        raise ValueError("walk-forward blocks must follow each other on the prices' dates")
+    if not rebalances:
+        schedule[1:] = False
+    notes = tuple(dict.fromkeys(note for part in parts for note in part.notes))
+    # Rows that trade hold exactly the block's targets right after trading (weights_start).
+    return _account(prices, rows, weights.to_numpy(dtype=float), schedule, cost_model,
+                    parts[0].name, notes)  # fmt: skip
 
 
 def _align(weights: pd.Series, history: MarketHistory, name: str) -> np.ndarray:

@@ -14,10 +14,18 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from dynafolio.experiments import s1_hybrid, s1_study, s2_signal, s3_drawdown, s4_price_rule
+from dynafolio.experiments import (
+    s1_hybrid,
+    s1_study,
+    s1_walkforward,
+    s2_signal,
+    s3_drawdown,
+    s4_price_rule,
+)
 
 #: experiment name -> module implementing it.
 EXPERIMENTS: dict[str, ModuleType] = {
-    module.NAME: module for module in (s1_hybrid, s1_study, s2_signal, s3_drawdown, s4_price_rule)
+    module.NAME: module
+    for module in (s1_hybrid, s1_study, s1_walkforward, s2_signal, s3_drawdown, s4_price_rule)
 }
 DEFAULT_EXPERIMENT = s1_hybrid.NAME

@@ -224,15 +224,18 @@ def _write_tables(result: ExperimentResult, run_dir: Path) -> None:
         result.rolling.to_csv(run_dir / "rolling_alpha_beta.csv", index_label="date")
     # Display names become file names only through unique stems: never a path, never two
     # strategies in one file.
-    stems = unique_stems([runs.name for runs in result.strategies] + [n for n, _ in result.agents])
+    stems = unique_stems(
+        [runs.name for runs in result.strategies] + [key[0] for key in result.agents]
+    )
     if result.agents:
         agents_dir = run_dir / "agents"
         agents_dir.mkdir()
         training_dir = run_dir / "training"
         training_dir.mkdir()
-        for (name, seed), agent in result.agents.items():
-            agent.save(agents_dir / f"{stems[name]}-seed{seed}.zip")
-            training_log(agent).to_csv(training_dir / f"{stems[name]}-seed{seed}.csv", index=False)
+        for (name, seed, fold), agent in result.agents.items():
+            stem = f"{stems[name]}-{result.agent_label(seed, fold)}"
+            agent.save(agents_dir / f"{stem}.zip")
+            training_log(agent).to_csv(training_dir / f"{stem}.csv", index=False)
     if result.tables:
         tables_dir = run_dir / "tables"
         tables_dir.mkdir()

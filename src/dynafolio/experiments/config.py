@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 import yaml
 from pydantic import (
     BaseModel,
@@ -22,7 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from dynafolio.errors import ConfigError
+from dynafolio.errors import ConfigError, DataError
+from dynafolio.splits import Split, chronological_split, walk_forward_folds
 from dynafolio.strategies.kinds import STRATEGY_SPECS, StrategySpecUnion
 from dynafolio.strategies.registry import DisplayName
 
@@ -73,11 +75,62 @@ class DataConfig(_Frozen):
         return assets
 
 
+class WalkForwardConfig(_Frozen):
+    """Rolling-origin evaluation: test blocks of ``step`` periods from ``first_test`` on, every
+    model refit before each block on the data before it; the blocks are scored as one record."""
+
+    first_test: dt.date = Field(description="first date whose return the first block evaluates")
+    step: int = Field(
+        26, ge=1, description="periods per test block; every model is refit before each block"
+    )
+    mode: Literal["expanding", "rolling"] = Field(
+        "expanding", description="expanding: fit on all data so far; rolling: the last train_window"
+    )
+    train_window: int | None = Field(
+        None, ge=2, description="rolling: periods of data each fold fits on"
+    )
+
+    @model_validator(mode="after")
+    def _window_for_rolling(self) -> WalkForwardConfig:
+        if self.mode == "rolling" and self.train_window is None:
+            raise ValueError("mode 'rolling' needs train_window (periods per fit)")
+        if self.mode == "expanding" and self.train_window is not None:
+            raise ValueError("train_window applies to mode 'rolling' only; remove it or set mode")
+        return self
+
+
 class SplitConfig(_Frozen):
-    """Chronological train/test split: a fraction or a first test date."""
+    """Where the test period is: a chronological split (a fraction or a first test date) or a
+    walk-forward of test blocks (``walk_forward``, which then replaces both)."""
 
     train_fraction: float | None = Field(0.7, gt=0.0, lt=1.0)
     test_start: dt.date | None = None
+    walk_forward: WalkForwardConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_test_start(self) -> SplitConfig:
+        if self.walk_forward is not None and self.test_start is not None:
+            raise ValueError(
+                "give either test_start or walk_forward.first_test, not both (the walk-forward's "
+                "first block starts the test period)"
+            )
+        return self
+
+    def folds(self, index: pd.DatetimeIndex) -> tuple[Split, ...]:
+        """The (train, test) folds over ``index``: one for a chronological split, one per test
+        block for a walk-forward. Test blocks are consecutive and cover the test period."""
+        wf = self.walk_forward
+        if wf is None:
+            return (chronological_split(index, self.train_fraction, self.test_start),)
+        first = int(index.searchsorted(pd.Timestamp(wf.first_test), side="left"))
+        if first < 2 or first > len(index) - 2:
+            raise DataError(
+                f"split.walk_forward.first_test={wf.first_test} leaves {first} training and "
+                f"{len(index) - first} test dates out of {len(index)} "
+                f"({index[0].date()}..{index[-1].date()}); both need at least 2"
+            )
+        window = wf.train_window or first
+        return tuple(walk_forward_folds(index, window, wf.step, mode=wf.mode, start=first))
 
 
 class BacktestConfig(_Frozen):

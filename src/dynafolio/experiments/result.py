@@ -8,6 +8,12 @@ from typing import Any
 import pandas as pd
 
 from dynafolio.backtest.result import BacktestResult
+from dynafolio.splits import Split
+
+
+def agent_run(seed: int, fold: int | None) -> str:
+    """How the report names the run an agent was trained in: ``seed 0`` or ``seed 0, fold 3``."""
+    return f"seed {seed}" + ("" if fold is None else f", fold {fold + 1}")
 
 
 @dataclass(frozen=True)
@@ -90,9 +96,12 @@ class ExperimentResult:
         Experiment-specific analyses (ablations, parameter sweeps, sub-period alphas, final
         weights), keyed by title, shown in the report and written as CSV. Values are already
         in display units; ``attrs["caption"]`` may hold one explanatory sentence.
-    agents : dict of str -> TrainedAgent
-        Trained RL agents by file stem (``<strategy>-seed<k>``), saved with the run so they
-        can be reloaded (``agent_path``) and evaluated again.
+    agents : dict of (str, int, int or None) -> TrainedAgent
+        Trained RL agents by (strategy, seed, walk-forward fold or None), saved with the run
+        so they can be reloaded (``agent_path``) and evaluated again.
+    folds : tuple of Split
+        The walk-forward folds (each block's training and test rows); empty for a single
+        chronological split.
     groups : dict of str -> tuple of str
         Strategy names compared side by side in per-group charts (e.g. one panel per K).
     findings : tuple of str
@@ -116,7 +125,8 @@ class ExperimentResult:
     rolling: pd.DataFrame = field(default_factory=pd.DataFrame)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    agents: dict[str, Any] = field(default_factory=dict)
+    agents: dict[tuple[str, int, int | None], Any] = field(default_factory=dict)
+    folds: tuple[Split, ...] = ()
     findings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     #: Run-level statistics (:class:`dynafolio.experiments.inference.Inference`): the
@@ -126,6 +136,11 @@ class ExperimentResult:
     @property
     def confidence_level(self) -> float:
         return 0.95 if self.inference is None else self.inference.level
+
+    @staticmethod
+    def agent_label(seed: int, fold: int | None) -> str:
+        """How an agent of ``agents`` is named in files and the report: ``seed0-fold3``."""
+        return f"seed{seed}" + ("" if fold is None else f"-fold{fold + 1}")
 
     def select(self, **tags: str | int | float) -> list[StrategyRuns]:
         """The strategies whose tags match, in display order (``select(family="hybrid")``)."""

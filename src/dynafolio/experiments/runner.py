@@ -13,18 +13,18 @@ from dataclasses import dataclass
 import pandas as pd
 
 from dynafolio import metrics
-from dynafolio.backtest import PortfolioConstraints
+from dynafolio.backtest import PortfolioConstraints, ProportionalCost, chain_backtests
 from dynafolio.data import dataset_info, load_dataset, read_prices
 from dynafolio.data.validate import check_history, check_n_assets
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.experiments.config import ExperimentConfig, StrategySpec
 from dynafolio.experiments.executors import ExecutorSettings, execute
+from dynafolio.experiments.folds import fold_tables
 from dynafolio.experiments.inference import findings, infer
 from dynafolio.experiments.result import AnalysisContext, ExperimentResult, StrategyRuns
 from dynafolio.experiments.tasks import RunContext, build_tasks
 from dynafolio.features import periods_per_year, prepare_prices
 from dynafolio.progress import ProgressFactory
-from dynafolio.splits import chronological_split
 from dynafolio.strategies.base import Strategy
 from dynafolio.strategies.registry import BuildContext
 
@@ -102,30 +102,39 @@ def run_experiment(
     """
     prepared = prepared or load_prices(config)
     prices = prepared.prices
-    split = chronological_split(prices.index, config.split.train_fraction, config.split.test_start)
+    folds = config.split.folds(prices.index)
+    train_dates = folds[0].train_dates
+    test_dates = prices.index[folds[0].test.start : folds[-1].test.stop]
     ppy = periods_per_year(prices.index)
-    check_history(prices.loc[split.train_dates], 2, prepared.source)
+    check_history(prices.loc[train_dates], 2, prepared.source)
     check_n_assets(prices.shape[1], 1, f"experiment {config.name!r}")
     rf_annual = config.backtest.risk_free_rate
 
     context = RunContext.build(config, prepared)
     tasks = build_tasks(context)
     results = execute(tasks, context, executor, progress)
-    outcomes = {(t.entry, t.seed): results[t.id] for t in tasks if t.kind == "backtest"}
+    outcomes = {(t.entry, t.seed, t.fold): results[t.id] for t in tasks if t.kind == "backtest"}
+    cost_model = ProportionalCost(config.backtest.transaction_cost)
     all_runs: list[StrategyRuns] = []
     agents = {}
     for entry, item in enumerate(context.plan):
-        runs = tuple(outcomes[(entry, seed)].result for seed in item.seeds)
+        runs = []
         for seed in item.seeds:
-            if outcomes[(entry, seed)].agent is not None:
-                agents[(item.name, seed)] = outcomes[(entry, seed)].agent
-        all_runs.append(StrategyRuns(item.name, runs, item.seeds, item.learned, item.tags))
+            parts = [outcomes[(entry, seed, fold)] for fold in range(len(folds))]
+            rebalances = item.build(seed).rebalances
+            runs.append(
+                chain_backtests([p.result for p in parts], item.universe, cost_model, rebalances)
+            )
+            for fold, part in enumerate(parts):
+                if part.agent is not None:
+                    agents[(item.name, seed, fold if len(folds) > 1 else None)] = part.agent
+        all_runs.append(StrategyRuns(item.name, tuple(runs), item.seeds, item.learned, item.tags))
 
     per_seed = _per_seed_metrics(all_runs, ppy, rf_annual)
     table, inference = infer(
         all_runs, _aggregate(per_seed), config.benchmark, ppy, rf_annual, config.seed
     )
-    stress, stress_notes = _stress(all_runs, config, ppy, rf_annual, split.test_dates)
+    stress, stress_notes = _stress(all_runs, config, ppy, rf_annual, test_dates)
     notes = [
         *config.notes,
         *prepared.notes,
@@ -149,8 +158,9 @@ def run_experiment(
         table=table,
         stress=stress,
         prices=prices,
-        train_dates=split.train_dates,
-        test_dates=split.test_dates,
+        train_dates=train_dates,
+        test_dates=test_dates,
+        folds=folds if len(folds) > 1 else (),
         periods_per_year=ppy,
         asset_classes=prepared.asset_classes,
         benchmark=benchmark,
@@ -162,7 +172,8 @@ def run_experiment(
         notes=tuple(notes),
     )
     analysis = AnalysisContext(config, prepared, progress, executor)
-    return dataclasses.replace(result, tables={**result.tables, **analyse(result, analysis)})
+    tables = {**fold_tables(result, rf_annual), **analyse(result, analysis)}
+    return dataclasses.replace(result, tables={**result.tables, **tables})
 
 
 def analyse(result: ExperimentResult, context: AnalysisContext) -> dict[str, pd.DataFrame]:

@@ -1,5 +1,5 @@
 """An experiment as a graph of tasks: shared forecast streams, then one backtest per
-(strategy, seed).
+(strategy, seed, fold).
 
 Each task is a pure function of the run's context (validated config + prepared prices) and its
 own small description, returning a result object; nothing it does depends on which process
@@ -12,6 +12,13 @@ runs it or on what ran before. The graph is assembled in a fixed order, so the r
 LSTM-only Top-K rules and the hybrid's test-time scores of one seed share one stream, the three
 hybrids share their training-period stream, the S2 allocation rules share one LSTM stream.
 *Backtest tasks* depend on the streams their strategy replays.
+
+A walk-forward run (``split.walk_forward``) has one backtest task per test block (*fold*): a
+fresh strategy fitted on the data before the block, deciding inside it. The runner chains the
+folds of a (strategy, seed) into one record (:func:`~dynafolio.backtest.engine.chain_backtests`).
+A stream whose decision rows are the first rows of another's — the hybrid's training-period
+forecasts of successive folds — is that stream's beginning, so it is computed once (a
+walk-forward forecast at a row depends only on the data up to that row).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from dynafolio.backtest.engine import rebalance_schedule
 from dynafolio.backtest.result import BacktestResult
 from dynafolio.experiments.config import ExperimentConfig
 from dynafolio.seeding import seed_everything
-from dynafolio.splits import chronological_split
+from dynafolio.splits import Split
 from dynafolio.strategies.base import StreamSpec
 
 
@@ -41,6 +48,7 @@ class Task:
     entry: int
     seed: int
     label: str
+    fold: int = 0
     stream: str | None = None  # stream tasks: the stream's name in the strategy
     deps: tuple[str, ...] = ()
     dep_names: tuple[str, ...] = ()  # backtest tasks: the stream name of each dependency
@@ -62,92 +70,151 @@ class RunContext:
     config: ExperimentConfig
     prepared: Any  # runner.PreparedData
     plan: list = field(default_factory=list)  # runner.PlannedStrategy, in config order
-    test_start: pd.Timestamp | None = None
-    test_end: pd.Timestamp | None = None
+    folds: tuple[Split, ...] = ()  # one for a chronological split, one per walk-forward block
 
     @classmethod
     def build(cls, config: ExperimentConfig, prepared) -> RunContext:
         from dynafolio.experiments.runner import plan_strategies
 
-        split = chronological_split(
-            prepared.prices.index, config.split.train_fraction, config.split.test_start
-        )
         return cls(
             config=config,
             prepared=prepared,
             plan=plan_strategies(config, prepared),
-            test_start=split.test_dates[0],
-            test_end=split.test_dates[-1],
+            folds=config.split.folds(prepared.prices.index),
         )
+
+    @property
+    def test_start(self) -> pd.Timestamp:
+        return self.folds[0].test_dates[0]
+
+    @property
+    def test_end(self) -> pd.Timestamp:
+        return self.folds[-1].test_dates[-1]
 
     def run(self, task: Task, dep_results: list[Any]) -> Any:
         """Execute one task of this run (what every executor calls)."""
         return run_task(self, task, dep_results)
 
-    def call_rows(self, entry: int, strategy) -> list[int]:
-        """Rows at which the engine will ask ``strategy`` (of plan ``entry``) for weights."""
+    def fit_start(self, fold: int) -> pd.Timestamp | None:
+        """First date a fold's strategy sees (None: from the start of the data)."""
+        train = self.folds[fold].train
+        return None if train.start == 0 else self.folds[fold].index[train.start]
+
+    def call_rows(self, entry: int, strategy, fold: int = 0) -> list[int]:
+        """Rows at which the engine will ask ``strategy`` (of plan ``entry``) for weights in
+        ``fold``."""
         item = self.plan[entry]
+        dates = self.folds[fold].test_dates
         rows, trades = rebalance_schedule(
             item.universe.index,
-            self.test_start,
-            self.test_end,
+            dates[0],
+            dates[-1],
             self.config.backtest.rebalance_every,
             strategy.rebalances,
         )
         return [int(r) for r in rows[trades]]
 
+    def streams(self, entry: int, strategy, fold: int) -> dict[str, StreamSpec]:
+        """The forecast streams ``strategy`` replays in ``fold``."""
+        return strategy.streams(
+            self.call_rows(entry, strategy, fold), first_row=self.folds[fold].train.start
+        )
+
 
 def stream_key(spec: StreamSpec, prices: pd.DataFrame) -> str:
     """Identity of a forecast stream: forecaster class and parameters (seed included), refit
     schedule, decision rows and the prices they see. Equal keys give equal forecasts."""
-    digest = hashlib.sha256()
-    digest.update(type(spec.template).__qualname__.encode())
-    digest.update(repr(sorted(spec.template.get_params().items())).encode())
-    digest.update(repr(spec.schedule).encode())
+    digest = hashlib.sha256(_stream_family(spec, prices).encode())
     digest.update(repr(spec.rows).encode())
-    digest.update(repr(list(prices.columns)).encode())
     seen = prices.iloc[: max(spec.rows) + 1] if spec.rows else prices.iloc[:0]
     digest.update(pd.util.hash_pandas_object(seen, index=True).to_numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
+def _stream_family(spec: StreamSpec, prices: pd.DataFrame) -> str:
+    """What two streams must share for one to be the other's beginning: everything but rows."""
+    digest = hashlib.sha256()
+    digest.update(type(spec.template).__qualname__.encode())
+    digest.update(repr(sorted(spec.template.get_params().items())).encode())
+    digest.update(repr(spec.schedule).encode())
+    digest.update(repr(spec.first_row).encode())
+    # Within a run, equal columns are equal prices (every universe is a column subset of the
+    # run's one price frame), so the prices' identity is checked by stream_key on what is seen.
+    digest.update(repr(list(prices.columns)).encode())
+    return digest.hexdigest()
+
+
+def _longest_extensions(specs: list[tuple[StreamSpec, pd.DataFrame]]) -> list[int]:
+    """For each stream, the index of the longest stream of the list that begins with it (on
+    the same prices, forecaster and schedule) — itself when none is longer."""
+    families = [_stream_family(spec, prices) for spec, prices in specs]
+    chosen = []
+    for i, (spec, _) in enumerate(specs):
+        best = i
+        for j, (other, _) in enumerate(specs):
+            if (
+                families[j] == families[i]
+                and len(other.rows) > len(specs[best][0].rows)
+                and other.rows[: len(spec.rows)] == spec.rows
+            ):
+                best = j
+        chosen.append(best)
+    return chosen
+
+
 def build_tasks(context: RunContext) -> list[Task]:
     """The run's tasks in a fixed order: streams first (each distinct one once), then every
-    (strategy, seed) backtest in config order."""
-    streams: dict[str, Task] = {}
-    backtests: list[Task] = []
+    (strategy, seed, fold) backtest in config order."""
+    wanted = []  # (entry, seed, fold, stream name, spec), in a fixed order
     for entry, item in enumerate(context.plan):
         for seed in item.seeds:
             strategy = item.build(seed)
-            specs = strategy.streams(context.call_rows(entry, strategy))
-            deps, names = [], []
-            for name, spec in specs.items():
-                key = "stream-" + stream_key(spec, item.universe)
-                if key not in streams:
-                    streams[key] = Task(
-                        id=key,
-                        kind="stream",
+            for fold in range(len(context.folds)):
+                for name, spec in context.streams(entry, strategy, fold).items():
+                    wanted.append((entry, seed, fold, name, spec))
+    specs = [(spec, context.plan[entry].universe) for entry, _, _, _, spec in wanted]
+    extension = _longest_extensions(specs)
+    streams: dict[str, Task] = {}
+    uses: dict[tuple[int, int, int], list[tuple[str, str]]] = {}
+    for (entry, seed, fold, name, _), longest in zip(wanted, extension, strict=True):
+        long_entry, long_seed, long_fold, long_name, long_spec = wanted[longest]
+        key = "stream-" + stream_key(long_spec, specs[longest][1])
+        if key not in streams:
+            streams[key] = Task(
+                id=key,
+                kind="stream",
+                entry=long_entry,
+                seed=long_seed,
+                fold=long_fold,
+                label=f"forecasts for {context.plan[long_entry].name} ({long_name}, seed "
+                f"{long_seed}{_fold_label(context, long_fold)})",
+                stream=long_name,
+                weight=30,  # first: hybrids and forecast rules wait for them
+            )
+        uses.setdefault((entry, seed, fold), []).append((key, name))
+    backtests: list[Task] = []
+    for entry, item in enumerate(context.plan):
+        for seed in item.seeds:
+            for fold in range(len(context.folds)):
+                deps = uses.get((entry, seed, fold), [])
+                backtests.append(
+                    Task(
+                        id=f"backtest-{entry}-{seed}-{fold}",
+                        kind="backtest",
                         entry=entry,
                         seed=seed,
-                        label=f"forecasts for {item.name} ({name}, seed {seed})",
-                        stream=name,
-                        weight=30,  # first: hybrids and forecast rules wait for them
+                        fold=fold,
+                        label=f"{item.name} (seed {seed}{_fold_label(context, fold)})",
+                        deps=tuple(key for key, _ in deps),
+                        dep_names=tuple(name for _, name in deps),
+                        weight=20 if item.learned else 1,
                     )
-                deps.append(key)
-                names.append(name)
-            backtests.append(
-                Task(
-                    id=f"backtest-{entry}-{seed}",
-                    kind="backtest",
-                    entry=entry,
-                    seed=seed,
-                    label=f"{item.name} (seed {seed})",
-                    deps=tuple(deps),
-                    dep_names=tuple(names),
-                    weight=20 if item.learned else 1,
                 )
-            )
     return [*streams.values(), *backtests]
+
+
+def _fold_label(context: RunContext, fold: int) -> str:
+    return f", fold {fold + 1}/{len(context.folds)}" if len(context.folds) > 1 else ""
 
 
 def run_task(context: RunContext, task: Task, dep_results: list[Any]) -> Any:
@@ -157,8 +224,10 @@ def run_task(context: RunContext, task: Task, dep_results: list[Any]) -> Any:
     item = context.plan[task.entry]
     strategy = item.build(task.seed)
     if task.kind == "stream":
-        spec = strategy.streams(context.call_rows(task.entry, strategy))[task.stream]
-        return compute_stream(spec.template, spec.schedule, item.universe, list(spec.rows))
+        spec = context.streams(task.entry, strategy, task.fold)[task.stream]
+        return compute_stream(
+            spec.template, spec.schedule, item.universe, list(spec.rows), spec.first_row
+        )
     if task.kind != "backtest":  # pragma: no cover - build_tasks makes only these two
         raise ValueError(f"unknown task kind {task.kind!r}")
     if task.deps:
@@ -168,16 +237,17 @@ def run_task(context: RunContext, task: Task, dep_results: list[Any]) -> Any:
     seed_everything(task.seed)
     from dynafolio.progress import progress_bar
 
-    n_decisions = len(item.universe.loc[context.test_start : context.test_end])
+    dates = context.folds[task.fold].test_dates
     result = run_backtest(
         strategy,
         item.universe,
-        context.test_start,
-        context.test_end,
+        dates[0],
+        dates[-1],
         rebalance_every=context.config.backtest.rebalance_every,
         cost_model=ProportionalCost(context.config.backtest.transaction_cost),
         constraints=item.constraints,
-        progress=progress_bar(task.label, n_decisions),
+        fit_start=context.fit_start(task.fold),
+        progress=progress_bar(task.label, len(dates)),
     )
     agent = None
     if hasattr(strategy, "agent_") and getattr(strategy, "agent_path", None) is None:

@@ -16,7 +16,7 @@ import pandas as pd
 from markupsafe import Markup
 
 import dynafolio
-from dynafolio.experiments.result import ExperimentResult
+from dynafolio.experiments.result import ExperimentResult, agent_run
 from dynafolio.metrics import METRIC_INFO
 from dynafolio.paths import file_stem
 from dynafolio.report import interactive, plots
@@ -101,7 +101,7 @@ def _setup(result: ExperimentResult, manifest: Mapping) -> list[tuple[str, str]]
         ("Dataset", str(_get(config, "data", "dataset", default=MISSING))),
         ("Frequency", str(_get(config, "data", "frequency", default=MISSING))),
         ("Assets", str(n_assets)),
-        ("Train", _date_range(result.train_dates)),
+        ("Train", _date_range(result.train_dates) + _walk_forward_text(result)),
         ("Test", _date_range(result.test_dates)),
         ("Transaction cost", _transaction_cost(_get(config, "backtest", "transaction_cost"))),
         ("Rebalance", _rebalance(_get(config, "backtest", "rebalance_every"))),
@@ -110,6 +110,17 @@ def _setup(result: ExperimentResult, manifest: Mapping) -> list[tuple[str, str]]
         ("Data SHA-256", str(sha_text)),
         ("Created", str(_get(manifest, "created", default=MISSING))),
     ]
+
+
+def _walk_forward_text(result: ExperimentResult) -> str:
+    if not result.folds:
+        return ""
+    expanding = all(fold.train.start == 0 for fold in result.folds)
+    return (
+        f" before the first block; walk-forward: {len(result.folds)} test blocks of "
+        f"{len(result.folds[0].test_dates)} periods, every model refit before each on "
+        f"{'all earlier data' if expanding else 'a rolling window'}"
+    )
 
 
 def _results_table(result: ExperimentResult) -> dict[str, Any]:
@@ -276,7 +287,7 @@ def _interactive(result: ExperimentResult) -> dict[str, Markup]:
 def _agent_lines(result: ExperimentResult) -> list[str]:
     """One sentence per trained agent: its periods, budget and whether it beats chance."""
     lines = []
-    for (name, seed), agent in result.agents.items():
+    for (name, seed, fold), agent in result.agents.items():
         base = agent.random_baseline or {}
         periods = ""
         if agent.training_period and agent.validation_period:
@@ -293,7 +304,8 @@ def _agent_lines(result: ExperimentResult) -> list[str]:
             )
         else:
             chance = "no random baseline recorded"
-        lines.append(f"{name} (seed {seed}): {periods}{agent.num_timesteps:,} timesteps; {chance}.")
+        run = agent_run(seed, fold)
+        lines.append(f"{name} ({run}): {periods}{agent.num_timesteps:,} timesteps; {chance}.")
     return lines
 
 

@@ -13,7 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from dynafolio.experiments.result import ExperimentResult, StrategyRuns
+from dynafolio.experiments.result import ExperimentResult, StrategyRuns, agent_run
+from dynafolio.report.plots import fold_starts
 
 __all__ = ["drawdown_figure", "equity_figure", "figure_div", "plotly_js", "sharpe_figure"]
 
@@ -96,11 +97,21 @@ def equity_figure(result: ExperimentResult) -> go.Figure:
             )
         )  # fmt: skip
     figure.update_layout(
-        title="Net equity (log scale); shaded: range over seeds",
+        title="Net equity (log scale); shaded: range over seeds" + _fold_note(result),
         yaxis={"type": "log", "title": "equity (start = 1)"},
         **_layout(),
     )
+    _mark_folds(result, figure)
     return figure
+
+
+def _mark_folds(result: ExperimentResult, figure: go.Figure) -> None:
+    for date in fold_starts(result):
+        figure.add_vline(x=date, line={"color": "grey", "dash": "dot", "width": 1})
+
+
+def _fold_note(result: ExperimentResult) -> str:
+    return "; dotted: walk-forward refits" if result.folds else ""
 
 
 def drawdown_figure(result: ExperimentResult) -> go.Figure:
@@ -118,7 +129,12 @@ def drawdown_figure(result: ExperimentResult) -> go.Figure:
                 hovertemplate="%{x|%Y-%m-%d}: %{y:.1%}<extra>" + runs.name + "</extra>",
             )
         )  # fmt: skip
-    figure.update_layout(title="Drawdown of net equity", yaxis={"tickformat": ".0%"}, **_layout())
+    figure.update_layout(
+        title="Drawdown of net equity" + _fold_note(result),
+        yaxis={"tickformat": ".0%"},
+        **_layout(),
+    )
+    _mark_folds(result, figure)
     return figure
 
 
@@ -183,10 +199,10 @@ def training_figure(result: ExperimentResult) -> go.Figure | None:
         rows=1, cols=2, subplot_titles=("validation log-growth", "entropy loss (training)")
     )
     colors = _colors(result)
-    for (name, seed), agent in result.agents.items():
+    for (name, seed, fold), agent in result.agents.items():
         history = pd.DataFrame(agent.history)
         log = pd.DataFrame(agent.diagnostics)
-        label = f"{name} (seed {seed})"
+        label = f"{name} ({agent_run(seed, fold)})"
         color = colors.get(name, "#444")
         if not history.empty:
             figure.add_trace(

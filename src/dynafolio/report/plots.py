@@ -190,6 +190,22 @@ def _line_chart(result: ExperimentResult, series: dict[str, pd.Series], ax) -> N
     ax.legend(**_LEGEND)
 
 
+def fold_starts(result: ExperimentResult) -> list[pd.Timestamp]:
+    """Where a walk-forward run refits: the decision date opening each block after the first
+    (none for a single split)."""
+    return [fold.index[fold.test.start - 1] for fold in result.folds[1:]]
+
+
+def _mark_folds(result: ExperimentResult, ax) -> str:
+    """Dotted vertical lines at the walk-forward refits; the words for the title."""
+    starts = fold_starts(result)
+    for date in starts:
+        ax.axvline(date, color="grey", linestyle=":", linewidth=0.9, zorder=1)
+    if not starts:
+        return "test period"
+    return f"walk-forward record, {len(result.folds)} blocks (dotted: refits)"
+
+
 def plot_equity_curves(result: ExperimentResult, path: str | Path) -> Path:
     """Net equity of every strategy over the test period, on a log axis.
 
@@ -218,7 +234,8 @@ def plot_equity_curves(result: ExperimentResult, path: str | Path) -> Path:
         _log_ticks(ax, lo / 1.03, hi * 1.03)
     ax.axhline(1.0, color="grey", linewidth=0.8, zorder=1)
     ax.set_ylabel("Net equity (start = 1, log scale)")
-    ax.set_title("Equity curves, test period (net of costs, mean over seeds)", loc="left")
+    period = _mark_folds(result, ax)
+    ax.set_title(f"Equity curves, {period} (net of costs, mean over seeds)", loc="left")
     return _save(fig, path)
 
 
@@ -243,7 +260,8 @@ def plot_drawdowns(result: ExperimentResult, path: str | Path) -> Path:
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
     ax.axhline(0.0, color="grey", linewidth=0.8, zorder=1)
     ax.set_ylabel("Drawdown from peak")
-    ax.set_title("Drawdowns, test period (net of costs, mean over seeds)", loc="left")
+    period = _mark_folds(result, ax)
+    ax.set_title(f"Drawdowns, {period} (net of costs, mean over seeds)", loc="left")
     return _save(fig, path)
 
 

@@ -55,8 +55,9 @@ class Strategy(ABC):
         """What a reader of the results should know about this run (fallbacks, skipped assets)."""
         return tuple(getattr(self, "notes_", ()))
 
-    def streams(self, decision_rows: list[int]) -> dict[str, StreamSpec]:
-        """The walk-forward forecast streams a backtest at ``decision_rows`` computes.
+    def streams(self, decision_rows: list[int], first_row: int = 0) -> dict[str, StreamSpec]:
+        """The walk-forward forecast streams a backtest at ``decision_rows`` computes, its
+        history starting at ``first_row`` (``run_backtest``'s ``fit_start``).
 
         A parallel run computes each distinct stream once and hands it to every strategy
         that needs it (:meth:`replay_forecasts`). Strategies without a forecaster have none.
@@ -73,13 +74,15 @@ class Strategy(ABC):
 class StreamSpec:
     """A forecast stream: ``template`` refit on ``schedule``, forecasting at ``rows``.
 
-    ``rows`` index the price frame the strategy is backtested on; the forecasts are those of
+    ``rows`` index the price frame the strategy is backtested on, whose history starts at
+    ``first_row`` (a rolling walk-forward fold); the forecasts are those of
     :func:`dynafolio.strategies.forecast.compute_stream` on that frame.
     """
 
     template: Any
     schedule: Any
     rows: tuple[int, ...]
+    first_row: int = 0
 
 
 def normalise(weights: pd.Series) -> pd.Series:

@@ -136,8 +136,8 @@ class ForecastStrategy(Strategy):
     def schedule(self) -> RefitSchedule:
         return RefitSchedule(self.retrain_every, self.train_window)
 
-    def streams(self, decision_rows: list[int]) -> dict[str, StreamSpec]:
-        return {"test": StreamSpec(self.forecaster, self.schedule, tuple(decision_rows))}
+    def streams(self, decision_rows: list[int], first_row: int = 0) -> dict[str, StreamSpec]:
+        return {"test": StreamSpec(self.forecaster, self.schedule, tuple(decision_rows), first_row)}
 
     def fit(self, history: MarketHistory) -> Self:
         super().fit(history)

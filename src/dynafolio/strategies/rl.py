@@ -170,15 +170,16 @@ class PPOAllocatorStrategy(Strategy):
         """Refits of the hybrid's forecaster, in training and at test time alike."""
         return RefitSchedule(self.score_refit_every)
 
-    def streams(self, decision_rows: list[int]) -> dict[str, StreamSpec]:
+    def streams(self, decision_rows: list[int], first_row: int = 0) -> dict[str, StreamSpec]:
         """The hybrid's forecast streams: ``"train"`` over the training rows after the initial
         window, ``"test"`` over the decisions (PPO-only has none)."""
         if self.forecaster is None:
             return {}
-        train_rows = tuple(range(self.score_initial_window, decision_rows[0] + 1))
+        train_rows = tuple(range(first_row + self.score_initial_window, decision_rows[0] + 1))
+        schedule = self.score_schedule
         return {
-            "train": StreamSpec(self.forecaster, self.score_schedule, train_rows),
-            "test": StreamSpec(self.forecaster, self.score_schedule, tuple(decision_rows)),
+            "train": StreamSpec(self.forecaster, schedule, train_rows, first_row),
+            "test": StreamSpec(self.forecaster, schedule, tuple(decision_rows), first_row),
         }
 
     def _scores_now(self, history: MarketHistory) -> np.ndarray:

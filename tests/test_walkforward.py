@@ -1,0 +1,239 @@
+"""Walk-forward runs: folds from the config, blocks chained into one honest record, fold
+tables, shared training-period streams, and the same result whatever executes it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from conftest import make_prices
+from dynafolio.backtest import ProportionalCost, chain_backtests, run_backtest
+from dynafolio.errors import ConfigError, DataError
+from dynafolio.experiments.config import SplitConfig, validate_config
+from dynafolio.experiments.executors import ExecutorSettings
+from dynafolio.experiments.runner import PreparedData, run_experiment
+from dynafolio.experiments.tasks import RunContext, build_tasks
+from dynafolio.strategies import EqualWeightStrategy
+from dynafolio.strategies.classical import BuyAndHoldStrategy
+
+INDEX = pd.date_range("2019-01-04", periods=100, freq="W-FRI", name="date")
+TINY_LSTM = {"lookback": 6, "hidden": 4, "epochs": 2, "min_windows": 5}
+TINY_PPO = {
+    "n_steps": 32,
+    "batch_size": 32,
+    "n_envs": 2,
+    "total_timesteps": 64,
+    "eval_every": 64,
+    "episode_length": 10,
+    "net_arch": [8],
+}
+
+
+def test_expanding_folds_start_at_first_test_and_cover_the_rest_in_blocks():
+    split = SplitConfig(walk_forward={"first_test": INDEX[60].date(), "step": 15})
+    folds = split.folds(INDEX)
+    assert [f.test.start for f in folds] == [60, 75, 90]
+    assert folds[-1].test.stop == 100
+    assert all(f.train == slice(0, f.test.start) for f in folds)
+
+
+def test_rolling_folds_fit_on_a_fixed_window():
+    split = SplitConfig(
+        walk_forward={
+            "first_test": INDEX[60].date(),
+            "step": 20,
+            "mode": "rolling",
+            "train_window": 40,
+        }  # fmt: skip
+    )
+    folds = split.folds(INDEX)
+    assert [(f.train.start, f.train.stop) for f in folds] == [(20, 60), (40, 80)]
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        ({"walk_forward": {"first_test": "2020-01-03"}, "test_start": "2020-01-03"}, "not both"),
+        ({"walk_forward": {"first_test": "2020-01-03", "mode": "rolling"}}, "train_window"),
+        ({"walk_forward": {"first_test": "2020-01-03", "step": 0}}, "step"),
+    ],
+)
+def test_bad_walk_forward_settings_name_the_key(split, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config({"name": "x", "split": split, "strategies": [{"kind": "equal_weight"}]})
+
+
+def test_a_first_test_date_outside_the_data_is_explained():
+    split = SplitConfig(walk_forward={"first_test": "2030-01-04"})
+    with pytest.raises(DataError, match="walk_forward.first_test"):
+        split.folds(INDEX)
+
+
+def _chain(strategy_class, prices, starts, **kwargs):
+    cost = ProportionalCost(0.01)
+    bounds = [*starts, None]
+    parts = []
+    for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
+        last = None if end is None else prices.index[prices.index.get_loc(end) - 1]
+        parts.append(run_backtest(strategy_class(**kwargs), prices, begin, last, cost_model=cost))
+    return parts, cost
+
+
+def test_chained_blocks_of_a_stateless_rule_equal_one_backtest():
+    """Equal weight decides the same whether refit or not, so chaining its blocks must give
+    exactly the single backtest: the first trade of a block trades from drifted holdings."""
+    prices = make_prices(n_periods=80, n_assets=4, late=0)
+    starts = [prices.index[40], prices.index[55], prices.index[70]]
+    parts, cost = _chain(EqualWeightStrategy, prices, starts)
+    chained = chain_backtests(parts, prices, cost)
+    whole = run_backtest(EqualWeightStrategy(), prices, starts[0], cost_model=cost)
+    pd.testing.assert_frame_equal(chained.ledger, whole.ledger)
+    pd.testing.assert_frame_equal(chained.weights, whole.weights)
+    # A block alone buys in from cash; in the record it only trims the drift.
+    second = prices.index[54]
+    assert parts[1].ledger["turnover"].iloc[0] == pytest.approx(1.0)
+    assert chained.ledger["turnover"].loc[prices.index[55]] < 0.2
+    assert chained.weights.index[0] == prices.index[39] and second in chained.weights.index
+
+
+def test_buy_and_hold_trades_once_over_the_whole_record():
+    prices = make_prices(n_periods=80, n_assets=3, late=0)
+    starts = [prices.index[40], prices.index[60]]
+    parts, cost = _chain(BuyAndHoldStrategy, prices, starts, asset="A1")
+    chained = chain_backtests(parts, prices, cost, rebalances=False)
+    assert int(chained.rebalanced.sum()) == 1
+    assert (chained.ledger["turnover"].iloc[1:] == 0).all()
+
+
+def test_blocks_with_a_hole_between_them_are_refused():
+    prices = make_prices(n_periods=80, n_assets=3, late=0)
+    cost = ProportionalCost(0.0)
+    first = run_backtest(EqualWeightStrategy(), prices, prices.index[40], prices.index[49])
+    later = run_backtest(EqualWeightStrategy(), prices, prices.index[55], cost_model=cost)
+    with pytest.raises(ValueError, match="follow each other"):
+        chain_backtests([first, later], prices, cost)
+
+
+STRATEGIES = [
+    {"kind": "equal_weight"},
+    {"kind": "hrp", "estimation": "static", "window": None, "min_periods": 10},
+    {
+        "kind": "forecast_topk",
+        "name": "LSTM-only Top-2",
+        "k": 2,
+        "retrain_every": 14,
+        "forecaster": {"model": "univariate_lstm", "params": TINY_LSTM},
+    },
+    {
+        "kind": "ppo_topk",
+        "name": "Hybrid Top-2",
+        "k": 2,
+        "lookback": 4,
+        "ppo": TINY_PPO,
+        "score_initial_window": 40,
+        "score_refit_every": 14,
+        "forecaster": {"model": "univariate_lstm", "params": TINY_LSTM},
+    },
+    {"kind": "random_topk", "name": "Random Top-2", "k": 2},
+]
+
+
+def _setup(split, strategies=STRATEGIES, n_seeds=1):
+    prices = make_prices(n_periods=140, n_assets=4, late=20)
+    config = validate_config(
+        {"name": "wf", "split": split, "strategies": strategies, "n_seeds": n_seeds}
+    )
+    return config, PreparedData(prices, "synthetic", "0" * 64, {})
+
+
+WALK = {"walk_forward": {"first_test": "2020-12-04", "step": 14}}
+
+
+@pytest.fixture(scope="module")
+def walk():
+    config, prepared = _setup(WALK)
+    return run_experiment(config, prepared=prepared)
+
+
+def test_a_walk_forward_run_scores_one_record_and_tables_each_fold(walk):
+    assert len(walk.folds) == 3
+    assert walk.test_dates[0] == pd.Timestamp("2020-12-04")
+    assert walk.test_dates[-1] == walk.prices.index[-1]
+    for runs in walk.strategies:
+        assert runs.first.ledger.index.equals(walk.test_dates)
+    folds = walk.tables["Walk-forward folds"]
+    assert len(folds) == 3
+    by_fold = walk.tables["Sharpe ratio by fold"]
+    assert list(by_fold.index) == [r.name for r in walk.strategies]
+    ranks = walk.tables["Ranking of the learned strategies by fold"]
+    assert set(ranks.index) == {"LSTM-only Top-2", "Hybrid Top-2", "Random Top-2"}
+    # One agent per fold, each trained only on data before its block.
+    agents = {key: a for key, a in walk.agents.items() if key[0] == "Hybrid Top-2"}
+    assert sorted(fold for _, _, fold in agents) == [0, 1, 2]
+    for (_, _, fold), agent in agents.items():
+        opening = walk.folds[fold].index[walk.folds[fold].test.start - 1]
+        assert pd.Timestamp(agent.validation_period[1]) <= opening
+
+
+def test_the_hybrid_training_streams_of_all_folds_are_one_stream():
+    config, prepared = _setup(WALK)
+    tasks = build_tasks(RunContext.build(config, prepared))
+    streams = [t for t in tasks if t.kind == "stream"]
+    # One test-period stream per fold (LSTM-only and the hybrid share it) and one
+    # training-period stream for all folds: each fold's is the beginning of the last one's.
+    assert len(streams) == 3 + 1
+    train = [t for t in streams if t.stream == "train"]
+    assert len(train) == 1 and train[0].fold == 2
+
+
+def test_the_last_fold_equals_a_single_split_starting_there(walk):
+    """Sharing one training-period stream between folds changes nothing: the last fold's
+    decisions are those of a plain run whose test period is that fold."""
+    start = walk.folds[-1].test_dates[0]
+    config, prepared = _setup({"train_fraction": None, "test_start": str(start.date())})
+    alone = run_experiment(config, prepared=prepared)
+    for runs, single in zip(walk.strategies, alone.strategies, strict=True):
+        # Every row trades (weekly rebalancing), so the held weights are the decisions.
+        decided = runs.first.weights.loc[single.first.weights.index]
+        pd.testing.assert_frame_equal(decided, single.first.weights, obj=runs.name)
+
+
+def test_local_workers_give_the_serial_walk_forward_exactly(walk):
+    config, prepared = _setup(WALK)
+    local = run_experiment(
+        config, prepared=prepared, executor=ExecutorSettings(kind="local", jobs=2)
+    )
+    assert local.table.to_csv() == walk.table.to_csv()
+    for a, b in zip(walk.strategies, local.strategies, strict=True):
+        pd.testing.assert_frame_equal(a.first.ledger, b.first.ledger)
+
+
+def test_s2_style_refits_inside_a_strategy_equal_a_rolling_walk_forward_split():
+    """S2's 504/63 walk-forward, written two ways: refits inside the strategy on a single
+    split, or a rolling ``split.walk_forward`` whose every block refits once — same weights.
+    (A rule that also estimates on a window longer than the training window would differ: a
+    rolling fold sees only its window and its block so far.)"""
+    rule = {
+        "kind": "forecast_signal",
+        "allocation": "clip",
+        "forecaster": {
+            "model": "stacked_lstm",
+            "params": {"lookback": 6, "units": [4], "epochs": 1},
+        },  # fmt: skip
+    }
+    strategies = [{"kind": "equal_weight"}, {"kind": "hrp", "window": 20, "min_periods": 10}]
+    first = "2021-04-02"
+    inside, _ = _setup(
+        {"train_fraction": None, "test_start": first},
+        [*strategies, {**rule, "retrain_every": 9, "train_window": 60}],
+    )
+    split, prepared = _setup(
+        {"walk_forward": {"first_test": first, "step": 9, "mode": "rolling", "train_window": 60}},
+        [*strategies, rule],
+    )
+    a = run_experiment(inside, prepared=prepared)
+    b = run_experiment(split, prepared=prepared)
+    assert len(b.folds) > 2
+    for x, y in zip(a.strategies, b.strategies, strict=True):
+        pd.testing.assert_frame_equal(x.first.weights, y.first.weights, obj=x.name)
+        pd.testing.assert_frame_equal(x.first.ledger, y.first.ledger, obj=x.name)
