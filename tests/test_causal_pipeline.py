@@ -23,6 +23,7 @@ from dynafolio import features
 from dynafolio.cli import app
 from dynafolio.experiments.config import validate_config
 from dynafolio.experiments.runner import load_prices, run_experiment
+from dynafolio.model_inputs import S2_FEATURES
 
 CLASSES = {"S1": "stocks", "S2": "stocks", "S3": "bonds", "C1": "crypto", "C2": "crypto"}
 TEST_START = "2021-03-05"
@@ -71,6 +72,16 @@ STRATEGIES = [
         for allocation in ("clip", "inverse_vol", "mean_variance", "hrp")
     ],
     {
+        "kind": "forecast_signal",
+        "name": "LSTM + features",
+        "allocation": "clip",
+        "retrain_every": 6,
+        "forecaster": {
+            "model": "stacked_lstm",
+            "params": {**TINY_STACKED, "features": list(S2_FEATURES), "market_asset": "S1"},
+        },
+    },
+    {
         "kind": "price_rule",
         "retrain_every": 8,
         "universe": ["S1", "S2", "S3"],
@@ -78,6 +89,17 @@ STRATEGIES = [
         "forecaster": {
             "model": "price_lstm",
             "params": {"lookback": 6, "hidden": 4, "n_layers": 1, "epochs": 2},
+        },
+    },
+    {
+        "kind": "price_rule",
+        "name": "Price rule per stock, window-scaled",
+        "retrain_every": 8,
+        "universe": ["S1", "S2", "C1"],
+        "constraints": {"long_only": False, "max_position": 0.34},
+        "forecaster": {
+            "model": "price_lstm_per_stock",
+            "params": {"lookback": 6, "hidden": 4, "n_layers": 2, "epochs": 2, "scaling": "window"},
         },
     },
     {

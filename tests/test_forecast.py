@@ -11,13 +11,9 @@ import torch
 
 from dynafolio.errors import DataError
 from dynafolio.forecast.base import Forecaster
-from dynafolio.forecast.lstm import (
-    PriceLSTMForecaster,
-    RecurrentRegressor,
-    StackedLSTMForecaster,
-    TransformerForecaster,
-    UnivariateLSTMForecaster,
-)
+from dynafolio.forecast.lstm import RecurrentRegressor, UnivariateLSTMForecaster
+from dynafolio.forecast.panel import StackedLSTMForecaster, TransformerForecaster
+from dynafolio.forecast.price import PriceLSTMForecaster
 from dynafolio.forecast.training import (
     BatchedLSTM,
     TrainSettings,
@@ -113,24 +109,41 @@ def test_validation_tail_size():
 # --- the batched LSTM is the same function and the same training as the loop --------------
 
 
-def test_batched_lstm_equals_stacked_nn_lstm():
+@pytest.mark.parametrize("units", [(5,), (5, 5, 5)])
+def test_batched_lstm_equals_stacked_nn_lstm(units):
     torch.manual_seed(0)
-    models = [RecurrentRegressor(2, (5,), 3, dropout=0.2).eval() for _ in range(3)]
+    models = [RecurrentRegressor(2, units, 3, dropout=0.2).eval() for _ in range(3)]
     batched = BatchedLSTM.from_regressors(models)
     x = torch.randn(3, 4, 6, 2)
     expected = torch.stack([model(x[m]) for m, model in enumerate(models)])
     torch.testing.assert_close(batched(x), expected, atol=1e-6, rtol=1e-5)
 
 
-def test_hand_written_lstm_backward_matches_finite_differences():
+@pytest.mark.parametrize("sequence", [False, True])
+def test_hand_written_lstm_backward_matches_finite_differences(sequence):
+    """Weights always; with ``sequence`` (a layer under another) every step's h is an
+    output and the input gets a gradient too."""
     torch.manual_seed(0)
-    x = torch.randn(4, 2, 3, 2, dtype=torch.float64)  # (lookback, n_models, batch, n_inputs)
+    x = torch.randn(4, 2, 3, 2, dtype=torch.float64, requires_grad=sequence)
     weights = [
         torch.randn(2, 2, 12, dtype=torch.float64, requires_grad=True),
         torch.randn(2, 12, dtype=torch.float64, requires_grad=True),
         torch.randn(2, 3, 12, dtype=torch.float64, requires_grad=True),
     ]
-    assert torch.autograd.gradcheck(_LSTMRecurrence.apply, (x, *weights))
+    assert torch.autograd.gradcheck(_LSTMRecurrence.apply, (x, *weights, sequence))
+
+
+def test_a_two_layer_batched_lstm_trains_like_the_nn_lstm_it_copies():
+    """One gradient step of the batched two-layer model equals that of each nn.LSTM model."""
+    torch.manual_seed(0)
+    models = [RecurrentRegressor(1, (4, 4), 1, dropout=0.0) for _ in range(2)]
+    batched = BatchedLSTM.from_regressors(models).train()
+    x, y = torch.randn(2, 5, 6, 1), torch.randn(2, 5, 1)
+    (batched(x) - y).pow(2).mean(dim=(1, 2)).sum().backward()
+    for m, model in enumerate(models):
+        (model(x[m]) - y[m]).pow(2).mean().backward()
+        torch.testing.assert_close(batched.upper_ih[0].grad[m], model.layers[1].weight_ih_l0.grad.T)
+        torch.testing.assert_close(batched.weight_ih.grad[m], model.layers[0].weight_ih_l0.grad.T)
 
 
 @pytest.mark.parametrize(

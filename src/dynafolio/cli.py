@@ -221,8 +221,8 @@ def tune(
         typer.Option(
             "--model",
             "-m",
-            help="Forecaster: univariate_lstm, stacked_lstm, "
-            "stacked_gru, transformer or price_lstm.",
+            help="Forecaster: univariate_lstm, stacked_lstm, stacked_gru, transformer, "
+            "price_lstm_per_stock or price_lstm.",
         ),
     ] = "stacked_lstm",
     trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Optuna trials.")] = 10,

@@ -82,10 +82,7 @@ def infer(
     seed: int,
 ) -> tuple[pd.DataFrame, Inference]:
     """The table with the three inference columns, and the run-level statistics."""
-    runs = {
-        r.name: np.column_stack([run.net_returns.to_numpy(dtype=float) for run in r.runs])
-        for r in all_runs
-    }
+    runs = {r.name: r.net_return_matrix() for r in all_runs}
     sharpe = stats.sharpe_table(
         runs, benchmark, periods_per_year, LEVEL, risk_free, n_boot=N_BOOT, seed=seed
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dynafolio.backtest.result import BacktestResult
@@ -47,6 +48,11 @@ class StrategyRuns:
     @property
     def first(self) -> BacktestResult:
         return self.runs[0]
+
+    def net_return_matrix(self) -> np.ndarray:
+        """Net returns of every seed, ``(n_periods, n_seeds)`` — what the paired tests of
+        :mod:`dynafolio.stats` take."""
+        return np.column_stack([run.net_returns.to_numpy(dtype=float) for run in self.runs])
 
     def mean_net_returns(self) -> pd.Series:
         """Per-period net return averaged across seeds (for plots; metrics use each seed)."""

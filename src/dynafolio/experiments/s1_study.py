@@ -228,11 +228,6 @@ def analyse(result: ExperimentResult, context: AnalysisContext) -> dict[str, pd.
     }
 
 
-def _returns(runs: StrategyRuns) -> np.ndarray:
-    """Net returns of every seed, shape (n_periods, n_seeds)."""
-    return np.column_stack([run.net_returns.to_numpy(dtype=float) for run in runs.runs])
-
-
 def _one(result: ExperimentResult, **tags) -> StrategyRuns | None:
     found = result.select(**tags)
     return found[0] if found else None
@@ -246,7 +241,7 @@ def _ablation(result: ExperimentResult) -> pd.DataFrame:
         if hybrid is None or ppo is None:
             continue
         test = stats.sharpe_difference_test(
-            _returns(hybrid), _returns(ppo), result.periods_per_year, seed=k
+            hybrid.net_return_matrix(), ppo.net_return_matrix(), result.periods_per_year, seed=k
         )
         rows[f"K = {k}"] = {
             "Hybrid Sharpe": f"{result.table.loc[hybrid.name, 'sharpe']:.2f}",
@@ -276,7 +271,9 @@ def _variant_table(result: ExperimentResult) -> pd.DataFrame:
     ppy = result.periods_per_year
 
     def test(a: StrategyRuns, b: StrategyRuns) -> str:
-        t = stats.sharpe_difference_test(_returns(a), _returns(b), ppy, seed=VARIANT_K)
+        t = stats.sharpe_difference_test(
+            a.net_return_matrix(), b.net_return_matrix(), ppy, seed=VARIANT_K
+        )
         return f"{t.difference:+.2f} (p = {t.p_value:.2f})"
 
     for variant in variants:

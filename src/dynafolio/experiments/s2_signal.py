@@ -13,8 +13,10 @@ from typing import Any
 
 import pandas as pd
 
+from dynafolio import stats
 from dynafolio.experiments.result import ExperimentResult
 from dynafolio.forecast.registry import FORECASTERS
+from dynafolio.model_inputs import S2_FEATURES
 
 NAME = "s2"
 TITLE = "S2 — LSTM signal pipeline, walk-forward 504/63 days (SPY, TLT, GLD)"
@@ -51,6 +53,19 @@ def default_config() -> dict[str, Any]:
                 **_WALK,
             }
         )
+    # The source's optional features (1–5 period log returns, EWMA volatility, RSI,
+    # Bollinger position, SPY's 20/60-period trend, fractional difference) against the same
+    # LSTM and rule on log returns only.
+    strategies.append(
+        {
+            "kind": "forecast_signal",
+            "name": "LSTM + features (clip ≥ 0)",
+            "allocation": "clip",
+            "forecaster": {"model": "stacked_lstm", "params": {"features": list(S2_FEATURES)}},
+            "tags": {"ablation": "features"},
+            **_WALK,
+        }
+    )
     for model in ("stacked_gru", "transformer"):
         strategies.append(
             {
@@ -120,4 +135,45 @@ def analyse(result: ExperimentResult, context: Any = None) -> dict[str, pd.DataF
         f"Allocation clip(forecast, 0) with each forecaster; Sharpe difference against "
         f"{result.benchmark} ({base:.2f}); std over seeds."
     )
-    return {"Ablation: LSTM vs GRU vs Transformer": table}
+    return {"Ablation: LSTM vs GRU vs Transformer": table, **_feature_ablation(result)}
+
+
+def _feature_ablation(result: ExperimentResult) -> dict[str, pd.DataFrame]:
+    """LSTM + the source's features against the LSTM on log returns, by the paired test."""
+    with_features = result.select(ablation="features")
+    returns_only = result.select(ablation="forecaster", model="stacked_lstm")
+    if not with_features or not returns_only:
+        return {}
+    a, b = with_features[0], returns_only[0]
+    test = stats.sharpe_difference_test(
+        a.net_return_matrix(), b.net_return_matrix(), result.periods_per_year, seed=0
+    )
+    rows = {}
+    for label, runs in (("LSTM + features", a), ("LSTM on returns only", b)):
+        row = result.table.loc[runs.name]
+        rows[label] = {
+            "Sharpe": f"{row['sharpe']:.2f} ± {row['sharpe_std']:.2f}"
+            if pd.notna(row.get("sharpe_std"))
+            else f"{row['sharpe']:.2f}",
+            "95% CI": f"[{row['sharpe_ci_low']:.2f}, {row['sharpe_ci_high']:.2f}]",
+            "CAGR": f"{row['cagr']:.1%}",
+            "max drawdown": f"{row['max_drawdown']:.1%}",
+        }
+    rows["difference"] = {
+        "Sharpe": f"{test.difference:+.2f}",
+        "95% CI": f"[{test.ci_low:+.2f}, {test.ci_high:+.2f}]",
+        "CAGR": "",
+        "max drawdown": f"p = {test.p_value:.3f}",
+    }
+    table = pd.DataFrame(rows).T
+    verdict = (
+        "the features change the Sharpe ratio at the 5% level"
+        if test.p_value < 0.05
+        else "the two are not distinguishable at the 5% level"
+    )
+    table.attrs["caption"] = (
+        f"The same LSTM and clip rule, reading {', '.join(S2_FEATURES)} instead of log returns "
+        f"only; paired test of equal Sharpe ratios on the same dates over dates and seeds "
+        f"(dynafolio.stats.sharpe_difference_test): {verdict} (p = {test.p_value:.3f})."
+    )
+    return {"Ablation: LSTM + features vs LSTM on returns only": table}

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from dynafolio import stats
 from dynafolio.experiments.result import ExperimentResult
 
 NAME = "s4"
@@ -33,6 +34,21 @@ SOURCE_STOCKS = (
 )
 PRESENT = ("TSLA", "NVDA", "AAPL", "MSFT", "AMZN", "JPM")
 MISSING = tuple(s for s in SOURCE_STOCKS if s not in PRESENT)
+
+
+#: The rule on three forecasters: the source's (one univariate price model per stock,
+#: MinMax-scaled on training prices), one multi-output model over all stocks, and the
+#: per-stock model on windows scaled by their own last price (immune to price levels outside
+#: the training range, e.g. NVDA in 2024).
+_VARIANTS = (
+    ("LSTM price rule", "source", {"model": "price_lstm_per_stock", "params": {}}),
+    ("LSTM price rule (multi-output)", "multi-output", {"model": "price_lstm", "params": {}}),
+    (
+        "LSTM price rule (window-scaled)",
+        "window-scaled",
+        {"model": "price_lstm_per_stock", "params": {"scaling": "window"}},
+    ),
+)
 
 
 def default_config() -> dict[str, Any]:
@@ -57,18 +73,22 @@ def default_config() -> dict[str, Any]:
         "strategies": [
             {"kind": "equal_weight", "name": f"1/N ({len(PRESENT)} stocks)", "universe": PRESENT},
             {"kind": "buy_and_hold", "asset": "QQQ"},
-            {
-                "kind": "price_rule",
-                "name": "LSTM price rule",
-                "universe": PRESENT,
-                "max_position": 1 / 3,
-                "constraints": {
-                    "long_only": False,
-                    "max_gross_leverage": 1.0,
+            *[
+                {
+                    "kind": "price_rule",
+                    "name": name,
+                    "tags": {"variant": variant},
+                    "universe": PRESENT,
                     "max_position": 1 / 3,
-                },
-                "forecaster": {"model": "price_lstm", "params": {}},
-            },
+                    "constraints": {
+                        "long_only": False,
+                        "max_gross_leverage": 1.0,
+                        "max_position": 1 / 3,
+                    },
+                    "forecaster": forecaster,
+                }
+                for name, variant, forecaster in _VARIANTS
+            ],
         ],
         "seed": 0,
         "n_seeds": 3,
@@ -88,7 +108,7 @@ def quick(settings: dict[str, Any]) -> dict[str, Any]:
     """One seed, 10 epochs, a smaller network."""
     settings = copy.deepcopy(settings)
     for entry in settings["strategies"]:
-        if entry.get("kind") == "price_rule":
+        if entry.get("kind") == "price_rule":  # every forecaster variant
             params = entry["forecaster"]["params"]
             entry["forecaster"]["params"] = {**params, "epochs": 10, "hidden": 64}
     return {**settings, "n_seeds": 1}
@@ -101,4 +121,36 @@ def analyse(result: ExperimentResult, context: Any = None) -> dict[str, pd.DataF
     table = result.metric_table(list(result.table.index), columns)
     table.index.name = "strategy"
     table.attrs["caption"] = "52-week test; Sharpe in excess of 4.4% a year; mean over seeds."
-    return {"Tear sheet": table}
+    risk_free = context.config.backtest.risk_free_rate if context is not None else 0.0
+    return {"Tear sheet": table, **_variant_table(result, risk_free)}
+
+
+def _variant_table(result: ExperimentResult, risk_free: float) -> dict[str, pd.DataFrame]:
+    """Each forecaster variant against the source's, by the paired test."""
+    source = result.select(variant="source")
+    if not source:
+        return {}
+    rows = {}
+    for runs in result.strategies:
+        variant = runs.tags.get("variant")
+        if variant is None or variant == "source":
+            continue
+        test = stats.sharpe_difference_test(
+            runs.net_return_matrix(), source[0].net_return_matrix(), result.periods_per_year,
+            risk_free=risk_free, seed=0,
+        )  # fmt: skip
+        rows[runs.name] = {
+            "Sharpe": f"{result.table.loc[runs.name, 'sharpe']:.2f}",
+            f"Δ vs {source[0].name}": f"{test.difference:+.2f}",
+            "95% CI of Δ": f"[{test.ci_low:+.2f}, {test.ci_high:+.2f}]",
+            "p-value": f"{test.p_value:.3f}",
+        }
+    if not rows:
+        return {}
+    table = pd.DataFrame(rows).T
+    table.attrs["caption"] = (
+        f"The same rule on other forecasters, against the source's per-stock model "
+        f"({source[0].name}, Sharpe {result.table.loc[source[0].name, 'sharpe']:.2f}): paired "
+        "test of equal Sharpe ratios over the same weeks and the seeds."
+    )
+    return {"Forecaster variants vs the source's per-stock model": table}

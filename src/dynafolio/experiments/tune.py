@@ -69,6 +69,7 @@ SEARCH_SPACES: dict[str, Callable[[optuna.Trial], dict[str, Any]]] = {
     "stacked_gru": _stacked,
     "transformer": _transformer,
     "price_lstm": _price,
+    "price_lstm_per_stock": _price,
 }
 
 

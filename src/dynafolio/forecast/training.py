@@ -200,12 +200,15 @@ def train_network(
 
 
 class _LSTMRecurrence(torch.autograd.Function):
-    """Forward and backward of ``n_models`` one-layer LSTMs over a window; returns the last h.
+    """Forward and backward of ``n_models`` one-layer LSTMs over a window.
 
     Inputs: ``x`` (lookback, n_models, batch, n_inputs), time-major so every step is
     contiguous; ``weight_ih`` (n_models, n_inputs, 4·hidden); ``bias`` (n_models,
     4·hidden); ``weight_hh`` (n_models, hidden, 4·hidden); gates in ``nn.LSTM``'s order
-    (i, f, g, o). Output: ``h_T`` (n_models, batch, hidden). No gradient for ``x`` (data).
+    (i, f, g, o); ``sequence``: return every step's ``h`` (lookback, n_models, batch,
+    hidden), the input of a layer stacked on this one, instead of the last ``h_T``
+    (n_models, batch, hidden). ``x`` gets a gradient when it requires one (a lower layer's
+    output), none when it is data.
 
     The backward pass is written out because autograd through the unrolled loop (a graph of
     ~15 nodes per step) was measured no faster than a loop of ``nn.LSTM``, whose CPU kernel
@@ -214,7 +217,10 @@ class _LSTMRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, weight_ih: Tensor, bias: Tensor, weight_hh: Tensor) -> Tensor:
+    def forward(
+        ctx: Any, x: Tensor, weight_ih: Tensor, bias: Tensor, weight_hh: Tensor,
+        sequence: bool = False,
+    ) -> Tensor:  # fmt: skip
         lookback, n_models, batch, _ = x.shape
         hidden = weight_hh.shape[1]
         gates = x.new_empty(lookback, n_models, batch, 4 * hidden)  # after activation
@@ -235,21 +241,26 @@ class _LSTMRecurrence(torch.autograd.Function):
                 c[t].addcmul_(f, c[t - 1])
             torch.mul(c[t], 2, out=tanh_c[t]).sigmoid_().mul_(2).sub_(1)
             torch.mul(o, tanh_c[t], out=h[t])
-        ctx.save_for_backward(x, weight_hh, gates, c, tanh_c, h)
-        return h[-1].clone()
+        ctx.save_for_backward(x, weight_ih, weight_hh, gates, c, tanh_c, h)
+        ctx.sequence = sequence
+        return h.clone() if sequence else h[-1].clone()
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_h: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight_hh, gates, c, tanh_c, h = ctx.saved_tensors
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight_ih, weight_hh, gates, c, tanh_c, h = ctx.saved_tensors
         lookback, n_models, batch, n_inputs = x.shape
         grad_ih = x.new_zeros(n_models, n_inputs, gates.shape[-1])
         grad_bias = x.new_zeros(n_models, gates.shape[-1])
         grad_hh = torch.zeros_like(weight_hh)
         weight_hh_t = weight_hh.transpose(1, 2).contiguous()
+        weight_ih_t = weight_ih.transpose(1, 2).contiguous()
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         d_gates = x.new_empty(n_models, batch, gates.shape[-1])  # before activation
         d_i, d_f, d_g, d_o = d_gates.chunk(4, dim=-1)
-        d_h = grad_h.contiguous()
+        # The loss reaches h_t through the layer's output (every step for a sequence) and
+        # through h_{t+1}'s recurrence.
+        d_h = (grad_out[-1] if ctx.sequence else grad_out).contiguous()
         d_c = torch.zeros_like(d_h)
         for t in reversed(range(lookback)):
             i, f, g, o = gates[t].chunk(4, dim=-1)
@@ -265,26 +276,39 @@ class _LSTMRecurrence(torch.autograd.Function):
             d_c.mul_(f)
             grad_bias += d_gates.sum(1)
             grad_ih.baddbmm_(x[t].transpose(1, 2), d_gates)
+            if grad_x is not None:
+                torch.bmm(d_gates, weight_ih_t, out=grad_x[t])
             if t:
                 grad_hh.baddbmm_(h[t - 1].transpose(1, 2), d_gates)
                 d_h = torch.bmm(d_gates, weight_hh_t)
-        return None, grad_ih, grad_bias, grad_hh
+                if ctx.sequence:
+                    d_h += grad_out[t - 1]
+        return grad_x, grad_ih, grad_bias, grad_hh, None
 
 
 class BatchedLSTM(nn.Module):
-    """``n_models`` independent one-layer LSTM regressors (LSTM → dropout → linear head).
+    """``n_models`` independent LSTM regressors (``n_layers`` LSTM layers → dropout →
+    linear head), e.g. one per asset.
 
     Every parameter has a leading ``n_models`` dimension (model ``m``'s own weights) and
     each time step is one batched matmul for all models. Hand-written for CPU speed: S1's
     34 small per-asset LSTMs (batch 64, hidden 64, one input) trained one after another
     cannot keep the cores busy; stacked they train faster (``benchmarks/lstm_speed.py``).
     Same function, initialisation distribution and gate order as ``nn.LSTM`` +
-    ``nn.Linear``; :meth:`from_regressors` copies trained models in. Maps ``(n_models,
-    batch, lookback, n_inputs)`` to ``(n_models, batch, n_outputs)``.
+    ``nn.Linear`` (and, with several layers, as :class:`~dynafolio.forecast.lstm.
+    RecurrentRegressor`: dropout after every layer); :meth:`from_regressors` copies trained
+    models in. Maps ``(n_models, batch, lookback, n_inputs)`` to ``(n_models, batch,
+    n_outputs)``.
     """
 
     def __init__(
-        self, n_models: int, n_inputs: int, hidden: int, n_outputs: int, dropout: float
+        self,
+        n_models: int,
+        n_inputs: int,
+        hidden: int,
+        n_outputs: int,
+        dropout: float,
+        n_layers: int = 1,
     ) -> None:
         super().__init__()
         bound = 1.0 / math.sqrt(hidden)  # nn.LSTM's and nn.Linear's default init range
@@ -297,38 +321,65 @@ class BatchedLSTM(nn.Module):
         self.weight_hh = uniform(hidden, 4 * hidden)
         self.bias_ih = uniform(4 * hidden)
         self.bias_hh = uniform(4 * hidden)
+        # Layers above the first read the one below's hidden states.
+        self.upper_ih = nn.ParameterList(uniform(hidden, 4 * hidden) for _ in range(n_layers - 1))
+        self.upper_hh = nn.ParameterList(uniform(hidden, 4 * hidden) for _ in range(n_layers - 1))
+        self.upper_bias_ih = nn.ParameterList(uniform(4 * hidden) for _ in range(n_layers - 1))
+        self.upper_bias_hh = nn.ParameterList(uniform(4 * hidden) for _ in range(n_layers - 1))
         self.head_weight = uniform(hidden, n_outputs)
         self.head_bias = uniform(1, n_outputs)
 
+    def _layers(self) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """``(weight_ih, bias_ih + bias_hh, weight_hh)`` of every layer, bottom first."""
+        layers = [(self.weight_ih, self.bias_ih + self.bias_hh, self.weight_hh)]
+        for w_ih, w_hh, b_ih, b_hh in zip(
+            self.upper_ih, self.upper_hh, self.upper_bias_ih, self.upper_bias_hh, strict=True
+        ):
+            layers.append((w_ih, b_ih + b_hh, w_hh))
+        return layers
+
     @classmethod
     def from_regressors(cls, regressors: Sequence[nn.Module]) -> BatchedLSTM:
-        """Stack trained one-layer LSTM ``dynafolio.forecast.lstm.RecurrentRegressor`` s."""
-        lstm, head = regressors[0].layers[0], regressors[0].head
+        """Stack trained LSTM ``dynafolio.forecast.lstm.RecurrentRegressor`` s (equal sizes)."""
+        first = regressors[0]
+        lstm, head = first.layers[0], first.head
         batched = cls(
             len(regressors), lstm.input_size, lstm.hidden_size, head.out_features,
-            regressors[0].dropout.p,
+            first.dropout.p, n_layers=len(first.layers),
+        )  # fmt: skip
+        uppers = list(
+            zip(batched.upper_ih, batched.upper_hh, batched.upper_bias_ih,
+                batched.upper_bias_hh, strict=True)
         )  # fmt: skip
         with torch.no_grad():
             for m, reg in enumerate(regressors):
-                lstm, head = reg.layers[0], reg.head
-                batched.weight_ih[m] = lstm.weight_ih_l0.T
-                batched.weight_hh[m] = lstm.weight_hh_l0.T
-                batched.bias_ih[m] = lstm.bias_ih_l0
-                batched.bias_hh[m] = lstm.bias_hh_l0
-                batched.head_weight[m] = head.weight.T
-                batched.head_bias[m, 0] = head.bias
+                bottom = reg.layers[0]
+                batched.weight_ih[m] = bottom.weight_ih_l0.T
+                batched.weight_hh[m] = bottom.weight_hh_l0.T
+                batched.bias_ih[m] = bottom.bias_ih_l0
+                batched.bias_hh[m] = bottom.bias_hh_l0
+                for layer, (w_ih, w_hh, b_ih, b_hh) in zip(reg.layers[1:], uppers, strict=True):
+                    w_ih[m] = layer.weight_ih_l0.T
+                    w_hh[m] = layer.weight_hh_l0.T
+                    b_ih[m] = layer.bias_ih_l0
+                    b_hh[m] = layer.bias_hh_l0
+                batched.head_weight[m] = reg.head.weight.T
+                batched.head_bias[m, 0] = reg.head.bias
         return batched.eval()
 
     def forward(self, x: torch.Tensor, models: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` (n, batch, lookback, n_inputs) → (n, batch, n_outputs) for the models whose
         indices are in ``models`` (int64, length n), or all models when None."""
-        weights = [self.weight_ih, self.bias_ih + self.bias_hh, self.weight_hh]
+        layers = self._layers()
         head = [self.head_bias, self.head_weight]
         if models is not None:
-            weights, head = [w[models] for w in weights], [w[models] for w in head]
-        steps = x.permute(2, 0, 1, 3).contiguous()
-        h = _LSTMRecurrence.apply(steps, *weights)
-        h = F.dropout(h, self.dropout, self.training)
+            layers = [tuple(w[models] for w in layer) for layer in layers]
+            head = [w[models] for w in head]
+        h = x.permute(2, 0, 1, 3).contiguous()
+        for depth, weights in enumerate(layers):
+            last = depth == len(layers) - 1
+            h = _LSTMRecurrence.apply(h, *weights, not last)
+            h = F.dropout(h, self.dropout, self.training)
         return torch.baddbmm(head[0], h, head[1])
 
 

@@ -24,14 +24,17 @@ def _check(values: np.ndarray, lookback: int, what: str) -> np.ndarray:
     return values
 
 
-def make_windows(values: np.ndarray, lookback: int) -> tuple[np.ndarray, np.ndarray]:
+def make_windows(
+    values: np.ndarray, lookback: int, target: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Inputs of ``lookback`` consecutive rows and the row that follows each, NaN-free.
 
-    Sample ``i`` uses rows ``i .. i + lookback - 1`` as input and row ``i + lookback`` as
-    target, so a target is always later than every input row. Samples whose input or target
-    contains a NaN (or inf) are dropped rather than filled: a window never spans a missing
-    price, and an asset listed late simply has fewer samples. Samples stay in chronological
-    order, so the last ones are the latest (the validation tail).
+    Sample ``i`` uses rows ``i .. i + lookback - 1`` as input and row ``i + lookback`` (of
+    ``target``, default ``values`` itself) as target, so a target is always later than every
+    input row. Samples whose input or target contains a NaN (or inf) are dropped rather than
+    filled: a window never spans a missing price, and an asset listed late simply has fewer
+    samples. Samples stay in chronological order, so the last ones are the latest (the
+    validation tail).
 
     Parameters
     ----------
@@ -39,28 +42,34 @@ def make_windows(values: np.ndarray, lookback: int) -> tuple[np.ndarray, np.ndar
         Rows in ascending date order (e.g. scaled log returns or prices).
     lookback : int
         Rows per input window (>= 1).
+    target : numpy.ndarray, shape (n_rows, n_targets), optional
+        What the model predicts, on the same rows (e.g. next returns from a window of
+        features); default ``values``.
 
     Returns
     -------
     X : numpy.ndarray, shape (n_samples, lookback, n_features)
         Input windows, float64.
-    y : numpy.ndarray, shape (n_samples, n_features)
-        The row after each window.
+    y : numpy.ndarray, shape (n_samples, n_targets)
+        The target row after each window.
 
     Raises
     ------
     DataError
-        If ``values`` is not 2-D or ``lookback`` is not an int >= 1.
+        If ``values`` is not 2-D, ``target`` has other rows, or ``lookback`` is not an int >= 1.
     """
     values = _check(values, lookback, "make_windows")
+    target = values if target is None else _check(target, lookback, "make_windows target")
+    if len(target) != len(values):
+        raise DataError(f"make_windows: target has {len(target)} rows, the inputs {len(values)}")
     n_rows, n_features = values.shape
     if n_rows <= lookback:
-        return np.empty((0, lookback, n_features)), np.empty((0, n_features))
-    # A read-only view of shape (n_rows - lookback, n_features, lookback + 1): no copy until
-    # the NaN filter below keeps the valid samples.
-    view = sliding_window_view(values, lookback + 1, axis=0).transpose(0, 2, 1)
-    keep = np.isfinite(view).all(axis=(1, 2))
-    return view[keep, :lookback].copy(), view[keep, lookback].copy()
+        return np.empty((0, lookback, n_features)), np.empty((0, target.shape[1]))
+    # Read-only views, no copy until the NaN filter keeps the valid samples.
+    windows = sliding_window_view(values[:-1], lookback, axis=0).transpose(0, 2, 1)
+    following = target[lookback:]
+    keep = np.isfinite(windows).all(axis=(1, 2)) & np.isfinite(following).all(axis=1)
+    return windows[keep].copy(), following[keep].copy()
 
 
 def last_window(values: np.ndarray, lookback: int) -> np.ndarray | None:

@@ -1,8 +1,9 @@
 """S3: an LSTM that outputs portfolio weights directly, trained on a drawdown-sensitive loss.
 
-The model maps a window of per-asset features (daily return, RSI, realised volatility) of all
-assets to long-only weights through an LSTM, a linear layer and a softmax, and is trained
-end to end on the portfolio return those weights would have earned:
+The model maps a window of per-asset features (by default the source's daily return, RSI and
+realised volatility; any set of :mod:`dynafolio.model_inputs`) of all assets to long-only
+weights through an LSTM, a linear layer and a softmax, and is trained end to end on the
+portfolio return those weights would have earned:
 
 ``L = −mean(R_p) + λ·mean(max(0, −R_p)²)`` with ``R_p = w_d · r_{d+1}``.
 
@@ -30,10 +31,10 @@ from torch import nn
 
 from dynafolio.early_stopping import EarlyStopping, n_validation
 from dynafolio.errors import ConfigError, DataError
-from dynafolio.features import rolling_volatility, rsi
 from dynafolio.forecast.registry import params_model
 from dynafolio.forecast.scaling import MinMaxScaler
 from dynafolio.history import MarketHistory
+from dynafolio.model_inputs import S3_FEATURES, FeatureName, FeatureSet
 from dynafolio.progress import progress_bar
 from dynafolio.splits import RefitSchedule
 from dynafolio.strategies.base import Strategy
@@ -45,11 +46,6 @@ __all__ = [
     "features_for_allocation",
     "net_portfolio_returns",
 ]
-
-#: Features per asset: simple return, RSI(14) / 100, realised volatility (20 periods).
-N_FEATURES = 3
-RSI_WINDOW = 14
-VOLATILITY_WINDOW = 20
 
 
 def drawdown_loss(portfolio_returns: torch.Tensor, lam: float) -> torch.Tensor:
@@ -110,8 +106,10 @@ def net_portfolio_returns(
     return gross - cost * turnover
 
 
-def features_for_allocation(prices: pd.DataFrame) -> np.ndarray:
-    """Per-asset model inputs: simple return, RSI(14) / 100, realised volatility (20).
+def features_for_allocation(prices: pd.DataFrame, features: FeatureSet | None = None) -> np.ndarray:
+    """Per-asset model inputs, by default S3's: simple return, RSI(14) / 100, realised
+    volatility (20) — :class:`~dynafolio.model_inputs.FeatureSet`, the implementation S2's
+    forecaster features share.
 
     Every feature at row ``t`` uses prices up to ``t`` only, so the features of a history
     truncated at ``t`` equal the first ``t + 1`` rows of the features of a longer one.
@@ -120,22 +118,15 @@ def features_for_allocation(prices: pd.DataFrame) -> np.ndarray:
     ----------
     prices : pandas.DataFrame, shape (n_dates, n_assets)
         Prices, ascending dates; NaN = no price.
+    features : FeatureSet, optional
+        Default ``FeatureSet(S3_FEATURES)``.
 
     Returns
     -------
-    numpy.ndarray, shape (n_dates, n_assets, 3)
-        ``[..., 0]``: simple return ``P_t / P_{t−1} − 1``; ``[..., 1]``: Wilder RSI in
-        ``[0, 1]``; ``[..., 2]``: sample std of the last 20 simple returns (per period).
-        NaN during the warm-up (the first 20 rows) and where prices are missing.
+    numpy.ndarray, shape (n_dates, n_assets, n_features)
+        NaN during each feature's warm-up and where prices are missing.
     """
-    prices = prices.astype(np.float64)
-    returns = prices / prices.shift(1) - 1.0  # no fill: a missing price gives NaN
-    frames = (
-        returns,
-        rsi(prices, RSI_WINDOW) / 100.0,
-        rolling_volatility(returns, VOLATILITY_WINDOW),
-    )
-    return np.stack([f.to_numpy(dtype=np.float64, na_value=np.nan) for f in frames], axis=-1)
+    return (features or FeatureSet(S3_FEATURES)).build(prices)
 
 
 def full_windows(features: np.ndarray, lookback: int) -> np.ndarray:
@@ -161,13 +152,13 @@ def full_windows(features: np.ndarray, lookback: int) -> np.ndarray:
 class _AllocationNet(nn.Module):
     """LSTM over the joint feature window → linear → masked softmax over assets."""
 
-    def __init__(self, n_assets: int, hidden: int) -> None:
+    def __init__(self, n_assets: int, n_features: int, hidden: int) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(N_FEATURES * n_assets, hidden, batch_first=True)
+        self.lstm = nn.LSTM(n_features * n_assets, hidden, batch_first=True)
         self.head = nn.Linear(hidden, n_assets)
 
     def forward(self, windows: torch.Tensor, tradable: torch.Tensor) -> torch.Tensor:
-        """Weights ``(batch, n_assets)`` from windows ``(batch, lookback, 3·n_assets)``.
+        """Weights ``(batch, n_assets)`` from windows ``(batch, lookback, n_features·n_assets)``.
 
         ``tradable`` ``(batch, n_assets)`` bool: other assets get logit −inf, hence weight
         exactly 0; every row needs at least one tradable asset.
@@ -181,8 +172,8 @@ class DrawdownLSTMAllocator(Strategy):
     """End-to-end LSTM allocator trained on a drawdown-sensitive loss (system S3).
 
     An asset is *tradable* at a decision date when it has a price then and all its
-    features are defined over the whole window (so a newly listed asset waits
-    ``lookback + 20`` periods before it can be bought); the others are masked out of the
+    features are defined over the whole window (so a newly listed asset waits ``lookback``
+    periods after the features' warm-up before it can be bought); the others are masked out of the
     softmax and get weight 0. Missing features of masked assets are fed to the LSTM as the
     training mean of that feature, so they carry no signal.
 
@@ -212,6 +203,10 @@ class DrawdownLSTMAllocator(Strategy):
     retrain_every : int, optional
         None: train once on the training period. Else retrain from scratch (scaler included)
         on all history up to the decision every ``retrain_every`` decisions (walk-forward).
+    features : tuple of str, default ("return", "rsi", "volatility")
+        Per-asset inputs (:mod:`dynafolio.model_inputs`); the default is the source's.
+    market_asset : str, default "SPY"
+        The market index of the ``regime`` feature.
     seed : int, default 0
         Seeds initialisation and batch order locally; the same seed gives the same weights.
     """
@@ -232,6 +227,8 @@ class DrawdownLSTMAllocator(Strategy):
         val_fraction: float = 0.1,
         patience: int = 10,
         retrain_every: int | None = None,
+        features: tuple[FeatureName, ...] = S3_FEATURES,
+        market_asset: str = "SPY",
         seed: int = 0,
     ) -> None:
         self.lam = lam
@@ -245,11 +242,17 @@ class DrawdownLSTMAllocator(Strategy):
         self.val_fraction = val_fraction
         self.patience = patience
         self.retrain_every = retrain_every
+        self.features = features
+        self.market_asset = market_asset
         self.seed = seed
 
     @property
     def name(self) -> str:
         return f"{self.label} (λ={self.lam:g})"
+
+    @property
+    def feature_set(self) -> FeatureSet:
+        return FeatureSet(tuple(self.features), market=self.market_asset)
 
     def fit(self, history: MarketHistory) -> Self:
         """Train on ``history`` (the training period); returns ``self``."""
@@ -279,7 +282,7 @@ class DrawdownLSTMAllocator(Strategy):
             self.n_fits_ += 1
         self.decisions_since_fit_ += 1
 
-        features = features_for_allocation(history.prices)[-self.lookback :]
+        features = features_for_allocation(history.prices, self.feature_set)[-self.lookback :]
         available = history.available.to_numpy()
         tradable = np.zeros_like(available)
         if len(features) == self.lookback:
@@ -304,6 +307,7 @@ class DrawdownLSTMAllocator(Strategy):
         return weights
 
     def _check_params(self) -> None:
+        self.feature_set  # noqa: B018 - raises ConfigError on unknown or repeated features
         for key in ("lookback", "hidden", "epochs", "batch_size", "patience"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
@@ -328,15 +332,15 @@ class DrawdownLSTMAllocator(Strategy):
             )
 
     def _scale(self, features: np.ndarray) -> np.ndarray:
-        """Scaled, NaN-free model inputs ``(n_dates, 3·n_assets)`` float32 from raw features."""
+        """Scaled, NaN-free model inputs ``(n_dates, n_features·n_assets)`` float32."""
         scaled = self.scaler_.transform(features)  # per feature, broadcast over assets
         scaled = np.where(np.isnan(scaled), self.fill_, scaled)
         return scaled.reshape(len(features), -1).astype(np.float32)
 
     def _train(self, history: MarketHistory) -> None:
         """Fit the scaler and the network on ``history``; set the fitted state."""
-        features = features_for_allocation(history.prices)
-        n_dates, n_assets, _ = features.shape
+        features = features_for_allocation(history.prices, self.feature_set)
+        n_dates, n_assets, n_features = features.shape
         tradable = full_windows(features, self.lookback) & history.prices.notna().to_numpy()
         # Sample d needs r_{d+1} inside this history: the last row is never a sample.
         rows = np.flatnonzero(tradable[:-1].any(axis=1))
@@ -344,12 +348,12 @@ class DrawdownLSTMAllocator(Strategy):
             raise DataError(
                 f"{self.name}: the training history ({n_dates} periods to "
                 f"{history.date.date()}) has {len(rows)} dates with a full {self.lookback}-period "
-                f"window of features ({VOLATILITY_WINDOW} periods of warm-up) and a next return; "
+                "window of features (after their warm-up) and a next return; "
                 "start the evaluation later or shorten the lookback"
             )
         # Pooled per feature over assets, so volatility and return levels stay comparable
         # across assets (the allocator chooses between them); training rows only.
-        pooled = features.reshape(-1, N_FEATURES)
+        pooled = features.reshape(-1, n_features)
         self.scaler_ = MinMaxScaler.fit(pooled)
         self.fill_ = self.scaler_.transform(np.nanmean(pooled, axis=0))
         self.assets_ = history.assets.copy()
@@ -369,7 +373,7 @@ class DrawdownLSTMAllocator(Strategy):
         step = progress_bar(f"{self.name}: training", self.epochs)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            model = _AllocationNet(n_assets, self.hidden)
+            model = _AllocationNet(n_assets, n_features, self.hidden)
             optimiser = torch.optim.Adam(model.parameters(), lr=self.lr)
             stopper, best_state = EarlyStopping(self.patience), None
             self.train_losses_: list[float] = []

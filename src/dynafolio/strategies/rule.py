@@ -203,7 +203,9 @@ class PriceRuleSpec(ForecastDrivenSpec):
 
     kind: Literal["price_rule"]
     max_position: float = Field(1 / 3, gt=0.0, le=1.0)
-    forecaster: ForecasterUnion = Field(default_factory=lambda: forecaster_spec("price_lstm"))
+    forecaster: ForecasterUnion = Field(
+        default_factory=lambda: forecaster_spec("price_lstm_per_stock")
+    )
     strategy_class: ClassVar = PriceRuleStrategy
 
     def build(self, context: BuildContext) -> Strategy:
