@@ -22,6 +22,7 @@ from dynafolio.experiments import EXPERIMENTS
 from dynafolio.experiments.config import validate_config
 from dynafolio.experiments.executors import ExecutorSettings, available_cores
 from dynafolio.experiments.runner import load_prices, run_experiment
+from dynafolio.strategies.forecast import clear_fitted_cache
 
 
 def main() -> None:
@@ -43,6 +44,10 @@ def main() -> None:
     torch.set_num_threads(1)  # the CLI default; every worker uses one thread too
 
     def timed(settings: ExecutorSettings) -> tuple[float, str]:
+        # This process keeps fitted forecasters between runs (identical fits are shared); a
+        # serial run after the warm-up would reuse them and skip every LSTM fit that a fresh
+        # worker must do. Each timed run starts without them.
+        clear_fitted_cache()
         start = time.perf_counter()
         result = run_experiment(config, prepared=prepared, executor=settings)
         return time.perf_counter() - start, result.table.to_csv()

@@ -10,6 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+#: Smallest settings that train: the per-asset LSTM (S1) and PPO, for tests of the wiring.
+TINY_LSTM = {"lookback": 6, "hidden": 4, "epochs": 2, "min_windows": 5}
+TINY_PPO = {
+    "n_steps": 32,
+    "batch_size": 32,
+    "n_envs": 2,
+    "total_timesteps": 64,
+    "eval_every": 64,
+    "episode_length": 10,
+    "net_arch": [8],
+}
+
 
 def make_prices(
     n_periods: int = 120, n_assets: int = 6, seed: int = 0, late: int = 30, freq: str = "W-FRI"

@@ -19,6 +19,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import conftest
+from conftest import TINY_PPO
 from dynafolio import features
 from dynafolio.cli import app
 from dynafolio.experiments.config import validate_config
@@ -30,17 +32,8 @@ TEST_START = "2021-03-05"
 # Weekly decision dates inside the test period, after walk-forward refits have happened.
 CUTS = ("2021-05-14", "2021-08-20")
 
-TINY_LSTM = {"lookback": 6, "hidden": 4, "epochs": 2, "batch_size": 64, "min_windows": 5}
+TINY_LSTM = {**conftest.TINY_LSTM, "batch_size": 64}
 TINY_STACKED = {"lookback": 6, "units": [4], "epochs": 2, "batch_size": 64}
-TINY_PPO = {
-    "n_steps": 32,
-    "batch_size": 32,
-    "n_envs": 2,
-    "total_timesteps": 64,
-    "eval_every": 64,
-    "episode_length": 10,
-    "net_arch": [8],
-}
 
 STRATEGIES = [
     {"kind": "equal_weight"},

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_prices
+from conftest import TINY_LSTM, TINY_PPO, make_prices
 from dynafolio.backtest import ProportionalCost, run_backtest
 from dynafolio.cli import app
 from dynafolio.experiments.config import validate_config
@@ -17,16 +17,6 @@ from dynafolio.experiments.executors import ExecutorSettings, execute
 from dynafolio.experiments.runner import PreparedData, run_experiment
 from dynafolio.experiments.tasks import RunContext, build_tasks
 
-TINY_LSTM = {"lookback": 6, "hidden": 4, "epochs": 2, "min_windows": 5}
-TINY_PPO = {
-    "n_steps": 32,
-    "batch_size": 32,
-    "n_envs": 2,
-    "total_timesteps": 64,
-    "eval_every": 64,
-    "episode_length": 10,
-    "net_arch": [8],
-}
 STRATEGIES = [
     {"kind": "equal_weight"},
     {"kind": "hrp", "window": 30, "min_periods": 10},
@@ -119,16 +109,24 @@ def test_ray_gives_the_serial_result_exactly_on_a_two_node_cluster(serial):
     _same(serial, on_ray)
 
 
+def _pieces(context, entry: int, seed: int, name: str) -> int:
+    strategy = context.plan[entry].build(seed)
+    return len(context.streams(entry, strategy, 0)[name].segments())
+
+
 def test_strategies_sharing_a_forecaster_share_one_stream_per_seed():
     config, prepared = _setup()
-    tasks = build_tasks(RunContext.build(config, prepared))
+    context = RunContext.build(config, prepared)
+    tasks = build_tasks(context)
     streams = [t for t in tasks if t.kind == "stream"]
-    # Per seed: one test-period stream (LSTM-only Top-1/2 and both hybrids' test scores) and
-    # one training-period stream (both hybrids).
-    assert len(streams) == 2 * 2
+    # Per seed: the pieces (one per refit) of one test-period stream (LSTM-only Top-1/2 and
+    # both hybrids' test scores) and of one training-period stream (both hybrids).
+    test, train = _pieces(context, 5, 1, "test"), _pieces(context, 5, 1, "train")
+    assert test >= 2 and train >= 2
+    assert len(streams) == 2 * (test + train)
     hybrid = next(t for t in tasks if t.label.startswith("Hybrid Top-2 (seed 1)"))
     lstm = next(t for t in tasks if t.label.startswith("LSTM-only Top-1 (seed 1)"))
-    assert set(lstm.deps) < set(hybrid.deps) and len(hybrid.deps) == 2
+    assert set(lstm.deps) < set(hybrid.deps) and len(hybrid.deps) == test + train
 
 
 def test_the_s2_allocation_rules_train_one_lstm_stream():
@@ -142,8 +140,10 @@ def test_the_s2_allocation_rules_train_one_lstm_stream():
         for allocation in ("clip", "inverse_vol", "mean_variance", "hrp")
     ]
     config, prepared = _setup(n_seeds=1, strategies=[{"kind": "equal_weight"}, *rules])
-    tasks = build_tasks(RunContext.build(config, prepared))
-    assert sum(t.kind == "stream" for t in tasks) == 1
+    context = RunContext.build(config, prepared)
+    tasks = build_tasks(context)
+    # One stream (two refits over the 40 test periods: two pieces), shared by the four rules.
+    assert sum(t.kind == "stream" for t in tasks) == _pieces(context, 1, 0, "test") == 2
 
 
 def test_replayed_forecasts_equal_live_ones(serial):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from conftest import make_prices
+from conftest import TINY_LSTM, TINY_PPO, make_prices
 from dynafolio.backtest import ProportionalCost, chain_backtests, run_backtest
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.experiments.config import SplitConfig, validate_config
@@ -17,16 +17,6 @@ from dynafolio.strategies import EqualWeightStrategy
 from dynafolio.strategies.classical import BuyAndHoldStrategy
 
 INDEX = pd.date_range("2019-01-04", periods=100, freq="W-FRI", name="date")
-TINY_LSTM = {"lookback": 6, "hidden": 4, "epochs": 2, "min_windows": 5}
-TINY_PPO = {
-    "n_steps": 32,
-    "batch_size": 32,
-    "n_envs": 2,
-    "total_timesteps": 64,
-    "eval_every": 64,
-    "episode_length": 10,
-    "net_arch": [8],
-}
 
 
 def test_expanding_folds_start_at_first_test_and_cover_the_rest_in_blocks():
@@ -35,6 +25,13 @@ def test_expanding_folds_start_at_first_test_and_cover_the_rest_in_blocks():
     assert [f.test.start for f in folds] == [60, 75, 90]
     assert folds[-1].test.stop == 100
     assert all(f.train == slice(0, f.test.start) for f in folds)
+
+
+def test_a_stub_of_a_last_block_joins_the_block_before_it():
+    split = SplitConfig(walk_forward={"first_test": INDEX[64].date(), "step": 15})
+    folds = split.folds(INDEX)
+    assert [(f.test.start, f.test.stop) for f in folds] == [(64, 79), (79, 100)]
+    assert folds[-1].train == slice(0, 79)
 
 
 def test_rolling_folds_fit_on_a_fixed_window():
@@ -177,13 +174,24 @@ def test_a_walk_forward_run_scores_one_record_and_tables_each_fold(walk):
 
 def test_the_hybrid_training_streams_of_all_folds_are_one_stream():
     config, prepared = _setup(WALK)
-    tasks = build_tasks(RunContext.build(config, prepared))
+    context = RunContext.build(config, prepared)
+    tasks = build_tasks(context)
     streams = [t for t in tasks if t.kind == "stream"]
-    # One test-period stream per fold (LSTM-only and the hybrid share it) and one
-    # training-period stream for all folds: each fold's is the beginning of the last one's.
-    assert len(streams) == 3 + 1
+    # One test-period piece per fold (LSTM-only and the hybrid share it; one refit per
+    # block), and the training-period pieces of the last fold only: every earlier fold's
+    # training stream is the beginning of the last one's.
+    last = context.streams(3, context.plan[3].build(0), 2)["train"].segments()
     train = [t for t in streams if t.stream == "train"]
-    assert len(train) == 1 and train[0].fold == 2
+    computed = [
+        context.streams(t.entry, context.plan[t.entry].build(t.seed), t.fold)["train"]
+        .segments()[t.piece]
+        .rows
+        for t in train
+    ]
+    assert computed == [piece.rows for piece in last] and len(last) > 3
+    assert sum(t.stream == "test" for t in streams) == 3
+    hybrid = next(t for t in tasks if t.label.startswith("Hybrid Top-2 (seed 0, fold 1/3)"))
+    assert len(hybrid.deps) == 1 + sum(r <= 99 for seg in last for r in seg.rows[:1])
 
 
 def test_the_last_fold_equals_a_single_split_starting_there(walk):

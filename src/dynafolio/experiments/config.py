@@ -130,7 +130,13 @@ class SplitConfig(_Frozen):
                 f"({index[0].date()}..{index[-1].date()}); both need at least 2"
             )
         window = wf.train_window or first
-        return tuple(walk_forward_folds(index, window, wf.step, mode=wf.mode, start=first))
+        folds = list(walk_forward_folds(index, window, wf.step, mode=wf.mode, start=first))
+        # A last block shorter than half a step (the data ends just after a refit) joins the
+        # block before it: a refit for a few periods would only add noise to the fold tables.
+        if len(folds) > 1 and len(folds[-1].test_dates) < max(2, wf.step // 2):
+            last = folds.pop()
+            folds[-1] = Split(folds[-1].train, slice(folds[-1].test.start, last.test.stop), index)
+        return tuple(folds)
 
 
 class BacktestConfig(_Frozen):

@@ -34,6 +34,8 @@ FIRST_TEST = "2020-01-03"
 #: Weeks per test block (every model is refit before each). See the README for the
 #: measurement behind the choice.
 STEP = 26
+#: Weeks per block with --quick.
+QUICK_STEP = 52
 #: Weeks of data before the first PPO episode (and the hybrid's first out-of-sample forecast).
 WARM_UP = 52
 
@@ -65,14 +67,16 @@ def default_config() -> dict[str, Any]:
 
 
 def quick(settings: dict[str, Any]) -> dict[str, Any]:
-    """``--quick``: S1's quick budgets (one seed, 5 epochs, 8k PPO timesteps), same folds."""
-    step = settings["split"]["walk_forward"].get("step", STEP)
+    """``--quick``: S1's quick budgets (one seed, 5 epochs, 8k PPO timesteps) and 52-week
+    blocks (5 folds instead of 10), so the smoke test stays within a few minutes."""
     quick_settings = s1_hybrid.quick(settings)
+    walk = {**quick_settings["split"]["walk_forward"], "step": QUICK_STEP}
+    quick_settings["split"] = {**quick_settings["split"], "walk_forward": walk}
     for entry in quick_settings["strategies"]:
         if entry["kind"] == "forecast_topk":
-            entry["retrain_every"] = step
+            entry["retrain_every"] = QUICK_STEP
         if entry["kind"] == "ppo_topk":
-            entry["score_refit_every"] = step
+            entry["score_refit_every"] = QUICK_STEP
     return quick_settings
 
 

@@ -10,15 +10,17 @@ runs it or on what ran before. The graph is assembled in a fixed order, so the r
 *Stream tasks* compute a walk-forward forecast stream once
 (:func:`~dynafolio.strategies.forecast.compute_stream`) for every strategy that needs it: the
 LSTM-only Top-K rules and the hybrid's test-time scores of one seed share one stream, the three
-hybrids share their training-period stream, the S2 allocation rules share one LSTM stream.
-*Backtest tasks* depend on the streams their strategy replays.
+hybrids share their training-period stream, the S2 allocation rules share one LSTM stream. A
+stream is cut at its refits (:meth:`~dynafolio.strategies.base.StreamSpec.segments`): each
+piece is one task, so the fits of one stream run side by side rather than one after another.
+*Backtest tasks* depend on the stream pieces their strategy replays.
 
 A walk-forward run (``split.walk_forward``) has one backtest task per test block (*fold*): a
 fresh strategy fitted on the data before the block, deciding inside it. The runner chains the
 folds of a (strategy, seed) into one record (:func:`~dynafolio.backtest.engine.chain_backtests`).
-A stream whose decision rows are the first rows of another's — the hybrid's training-period
-forecasts of successive folds — is that stream's beginning, so it is computed once (a
-walk-forward forecast at a row depends only on the data up to that row).
+A piece whose decision rows are the first rows of another's — the hybrid's training-period
+forecasts of successive folds share their pieces — is that piece's beginning, so it is
+computed once (a walk-forward forecast at a row depends only on the data up to that row).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Task:
     label: str
     fold: int = 0
     stream: str | None = None  # stream tasks: the stream's name in the strategy
+    piece: int = 0  # stream tasks: which of the stream's segments
     deps: tuple[str, ...] = ()
     dep_names: tuple[str, ...] = ()  # backtest tasks: the stream name of each dependency
     weight: int = 1  # rough cost, to start long tasks first
@@ -147,37 +150,36 @@ def _stream_family(spec: StreamSpec, prices: pd.DataFrame) -> str:
 def _longest_extensions(specs: list[tuple[StreamSpec, pd.DataFrame]]) -> list[int]:
     """For each stream, the index of the longest stream of the list that begins with it (on
     the same prices, forecaster and schedule) — itself when none is longer."""
-    families = [_stream_family(spec, prices) for spec, prices in specs]
-    chosen = []
-    for i, (spec, _) in enumerate(specs):
-        best = i
-        for j, (other, _) in enumerate(specs):
-            if (
-                families[j] == families[i]
-                and len(other.rows) > len(specs[best][0].rows)
-                and other.rows[: len(spec.rows)] == spec.rows
-            ):
-                best = j
-        chosen.append(best)
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, (spec, prices) in enumerate(specs):
+        start = spec.rows[0] if spec.rows else -1
+        groups.setdefault((_stream_family(spec, prices), start), []).append(i)
+    chosen = list(range(len(specs)))
+    for members in groups.values():
+        longest_first = sorted(members, key=lambda i: -len(specs[i][0].rows))
+        for i in members:
+            rows = specs[i][0].rows
+            chosen[i] = next(j for j in longest_first if specs[j][0].rows[: len(rows)] == rows)
     return chosen
 
 
 def build_tasks(context: RunContext) -> list[Task]:
-    """The run's tasks in a fixed order: streams first (each distinct one once), then every
-    (strategy, seed, fold) backtest in config order."""
-    wanted = []  # (entry, seed, fold, stream name, spec), in a fixed order
+    """The run's tasks in a fixed order: stream pieces first (each distinct one once), then
+    every (strategy, seed, fold) backtest in config order."""
+    wanted = []  # (entry, seed, fold, stream name, piece, spec), in a fixed order
     for entry, item in enumerate(context.plan):
         for seed in item.seeds:
             strategy = item.build(seed)
             for fold in range(len(context.folds)):
                 for name, spec in context.streams(entry, strategy, fold).items():
-                    wanted.append((entry, seed, fold, name, spec))
-    specs = [(spec, context.plan[entry].universe) for entry, _, _, _, spec in wanted]
+                    for piece, segment in enumerate(spec.segments()):
+                        wanted.append((entry, seed, fold, name, piece, segment))
+    specs = [(spec, context.plan[entry].universe) for entry, *_, spec in wanted]
     extension = _longest_extensions(specs)
     streams: dict[str, Task] = {}
     uses: dict[tuple[int, int, int], list[tuple[str, str]]] = {}
-    for (entry, seed, fold, name, _), longest in zip(wanted, extension, strict=True):
-        long_entry, long_seed, long_fold, long_name, long_spec = wanted[longest]
+    for (entry, seed, fold, name, _, _), longest in zip(wanted, extension, strict=True):
+        long_entry, long_seed, long_fold, long_name, long_piece, long_spec = wanted[longest]
         key = "stream-" + stream_key(long_spec, specs[longest][1])
         if key not in streams:
             streams[key] = Task(
@@ -186,9 +188,10 @@ def build_tasks(context: RunContext) -> list[Task]:
                 entry=long_entry,
                 seed=long_seed,
                 fold=long_fold,
-                label=f"forecasts for {context.plan[long_entry].name} ({long_name}, seed "
-                f"{long_seed}{_fold_label(context, long_fold)})",
+                label=f"forecasts for {context.plan[long_entry].name} ({long_name} "
+                f"{long_piece + 1}, seed {long_seed}{_fold_label(context, long_fold)})",
                 stream=long_name,
+                piece=long_piece,
                 weight=30,  # first: hybrids and forecast rules wait for them
             )
         uses.setdefault((entry, seed, fold), []).append((key, name))
@@ -225,13 +228,17 @@ def run_task(context: RunContext, task: Task, dep_results: list[Any]) -> Any:
     strategy = item.build(task.seed)
     if task.kind == "stream":
         spec = context.streams(task.entry, strategy, task.fold)[task.stream]
+        piece = spec.segments()[task.piece]
         return compute_stream(
-            spec.template, spec.schedule, item.universe, list(spec.rows), spec.first_row
+            piece.template, piece.schedule, item.universe, list(piece.rows), piece.first_row
         )
     if task.kind != "backtest":  # pragma: no cover - build_tasks makes only these two
         raise ValueError(f"unknown task kind {task.kind!r}")
     if task.deps:
-        strategy.replay_forecasts(dict(zip(task.dep_names, dep_results, strict=True)))
+        replays: dict[str, dict] = {}
+        for name, forecasts in zip(task.dep_names, dep_results, strict=True):
+            replays.setdefault(name, {}).update(forecasts)  # a stream's pieces, joined
+        strategy.replay_forecasts(replays)
     # Seeded after building, so torch (imported by learned strategies) is seeded too, in
     # every process alike.
     seed_everything(task.seed)

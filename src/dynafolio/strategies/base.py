@@ -84,6 +84,21 @@ class StreamSpec:
     rows: tuple[int, ...]
     first_row: int = 0
 
+    def segments(self) -> list[StreamSpec]:
+        """The stream cut at its refits, each piece starting with a fit.
+
+        A piece computed alone gives the forecasts the whole stream gives at its rows: the
+        refit schedule counts decisions from the stream's first, so each piece's first
+        decision is a refit on the same history either way. Pieces are independent, so a
+        parallel run computes them side by side instead of one fit after another.
+        """
+        starts = self.schedule.fit_positions(len(self.rows))
+        bounds = [*starts, len(self.rows)]
+        return [
+            StreamSpec(self.template, self.schedule, self.rows[a:b], self.first_row)
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+
 
 def normalise(weights: pd.Series) -> pd.Series:
     """Scale non-negative weights to sum to 1; equal weight if they sum to 0."""
