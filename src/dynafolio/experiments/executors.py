@@ -148,10 +148,25 @@ def _worker_run(task: Task, dep_results: list[Any]) -> Any:
         return _WORKER["context"].run(task, dep_results)
 
 
+#: Imported once by the fork server, so that every worker starts with them loaded.
+_PRELOAD = ["dynafolio.experiments.tasks", "dynafolio.strategies.kinds", "torch"]
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Workers forked from a server that imported the heavy modules once (torch, SB3,
+    skfolio: seconds per process), or spawned where fork servers do not exist. Workers of
+    later pools in the same process fork from the same server at no import cost. Never a
+    plain fork of this process: its threads (progress display, torch) must not be copied."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
 def _execute_local(tasks, context, workers, progress) -> dict[str, Any]:
-    ctx = multiprocessing.get_context("spawn")
-    manager = ctx.Manager()
-    events = manager.Queue()
+    ctx = _pool_context()
+    events = ctx.Queue()  # progress events, handed to each worker as it starts
     pump = _EventPump(events, progress)
     pool = ProcessPoolExecutor(
         max_workers=min(workers, len(tasks)),
@@ -182,7 +197,7 @@ def _execute_local(tasks, context, workers, progress) -> dict[str, Any]:
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         pump.stop()
-        manager.shutdown()
+        events.close()
     return results
 
 
