@@ -145,3 +145,16 @@ def test_quick_keeps_the_seeds_a_config_asks_for(tmp_path, good_csv):
     (run_dir,) = out.iterdir()
     per_seed = pd.read_csv(run_dir / "metrics_per_seed.csv")
     assert sorted(per_seed.loc[per_seed["strategy"] == "LSTM Top-2", "seed"]) == [0, 1]
+
+
+def test_tensorboard_without_the_package_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name)
+    )
+    result = CliRunner().invoke(app, ["run", "s4", "--tensorboard", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "pip install 'dynafolio[tensorboard]'" in result.output
+    assert list(tmp_path.iterdir()) == []

@@ -93,3 +93,16 @@ def test_strategy_names_that_collide_as_files_keep_their_own_files(tmp_path, pri
     stems = unique_stems(names)
     equal = pd.read_csv(run_dir / "weights" / f"{stems['a/b']}.csv", index_col="date")
     assert (equal.round(6) == 0.2).all().all()
+
+
+def test_names_with_brackets_are_printed_as_written(tmp_path, prices_csv):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "strategies:\n  - {kind: equal_weight, name: 'Equal weight [bold]x[/bold]'}\n"
+        "benchmark: 'Equal weight [bold]x[/bold]'\n"
+    )
+    result = CliRunner().invoke(
+        app, ["run", "--config", str(config), "--data", str(prices_csv), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Equal weight [bold]x[/bold]" in result.output

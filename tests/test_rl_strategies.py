@@ -197,9 +197,21 @@ def test_run_directory_keeps_trained_agents_that_reload(tmp_path):
         }
     )
     result = run_experiment(config)
-    run_dir = write_run(result, {}, tmp_path / "runs", lambda r, d, m: d / "report.html")
+    run_dir = write_run(
+        result, {}, tmp_path / "runs", lambda r, d, m: d / "report.html", tensorboard=True
+    )
     (saved,) = (run_dir / "agents").iterdir()
     assert saved.name == "ppo-only-top-2-seed0.zip"
+    # --tensorboard: SB3's log and the validation evaluations, readable by TensorBoard.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard" / "ppo-only-top-2-seed0")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/entropy_loss", "train/approx_kl", "validation/validation_log_growth"} <= tags
+    agent = result.agents[(result.strategies[1].name, 0, None)]
+    logged = [e.value for e in events.Scalars("train/entropy_loss")]
+    expected = [r["train/entropy_loss"] for r in agent.diagnostics if "train/entropy_loss" in r]
+    assert logged == pytest.approx(expected) and len(expected) >= 1
     replay = validate_config(
         {
             **config.model_dump(mode="json"),

@@ -16,6 +16,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -62,7 +63,11 @@ def _user_errors():
     try:
         yield
     except DynafolioError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        # Escaped: a message may quote text in brackets (a file name, dynafolio[ray]) that
+        # rich would otherwise take for markup and drop.
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(code=2) from None
     finally:
         if previous is not None:
@@ -131,10 +136,18 @@ def run(
         str | None,
         typer.Option("--ray-address", help="Address of a running Ray cluster (--executor ray)."),
     ] = None,
+    tensorboard: Annotated[
+        bool,
+        typer.Option(
+            "--tensorboard",
+            help="Also write each PPO agent's training log as TensorBoard event files "
+            "(run directory, tensorboard/; pip install 'dynafolio[tensorboard]').",
+        ),
+    ] = False,
 ) -> None:
     """Run an experiment and write its run directory (metrics, weights, plots, report.html)."""
     from dynafolio.experiments import DEFAULT_EXPERIMENT, EXPERIMENTS
-    from dynafolio.experiments.artifacts import build_manifest, write_run
+    from dynafolio.experiments.artifacts import build_manifest, require_tensorboard, write_run
     from dynafolio.experiments.config import load_config_file, merge, validate_config
     from dynafolio.experiments.executors import ExecutorSettings
     from dynafolio.experiments.runner import load_prices, plan_strategies, run_experiment
@@ -150,6 +163,8 @@ def run(
             )
         out = _prepare_out(out)
         workers = ExecutorSettings(kind=executor, jobs=jobs, ray_address=ray_address)
+        if tensorboard:
+            require_tensorboard()
         module = EXPERIMENTS[experiment]
         settings = module.default_config()
         source = "settings (defaults and command-line options)"
@@ -206,7 +221,7 @@ def run(
             with reporting_progress(factory):
                 result = run_experiment(cfg, prepared=prepared, progress=factory, executor=workers)
         manifest = build_manifest(cfg, result, prepared.source, prepared.source_sha256)
-        run_dir = write_run(result, manifest, out, write_report)
+        run_dir = write_run(result, manifest, out, write_report, tensorboard=tensorboard)
     _print_results(result)
     console.print(f"\nRun directory: [bold]{run_dir}[/]  (open {run_dir / 'report.html'})")
 
@@ -374,12 +389,13 @@ def _print_results(result) -> None:
         table.add_column(short.get(column, column), justify="right", no_wrap=True)
     for name, row in shown.iterrows():
         style = "bold" if name == result.benchmark else None
-        table.add_row(str(name), *[str(v) for v in row], style=style)
+        table.add_row(escape(str(name)), *[str(v) for v in row], style=style)
     console.print(table)
+    # Names are the user's text: escaped, so brackets in them are printed, not read as markup.
     for line in result.findings:
-        console.print(f"• {line}", highlight=False)
+        console.print(f"• {escape(line)}", highlight=False)
     for line in result.notes:
-        console.print(f"[dim]note: {line}[/]", highlight=False)
+        console.print(f"[dim]note: {escape(line)}[/]", highlight=False)
 
 
 @app.command("strategies")

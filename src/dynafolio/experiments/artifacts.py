@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from dynafolio.errors import ConfigError
 from dynafolio.experiments.config import ExperimentConfig
 from dynafolio.experiments.result import ExperimentResult
 from dynafolio.paths import PARTIAL_MARKER, file_stem, unique_stems, write_partial_marker
@@ -128,14 +129,18 @@ def write_run(
     manifest: dict[str, Any],
     out_dir: Path,
     write_report: Callable[[ExperimentResult, Path, dict[str, Any]], Path],
+    tensorboard: bool = False,
 ) -> Path:
     """Write every artifact of ``result`` under ``out_dir/<experiment>-<timestamp>``.
 
-    Returns the final run directory. The manifest is written last: its presence marks a
-    complete run.
+    ``tensorboard``: also write each agent's training log as TensorBoard event files under
+    ``tensorboard/<agent>/`` (needs the ``tensorboard`` package). Returns the final run
+    directory. The manifest is written last: its presence marks a complete run.
     """
     with atomic_run_dir(out_dir, result.experiment) as run:
         _write_tables(result, run.path)
+        if tensorboard:
+            _write_tensorboard(result, run.path)
         write_report(result, run.path, manifest)
         write_manifest(run.path, manifest)
     return run.final
@@ -154,6 +159,50 @@ def training_log(agent) -> pd.DataFrame:
     if evaluations.empty:
         return log
     return pd.merge(log, evaluations, on="timesteps", how="outer").sort_values("timesteps")
+
+
+def _stems(result: ExperimentResult) -> dict[str, str]:
+    """File stems of the strategies' and agents' display names: never a path, never two
+    strategies in one file."""
+    return unique_stems(
+        [runs.name for runs in result.strategies] + [key[0] for key in result.agents]
+    )
+
+
+def require_tensorboard() -> None:
+    """Raise a clear error, before anything runs, when TensorBoard logs cannot be written."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(
+            "--tensorboard needs the tensorboard package, which is not installed; install it "
+            "with pip install 'dynafolio[tensorboard]', or leave --tensorboard out (the same "
+            "logs are written as CSV under training/)"
+        )
+
+
+def _write_tensorboard(result: ExperimentResult, run_dir: Path) -> None:
+    """Each agent's SB3 log and validation evaluations as TensorBoard event files.
+
+    Training runs in worker processes before the run directory exists, so SB3's log is
+    recorded in memory (every key SB3 dumps, per policy update) and replayed here through
+    SB3's own TensorBoard writer; validation evaluations go under ``validation/``.
+    """
+    from stable_baselines3.common.logger import TensorBoardOutputFormat
+
+    stems = _stems(result)
+    for (name, seed, fold), agent in result.agents.items():
+        folder = run_dir / "tensorboard" / f"{stems[name]}-{result.agent_label(seed, fold)}"
+        writer = TensorBoardOutputFormat(str(folder))
+        try:
+            for row in agent.diagnostics:
+                values = {k: v for k, v in row.items() if k != "timesteps"}
+                writer.write(values, dict.fromkeys(values, ()), int(row["timesteps"]))
+            for row in agent.history:
+                values = {f"validation/{k}": v for k, v in row.items() if k != "timesteps"}
+                writer.write(values, dict.fromkeys(values, ()), int(row["timesteps"]))
+        finally:
+            writer.close()
 
 
 def _inference(result: ExperimentResult) -> dict[str, Any] | None:
@@ -222,11 +271,7 @@ def _write_tables(result: ExperimentResult, run_dir: Path) -> None:
         result.stress.to_csv(run_dir / "stress.csv", index=False)
     if not result.rolling.empty:
         result.rolling.to_csv(run_dir / "rolling_alpha_beta.csv", index_label="date")
-    # Display names become file names only through unique stems: never a path, never two
-    # strategies in one file.
-    stems = unique_stems(
-        [runs.name for runs in result.strategies] + [key[0] for key in result.agents]
-    )
+    stems = _stems(result)
     if result.agents:
         agents_dir = run_dir / "agents"
         agents_dir.mkdir()

@@ -121,7 +121,7 @@ def run_experiment(
         runs = []
         for seed in item.seeds:
             parts = [outcomes[(entry, seed, fold)] for fold in range(len(folds))]
-            rebalances = item.build(seed).rebalances
+            rebalances = item.spec.strategy_class.rebalances
             runs.append(
                 chain_backtests([p.result for p in parts], item.universe, cost_model, rebalances)
             )

@@ -199,24 +199,30 @@ def training_figure(result: ExperimentResult) -> go.Figure | None:
         rows=1, cols=2, subplot_titles=("validation log-growth", "entropy loss (training)")
     )
     colors = _colors(result)
+    listed: set[str] = set()
     for (name, seed, fold), agent in result.agents.items():
         history = pd.DataFrame(agent.history)
         log = pd.DataFrame(agent.diagnostics)
         label = f"{name} ({agent_run(seed, fold)})"
         color = colors.get(name, "#444")
+        # One legend entry per strategy: its agents (seeds, folds) show and hide together.
+        first = name not in listed
+        listed.add(name)
         if not history.empty:
             figure.add_trace(
                 go.Scatter(
-                    x=history["timesteps"], y=history["validation_log_growth"], name=label,
-                    legendgroup=label, line={"color": color}, mode="lines+markers",
+                    x=history["timesteps"], y=history["validation_log_growth"], name=name,
+                    legendgroup=name, showlegend=first, line={"color": color},
+                    mode="lines+markers", hovertemplate="%{y:.3f}<extra>" + label + "</extra>",
                 ),
                 row=1, col=1,
             )  # fmt: skip
         if not log.empty and "train/entropy_loss" in log:
             figure.add_trace(
                 go.Scatter(
-                    x=log["timesteps"], y=log["train/entropy_loss"], name=label,
-                    legendgroup=label, showlegend=False, line={"color": color, "width": 1},
+                    x=log["timesteps"], y=log["train/entropy_loss"], name=name,
+                    legendgroup=name, showlegend=False, line={"color": color, "width": 1},
+                    hovertemplate="%{y:.3f}<extra>" + label + "</extra>",
                 ),
                 row=1, col=2,
             )  # fmt: skip
