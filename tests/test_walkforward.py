@@ -48,16 +48,34 @@ def test_rolling_folds_fit_on_a_fixed_window():
 
 
 @pytest.mark.parametrize(
-    ("split", "message"),
+    ("split", "backtest", "message"),
     [
-        ({"walk_forward": {"first_test": "2020-01-03"}, "test_start": "2020-01-03"}, "not both"),
-        ({"walk_forward": {"first_test": "2020-01-03", "mode": "rolling"}}, "train_window"),
-        ({"walk_forward": {"first_test": "2020-01-03", "step": 0}}, "step"),
+        ({"walk_forward": {"first_test": "2020-01-03"}, "test_start": "2020-01-03"}, {},
+         "not both"),
+        ({"walk_forward": {"first_test": "2020-01-03", "mode": "rolling"}}, {}, "train_window"),
+        ({"walk_forward": {"first_test": "2020-01-03", "step": 0}}, {}, "step"),
+        ({"walk_forward": {"first_test": "2020-01-03", "step": 26}}, {"rebalance_every": 4},
+         "multiple of backtest.rebalance_every"),
     ],
-)
-def test_bad_walk_forward_settings_name_the_key(split, message):
+)  # fmt: skip
+def test_bad_walk_forward_settings_name_the_key(split, backtest, message):
     with pytest.raises(ConfigError, match=message):
-        validate_config({"name": "x", "split": split, "strategies": [{"kind": "equal_weight"}]})
+        validate_config(
+            {
+                "name": "x",
+                "split": split,
+                "backtest": backtest,
+                "strategies": [{"kind": "equal_weight"}],
+            }
+        )
+
+
+def test_a_rolling_window_longer_than_the_history_is_explained():
+    split = SplitConfig(
+        walk_forward={"first_test": INDEX[30].date(), "mode": "rolling", "train_window": 50}
+    )
+    with pytest.raises(DataError, match="train_window=50 is longer than the 30 periods"):
+        split.folds(INDEX)
 
 
 def test_a_first_test_date_outside_the_data_is_explained():
@@ -172,6 +190,14 @@ def test_a_walk_forward_run_scores_one_record_and_tables_each_fold(walk):
         assert pd.Timestamp(agent.validation_period[1]) <= opening
 
 
+def test_the_random_control_draws_afresh_in_every_block(walk):
+    control = next(r for r in walk.strategies if r.name == "Random Top-2").first.weights
+    openings = [fold.index[fold.test.start - 1] for fold in walk.folds]
+    seconds = [fold.index[fold.test.start] for fold in walk.folds]
+    rows = [tuple(control.loc[d].round(12)) for d in openings + seconds]
+    assert len(set(rows)) > 2  # not the same few draws repeated block after block
+
+
 def test_the_hybrid_training_streams_of_all_folds_are_one_stream():
     config, prepared = _setup(WALK)
     context = RunContext.build(config, prepared)
@@ -245,3 +271,18 @@ def test_s2_style_refits_inside_a_strategy_equal_a_rolling_walk_forward_split():
     for x, y in zip(a.strategies, b.strategies, strict=True):
         pd.testing.assert_frame_equal(x.first.weights, y.first.weights, obj=x.name)
         pd.testing.assert_frame_equal(x.first.ledger, y.first.ledger, obj=x.name)
+
+
+def test_notes_of_every_block_are_said_once_and_others_name_their_block():
+    from dynafolio.backtest.result import BacktestResult
+
+    prices = make_prices(n_periods=80, n_assets=3, late=0)
+    starts = [prices.index[40], prices.index[60]]
+    parts, cost = _chain(EqualWeightStrategy, prices, starts)
+    noted = [
+        BacktestResult(**{**vars(part), "notes": ("always", f"{k} fallbacks")})
+        for k, part in enumerate(parts)
+    ]
+    notes = chain_backtests(noted, prices, cost).notes
+    assert notes[0] == "always" and len(notes) == 3
+    assert notes[1].startswith(f"block 1 (from {prices.index[39].date()}): 0 fallbacks")

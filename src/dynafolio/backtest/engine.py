@@ -321,6 +321,16 @@ def _account(
     )
 
 
+def _block_notes(parts: list[BacktestResult]) -> tuple[str, ...]:
+    """The parts' notes: said once when every block says it, else with the block's start."""
+    shared = set.intersection(*(set(part.notes) for part in parts))
+    notes = [note for note in parts[0].notes if note in shared]
+    for k, part in enumerate(parts, start=1):
+        start = part.weights.index[0].date()
+        notes += [f"block {k} (from {start}): {n}" for n in part.notes if n not in shared]
+    return tuple(notes)
+
+
 def chain_backtests(
     parts: list[BacktestResult],
     prices: pd.DataFrame,
@@ -353,7 +363,7 @@ def chain_backtests(
         raise ValueError("walk-forward blocks must follow each other on the prices' dates")
     if not rebalances:
         schedule[1:] = False
-    notes = tuple(dict.fromkeys(note for part in parts for note in part.notes))
+    notes = _block_notes(parts)
     # Rows that trade hold exactly the block's targets right after trading (weights_start).
     return _account(prices, rows, weights.to_numpy(dtype=float), schedule, cost_model,
                     parts[0].name, notes)  # fmt: skip

@@ -129,6 +129,12 @@ class SplitConfig(_Frozen):
                 f"{len(index) - first} test dates out of {len(index)} "
                 f"({index[0].date()}..{index[-1].date()}); both need at least 2"
             )
+        if wf.train_window is not None and wf.train_window > first:
+            raise DataError(
+                f"split.walk_forward.train_window={wf.train_window} is longer than the "
+                f"{first} periods before first_test={wf.first_test}; shorten it or start the "
+                "walk-forward later"
+            )
         window = wf.train_window or first
         folds = list(walk_forward_folds(index, window, wf.step, mode=wf.mode, start=first))
         # A last block shorter than half a step (the data ends just after a refit) joins the
@@ -193,6 +199,14 @@ class ExperimentConfig(_Frozen):
     def _check(self) -> ExperimentConfig:
         if not self.strategies:
             raise ValueError("`strategies` is empty: list at least one strategy")
+        walk, every = self.split.walk_forward, self.backtest.rebalance_every
+        if walk is not None and walk.step % every:
+            # Each block opens with a trade; a block that is not a whole number of rebalance
+            # periods would trade off the schedule a continuous run keeps.
+            raise ValueError(
+                f"split.walk_forward.step ({walk.step}) must be a multiple of "
+                f"backtest.rebalance_every ({every})"
+            )
         for name, (start, end) in self.stress_windows.items():
             if end < start:
                 raise ValueError(f"stress window {name!r} ends before it starts")

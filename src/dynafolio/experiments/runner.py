@@ -102,7 +102,8 @@ def run_experiment(
     """
     prepared = prepared or load_prices(config)
     prices = prepared.prices
-    folds = config.split.folds(prices.index)
+    context = RunContext.build(config, prepared)
+    folds = context.folds
     train_dates = folds[0].train_dates
     test_dates = prices.index[folds[0].test.start : folds[-1].test.stop]
     ppy = periods_per_year(prices.index)
@@ -110,7 +111,6 @@ def run_experiment(
     check_n_assets(prices.shape[1], 1, f"experiment {config.name!r}")
     rf_annual = config.backtest.risk_free_rate
 
-    context = RunContext.build(config, prepared)
     tasks = build_tasks(context)
     results = execute(tasks, context, executor, progress)
     outcomes = {(t.entry, t.seed, t.fold): results[t.id] for t in tasks if t.kind == "backtest"}

@@ -148,7 +148,7 @@ class UnivariatePriceLSTMForecaster(Forecaster):
         if len(tail) == self.lookback:
             window = tail.to_numpy(dtype=np.float64).T[:, :, None]  # (stock, lookback, 1)
             if self.scaling == "minmax":
-                x = (window - self.scaler_.low[:, None, None]) / self.scaler_.span[:, None, None]
+                x = self.scaler_.transform(window[:, :, 0].T).T[:, :, None]
             else:
                 x = window / window[:, -1:, :] - 1.0
             usable = np.isfinite(x).all(axis=(1, 2))

@@ -116,10 +116,11 @@ def _walk_forward_text(result: ExperimentResult) -> str:
     if not result.folds:
         return ""
     expanding = all(fold.train.start == 0 for fold in result.folds)
+    step, last = len(result.folds[0].test_dates), len(result.folds[-1].test_dates)
     return (
         f" before the first block; walk-forward: {len(result.folds)} test blocks of "
-        f"{len(result.folds[0].test_dates)} periods, every model refit before each on "
-        f"{'all earlier data' if expanding else 'a rolling window'}"
+        f"{step} periods{'' if last == step else f' (the last {last})'}, every model refit "
+        f"before each on {'all earlier data' if expanding else 'a rolling window'}"
     )
 
 

@@ -22,8 +22,10 @@ class RandomTopKStrategy(Strategy):
     tradable assets (a return at the decision date) as the PPO allocators. The logits are
     redrawn every ``hold`` decisions and kept in between (the projection is re-applied, so a
     newly untradable asset is dropped), which lets the control match a learned policy's
-    turnover. The draws depend only on ``seed`` and the number of decisions so far: the
-    control runs once per seed, like the learned strategies it controls.
+    turnover. A draw depends only on ``seed`` and the date it is made (not on when the
+    control was fitted), so every walk-forward block draws afresh and a block run alone draws
+    what the whole record draws there; the control runs once per seed, like the learned
+    strategies it controls.
     """
 
     label = "Random"
@@ -41,17 +43,17 @@ class RandomTopKStrategy(Strategy):
 
     def fit(self, history: MarketHistory) -> Self:
         super().fit(history)
-        self.rng_ = np.random.default_rng(self.seed)
         self.logits_: np.ndarray | None = None
         self.since_draw_ = 0
         return self
 
     def weights(self, history: MarketHistory) -> pd.Series:
-        if not hasattr(self, "rng_"):
+        if not hasattr(self, "since_draw_"):
             raise RuntimeError(f"{self.name} is not fitted; call fit() first")
         n_assets = len(history.assets)
         if self.logits_ is None or self.since_draw_ >= self.hold:
-            self.logits_ = self.rng_.standard_normal(n_assets)
+            day = int(history.date.toordinal())
+            self.logits_ = np.random.default_rng([self.seed, day]).standard_normal(n_assets)
             self.since_draw_ = 0
         self.since_draw_ += 1
         tradable = history.returns.iloc[-1].notna().to_numpy()
