@@ -286,3 +286,30 @@ def test_notes_of_every_block_are_said_once_and_others_name_their_block():
     notes = chain_backtests(noted, prices, cost).notes
     assert notes[0] == "always" and len(notes) == 3
     assert notes[1].startswith(f"block 1 (from {prices.index[39].date()}): 0 fallbacks")
+
+
+def test_the_s1_study_cost_replay_at_the_run_cost_is_the_main_table():
+    """Replaying the decisions through the engine at the run's own cost gives back the run's
+    Sharpe ratios, gaps and late listings included (the replay uses the engine's returns)."""
+    from dynafolio.experiments.s1_study import _cost_stress
+
+    prices = make_prices(n_periods=140, n_assets=4, late=20)
+    prices.iloc[112:118, 1] = float("nan")  # a halt inside the test period
+    config = validate_config(
+        {
+            "name": "cost",
+            "split": {"train_fraction": None, "test_start": str(prices.index[100].date())},
+            "backtest": {"transaction_cost": 0.001},
+            # Buy and hold keeps its position through the halt and books the move at resume.
+            "strategies": [
+                {"kind": "equal_weight"},
+                {"kind": "buy_and_hold", "asset": "A1"},
+                {"kind": "random_topk", "k": 2},
+            ],
+            "n_seeds": 1,
+        }
+    )
+    result = run_experiment(config, prepared=PreparedData(prices, "synthetic", "0" * 64, {}))
+    table = _cost_stress(result)
+    for name in table.index:
+        assert table.loc[name, "tc = 0.001"] == f"{result.table.loc[name, 'sharpe']:.2f}"

@@ -23,6 +23,7 @@ from dynafolio.experiments import s1_hybrid
 from dynafolio.experiments.config import ExperimentConfig, validate_config
 from dynafolio.experiments.result import AnalysisContext, ExperimentResult, StrategyRuns
 from dynafolio.experiments.runner import load_prices, run_experiment
+from dynafolio.history import carried_returns
 
 NAME = "s1-study"
 TITLE = "S1 study — ablation, K sensitivity, cost stress and crisis windows (out-of-sample)"
@@ -336,7 +337,8 @@ def _cost_stress(result: ExperimentResult) -> pd.DataFrame:
         for tc in COSTS:
             sharpes = []
             for run in runs.runs:
-                forward = prices[run.weights.columns].pct_change(fill_method=None)
+                # The engine's returns (carried over gaps), so tc = 0.001 is the main table.
+                forward = carried_returns(prices[run.weights.columns])
                 forward = forward.shift(-1).loc[run.weights.index].to_numpy()
                 sim = simulate(
                     forward, run.weights.to_numpy(), run.rebalanced.to_numpy(), ProportionalCost(tc)
