@@ -96,6 +96,13 @@ class PerAssetPolicy(ActorCriticPolicy):
         super()._build(lr_schedule)
         # Mean actions are the per-asset scores themselves; one exploration scale for all.
         self.action_net = nn.Identity()
+        # The score layer plays the part of SB3's action net, so it gets that net's small
+        # initial gain (0.01). With the extractor's gain (√2) the first policy ranks assets by
+        # a random-signed function of their inputs (on a foresight market: often the worst
+        # assets first), which PPO's small steps then take tens of thousands of steps to undo.
+        if self.ortho_init:
+            nn.init.orthogonal_(self.mlp_extractor.score.weight, gain=0.01)
+            nn.init.zeros_(self.mlp_extractor.score.bias)
         self.log_std = nn.Parameter(torch.full((1,), float(self.log_std_init)))
         self.optimizer = self.optimizer_class(
             self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
