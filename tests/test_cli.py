@@ -103,7 +103,7 @@ def test_bad_config_key_is_named(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_failed_report_leaves_no_run_directory(tmp_path, good_csv, monkeypatch):
+def test_failed_report_keeps_the_backtests_and_exits_3(tmp_path, good_csv, monkeypatch):
     import dynafolio.report as report
 
     def explode(*args, **kwargs):
@@ -116,8 +116,13 @@ def test_failed_report_leaves_no_run_directory(tmp_path, good_csv, monkeypatch):
     result = runner.invoke(
         app, ["run", "--data", str(good_csv), "--config", str(config), "--out", str(out)]
     )
-    assert result.exit_code != 0
-    assert list(out.iterdir()) == []
+    assert result.exit_code == 3, result.output
+    (run_dir,) = out.iterdir()  # complete (renamed into place), without a report
+    assert (run_dir / "manifest.json").is_file() and not (run_dir / "report.html").exists()
+    assert (run_dir / "ledgers" / "equal-weight.csv").is_file()
+    (failure,) = json.loads((run_dir / "manifest.json").read_text())["analysis_failures"]
+    assert failure["step"] == "report" and failure["message"] == "disk full"
+    assert "'report' failed (RuntimeError: disk full)" in " ".join(result.output.split())
 
 
 def test_data_list_and_show():

@@ -257,7 +257,14 @@ def test_download_prices_without_yfinance(monkeypatch):
 
 def test_list_and_info():
     infos = list_datasets()
-    assert [i.name for i in infos] == ["multiasset", "sp500"]
+    assert [i.name for i in infos] == [
+        "multiasset",
+        "sp500",
+        "noise",
+        "momentum",
+        "foresight",
+        "static_edge",
+    ]
     assert all(isinstance(i, DatasetInfo) for i in infos)
     info = dataset_info("multiasset")
     assert info.frequency == "daily (crypto every calendar day, others NYSE days)"

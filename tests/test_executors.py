@@ -4,6 +4,11 @@ replayed forecasts equal to live ones, Ctrl-C stops every worker."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -163,20 +168,90 @@ def test_replayed_forecasts_equal_live_ones(serial):
         pd.testing.assert_frame_equal(live.weights, replayed.weights)
 
 
-def test_ctrl_c_stops_every_worker():
-    config, prepared = _setup(n_seeds=1)
-    context = RunContext.build(config, prepared)
-    tasks = build_tasks(context)
+@dataclass(frozen=True)
+class _Job:
+    """What :func:`execute` needs of a task: ``id``, ``deps``, ``weight``."""
+
+    id: str
+    weight: int
+    deps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _BlockingContext:
+    """Runs ``block-*`` jobs forever (they write their worker's pid to ``folder`` first);
+    ``quick`` returns once every blocking job is running."""
+
+    folder: Path
+    n_blocking: int
+
+    def run(self, task: _Job, dep_results) -> int:
+        if task.id.startswith("block"):
+            (self.folder / f"{task.id}.pid").write_text(str(os.getpid()))
+            while True:  # a task that never ends: only killing its worker stops it
+                time.sleep(1)
+        deadline = time.monotonic() + 60
+        while len(list(self.folder.glob("*.pid"))) < self.n_blocking:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the blocking jobs never started")
+            time.sleep(0.01)
+        return os.getpid()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    # A zombie has exited; its parent (the fork server) has just not reaped it yet.
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
+
+
+def test_ctrl_c_stops_every_worker(tmp_path):
+    # Two workers run tasks that never end; Ctrl-C arrives (as a KeyboardInterrupt from the
+    # progress display) when the third worker's task completes. The executor must kill the
+    # two workers and return at once: waiting for their tasks would wait forever.
+    jobs = [_Job("block-1", weight=10), _Job("block-2", weight=10), _Job("quick", weight=2)]
+    context = _BlockingContext(tmp_path, n_blocking=2)
+    interrupted: list[float] = []
 
     def interrupting(description, total):
         def advance(n):
             if description.startswith("tasks"):
+                interrupted.append(time.monotonic())
                 raise KeyboardInterrupt
 
         return advance
 
-    with pytest.raises(KeyboardInterrupt):
-        execute(tasks, context, ExecutorSettings(kind="local", jobs=2), interrupting)
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            execute(jobs, context, ExecutorSettings(kind="local", jobs=3), interrupting)
+        except BaseException as error:  # the interrupt is what is tested
+            raised.append(error)
+
+    # In a thread, so that an executor that waits for its workers fails the test instead of
+    # hanging it.
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120  # the first workers of a session start in seconds
+    while not interrupted and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    thread.join(timeout=10)
+    try:
+        assert interrupted, "the quick task never completed"
+        assert not thread.is_alive(), "execute did not return after Ctrl-C"
+        returned = time.monotonic() - interrupted[0]
+    finally:
+        for child in multiprocessing.active_children():  # a failed run's workers
+            child.kill()
+        thread.join(timeout=10)
+    assert len(raised) == 1 and isinstance(raised[0], KeyboardInterrupt)
+    assert returned < 5.0, f"{returned:.1f} s from Ctrl-C to return"
+    pids = [int(p.read_text()) for p in sorted(tmp_path.glob("*.pid"))]
+    assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
     assert multiprocessing.active_children() == []
 
 

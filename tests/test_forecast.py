@@ -11,6 +11,7 @@ import torch
 
 from dynafolio.errors import DataError
 from dynafolio.forecast.base import Forecaster
+from dynafolio.forecast.linear import ARForecaster
 from dynafolio.forecast.lstm import RecurrentRegressor, UnivariateLSTMForecaster
 from dynafolio.forecast.panel import StackedLSTMForecaster, TransformerForecaster
 from dynafolio.forecast.price import PriceLSTMForecaster
@@ -25,6 +26,7 @@ from dynafolio.forecast.training import (
 from dynafolio.forecast.windows import make_windows, stack_windows
 from dynafolio.history import MarketHistory
 from dynafolio.progress import reporting_progress
+from forecast_probe import assert_no_look_ahead, full_panel_fit, one_row_late, stream_forecasts
 
 # Small enough that every fit takes well under a second.
 FAST: dict[str, Callable[..., Forecaster]] = {
@@ -236,15 +238,17 @@ def test_clone_refits_to_the_same_predictions():
 
 @pytest.mark.parametrize("name", ["univariate", "stacked_lstm", "price"])
 def test_no_look_ahead(name):
-    prices = ar_prices()
-    t = 120
-    perturbed = prices.copy()
-    perturbed.iloc[t + 1 :] *= np.exp(np.random.default_rng(0).normal(0, 0.3, (29, 4)))
-    forecasts = []
-    for full in (prices, perturbed):
-        forecaster = FAST[name]().fit(history_of(full.iloc[: t - 10]))
-        forecasts.append(forecaster.predict(history_of(full.iloc[: t + 1])))
-    pd.testing.assert_series_equal(*forecasts, check_exact=True)
+    """Walk-forward over the full frame (refits at rows 118, 120, 122): perturbing the prices
+    after row 120 changes no forecast made up to it, and does change a later one."""
+    forecasts = assert_no_look_ahead(stream_forecasts(FAST[name]()), ar_prices(), t=120)
+    assert all(np.isfinite(f.to_numpy()).all() for f in forecasts.values())
+
+
+@pytest.mark.parametrize("leak", [full_panel_fit, one_row_late])
+def test_the_look_ahead_probe_catches_a_leaky_path(leak):
+    """The same probe fails on a model fitted on the whole panel, or cut one row late."""
+    with pytest.raises(AssertionError, match="forecast at"):
+        assert_no_look_ahead(leak(FAST["univariate"]()), ar_prices(), t=120)
 
 
 @pytest.mark.parametrize("name", RETURN_MODELS)
@@ -271,20 +275,72 @@ def test_price_predictions_are_prices():
     assert forecaster.target == "price" and ratio.between(0.8, 1.25).all()
 
 
+# --- a learned forecaster against the least-squares AR fit on AR(1) data ---------------------
+
+AR1_PHI, AR1_TRAIN = 0.7, 220
+# The bar: out-of-sample MSE at most 15% above the least-squares AR(1) fit's on the same rows
+# (the optimum, the true conditional mean, scores 0.998 here; predicting zero 2.2) and a
+# correlation of at least 0.9 with the true conditional mean φ·r_t.
+AR1_MAX_MSE_RATIO, AR1_MIN_CORRELATION = 1.15, 0.9
+
+
+def held_out_forecasts(forecaster: Forecaster, prices: pd.DataFrame) -> np.ndarray:
+    """Forecasts of ``r_{t+1}`` from the history up to each held-out row ``t``, ``(79, 3)``."""
+    return np.array(
+        [forecaster.predict(history_of(prices.iloc[: t + 1])) for t in range(AR1_TRAIN, 299)]
+    )
+
+
+def ar1_scores(forecasts: np.ndarray, prices: pd.DataFrame) -> tuple[float, float]:
+    """MSE relative to least squares' on the held-out rows, correlation with ``φ·r_t``."""
+    log_returns = np.log(prices).diff().to_numpy()
+    truth = AR1_PHI * log_returns[AR1_TRAIN:299]
+    actual = log_returns[AR1_TRAIN + 1 :]
+    least_squares = held_out_forecasts(
+        ARForecaster(p=1).fit(history_of(prices.iloc[:AR1_TRAIN])), prices
+    )
+    ratio = np.mean((forecasts - actual) ** 2) / np.mean((least_squares - actual) ** 2)
+    # A constant forecast is uncorrelated (0 rather than NaN and a warning).
+    correlation = (
+        np.corrcoef(forecasts.ravel(), truth.ravel())[0, 1] if forecasts.std() > 0 else 0.0
+    )
+    return float(ratio), float(correlation)
+
+
+def clears_ar1_bar(forecasts: np.ndarray, prices: pd.DataFrame) -> bool:
+    ratio, correlation = ar1_scores(forecasts, prices)
+    return ratio <= AR1_MAX_MSE_RATIO and correlation >= AR1_MIN_CORRELATION
+
+
+@pytest.fixture(scope="module")
+def ar1_prices() -> pd.DataFrame:
+    return ar_prices(n_rows=300, n_assets=3, phi=AR1_PHI, seed=5)
+
+
 @pytest.mark.parametrize("batched", [True, False])
-def test_both_univariate_variants_beat_predicting_zero_on_held_out_ar1(batched):
-    prices = ar_prices(n_rows=300, n_assets=3, phi=0.7, seed=5)
-    log_returns = np.log(prices).diff()
+def test_both_univariate_variants_forecast_held_out_ar1_about_as_well_as_least_squares(
+    batched, ar1_prices
+):
+    # No validation tail: early stopping on ~20 noisy windows per asset picked epoch 1 for
+    # some seeds (an untrained model); every asset trains the full 20 epochs instead.
     forecaster = UnivariateLSTMForecaster(
-        lookback=5, hidden=16, dropout=0.0, epochs=25, lr=0.01, batched=batched
-    ).fit(history_of(prices.iloc[:220]))
-    errors, zero = [], []
-    for t in range(220, 299):  # forecast r_{t+1} from the history up to t
-        forecast = forecaster.predict(history_of(prices.iloc[: t + 1]))
-        actual = log_returns.iloc[t + 1]
-        errors.append(((forecast - actual) ** 2).mean())
-        zero.append((actual**2).mean())
-    assert np.mean(errors) < 0.85 * np.mean(zero)  # AR(1) optimum is 1 - phi² = 0.51
+        lookback=5, hidden=16, dropout=0.0, epochs=20, lr=0.01, patience=None,
+        val_fraction=0.0, batched=batched,
+    ).fit(history_of(ar1_prices.iloc[:AR1_TRAIN]))  # fmt: skip
+    ratio, correlation = ar1_scores(held_out_forecasts(forecaster, ar1_prices), ar1_prices)
+    assert ratio <= AR1_MAX_MSE_RATIO and correlation >= AR1_MIN_CORRELATION, (ratio, correlation)
+
+
+def test_the_ar1_bar_passes_least_squares_and_fails_broken_predictors(ar1_prices):
+    """Least squares clears the bar; predicting zero (MSE 2.2x), a shuffled least-squares
+    forecast (3.4x, correlation ~0) and a half-strength one (1.3x) each fail it."""
+    least_squares = held_out_forecasts(
+        ARForecaster(p=1).fit(history_of(ar1_prices.iloc[:AR1_TRAIN])), ar1_prices
+    )
+    assert clears_ar1_bar(least_squares, ar1_prices)
+    shuffled = np.random.default_rng(0).permutation(least_squares.ravel())
+    for broken in (0 * least_squares, shuffled.reshape(least_squares.shape), least_squares / 2):
+        assert not clears_ar1_bar(broken, ar1_prices)
 
 
 @pytest.mark.parametrize("name", FAST)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from conftest import make_prices
 from dynafolio.errors import ConfigError, DataError
@@ -21,6 +24,7 @@ from dynafolio.model_inputs import (
     frac_diff_weights,
     trend_slope,
 )
+from forecast_probe import assert_no_look_ahead, full_panel_fit, stream_forecasts
 
 
 def test_frac_diff_weights_match_the_binomial_series():
@@ -120,24 +124,41 @@ def test_a_config_names_the_bad_feature_key_before_anything_runs():
         )
 
 
-def test_the_stacked_lstm_reads_features_and_never_the_future():
-    prices = make_prices(n_periods=200, n_assets=3, late=0).rename(columns={"A0": "SPY"})
-    returns = prices.pct_change(fill_method=None)
-    model = StackedLSTMForecaster(
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads, and lose a lot when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def feature_lstm() -> StackedLSTMForecaster:
+    return StackedLSTMForecaster(
         lookback=5, units=(4,), epochs=2, features=S2_FEATURES, frac_diff_d=0.5, seed=1
     )
-    cut = 150
-    fitted = model.clone().fit(MarketHistory(prices.iloc[:cut], returns.iloc[:cut]))
-    forecast = fitted.predict(MarketHistory(prices.iloc[: cut + 10], returns.iloc[: cut + 10]))
-    assert np.isfinite(forecast.to_numpy()).all()
+
+
+def spy_prices() -> pd.DataFrame:
+    return make_prices(n_periods=200, n_assets=3, late=0).rename(columns={"A0": "SPY"})
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_stacked_lstm_reads_features_and_never_the_future():
+    """Walk-forward over the full 200-row frame (refits at rows 148, 150, 152, each on the
+    features of the history up to its decision): perturbing the prices after row 150 inside
+    that frame changes no forecast made up to it, and changes a later one."""
+    forecasts = assert_no_look_ahead(stream_forecasts(feature_lstm()), spy_prices(), t=150)
+    assert all(np.isfinite(f.to_numpy()).all() for f in forecasts.values())
+    prices = spy_prices().iloc[:151]
+    fitted = feature_lstm().fit(MarketHistory(prices, prices.pct_change(fill_method=None)))
     # Eleven feature columns per asset (5 returns, EWMA vol, RSI, Bollinger, 2 regime, frac diff
     # = 11) feed the network; it still predicts one log return per asset.
     assert fitted.network_.layers[0].input_size == 3 * 11
-    changed = prices.copy()
-    changed.iloc[cut + 10 :] *= 1.7
-    again = fitted.predict(MarketHistory(changed.iloc[: cut + 10], returns.iloc[: cut + 10]))
-    pd.testing.assert_series_equal(forecast, again)
-    refit = model.clone().fit(MarketHistory(changed.iloc[:cut], returns.iloc[:cut]))
-    pd.testing.assert_series_equal(
-        refit.predict(MarketHistory(prices.iloc[: cut + 10], returns.iloc[: cut + 10])), forecast
-    )
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_probe_catches_a_feature_lstm_fitted_on_the_whole_panel():
+    """The same probe fails when the model is fitted on the full frame, future included."""
+    with pytest.raises(AssertionError, match="forecast at"):
+        assert_no_look_ahead(full_panel_fit(feature_lstm()), spy_prices(), t=150)

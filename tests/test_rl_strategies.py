@@ -199,7 +199,7 @@ def test_run_directory_keeps_trained_agents_that_reload(tmp_path):
     result = run_experiment(config)
     run_dir = write_run(
         result, {}, tmp_path / "runs", lambda r, d, m: d / "report.html", tensorboard=True
-    )
+    ).path
     (saved,) = (run_dir / "agents").iterdir()
     assert saved.name == "ppo-only-top-2-seed0.zip"
     # --tensorboard: SB3's log and the validation evaluations, readable by TensorBoard.

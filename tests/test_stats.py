@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dynafolio import metrics, stats
@@ -99,6 +100,47 @@ def test_spa_and_stepm_find_a_planted_winner():
     result = stats.beat_benchmark_test(returns, bench, P, n_boot=500)
     assert result.spa_p_value < 0.05
     assert result.survivors == ("winner",) and result.n_tried == 6
+
+
+def _two_step_winners(rng: np.random.Generator):
+    """A benchmark and two strategies that both beat it, found superior in two StepM steps:
+    ``far`` is far better but its loss differential is noisy, which raises the first step's
+    critical value above ``close``'s small, steady edge; ``close`` is rejected only once
+    ``far`` has left the set."""
+    bench = rng.normal(0.0, 0.01, 500)
+    returns = {
+        "far": 0.01 + rng.normal(0, 0.01, 500),
+        "close": bench + 0.0005 + rng.normal(0, 0.001, 500),
+    }
+    return returns, bench
+
+
+def test_stepm_keeps_every_strategy_when_all_beat_the_benchmark():
+    # arch's StepM re-runs SPA on an empty set once every model is superior after two or
+    # more steps, and raised "zero-size array to reduction operation maximum".
+    returns, bench = _two_step_winners(np.random.default_rng(0))
+    result = stats.beat_benchmark_test(returns, bench, P, n_boot=500)
+    assert result.survivors == ("far", "close") and result.n_tried == 2
+    assert result.spa_p_value < 0.05
+
+
+def test_stepm_agrees_with_arch_where_arch_completes():
+    from arch.bootstrap import StepM
+
+    returns, bench = _two_step_winners(np.random.default_rng(1))
+    returns.update({f"null {i}": bench + np.random.default_rng(i).normal(0, 0.001, 500)
+                    for i in range(3)})  # fmt: skip
+    result = stats.beat_benchmark_test(returns, bench, P, n_boot=500, seed=3)
+    assert result.survivors == ("far", "close")  # two steps, then the nulls stay
+    # arch's StepM on the same losses (M²-scaled, negated), block length and seed.
+    frame = pd.DataFrame(returns)
+    scaled = frame.mul(bench.std(ddof=1) / frame.std(ddof=1), axis=1)
+    block = stats.block_length(bench, *[scaled[c].to_numpy() for c in scaled.columns])
+    reference = StepM(
+        pd.Series(-bench), -scaled, size=0.05, block_size=int(round(block)), reps=500, seed=3
+    )
+    reference.compute()
+    assert reference.superior_models == list(result.survivors)
 
 
 @pytest.mark.slow

@@ -222,14 +222,49 @@ def test_the_hybrid_training_streams_of_all_folds_are_one_stream():
 
 def test_the_last_fold_equals_a_single_split_starting_there(walk):
     """Sharing one training-period stream between folds changes nothing: the last fold's
-    decisions are those of a plain run whose test period is that fold."""
+    decisions are those of a plain run whose test period is that fold (for the rules whose
+    decisions do not read their own holdings; a PPO block starts from the previous block's,
+    see the next test)."""
     start = walk.folds[-1].test_dates[0]
-    config, prepared = _setup({"train_fraction": None, "test_start": str(start.date())})
+    stateless = [s for s in STRATEGIES if s["kind"] != "ppo_topk"]
+    config, prepared = _setup({"train_fraction": None, "test_start": str(start.date())}, stateless)
     alone = run_experiment(config, prepared=prepared)
-    for runs, single in zip(walk.strategies, alone.strategies, strict=True):
+    kept = [runs for runs in walk.strategies if runs.name in {r.name for r in alone.strategies}]
+    assert len(kept) == len(stateless)
+    for runs, single in zip(kept, alone.strategies, strict=True):
         # Every row trades (weekly rebalancing), so the held weights are the decisions.
         decided = runs.first.weights.loc[single.first.weights.index]
         pd.testing.assert_frame_equal(decided, single.first.weights, obj=runs.name)
+
+
+def test_a_ppo_block_starts_from_the_holdings_the_previous_block_left(monkeypatch):
+    """At a block's first decision the agent's state holds what the joined record trades
+    from (the previous block's holdings, drifted), not cash; a stateless rule's blocks do
+    not wait for each other."""
+    from dynafolio.strategies.rl import PPOAllocatorStrategy
+
+    config, prepared = _setup(WALK)
+    tasks = {t.id: t for t in build_tasks(RunContext.build(config, prepared))}
+    assert "backtest-3-0-0" in tasks["backtest-3-0-1"].deps
+    assert "backtest-3-0-1" in tasks["backtest-3-0-2"].deps
+    assert not [d for d in tasks["backtest-1-0-1"].deps if d.startswith("backtest")]
+    seen: dict[pd.Timestamp, pd.Series] = {}
+    weights = PPOAllocatorStrategy.weights
+
+    def spy(self, history):
+        seen[history.date] = pd.Series(self._drifted(history), index=history.assets)
+        return weights(self, history)
+
+    monkeypatch.setattr(PPOAllocatorStrategy, "weights", spy)
+    result = run_experiment(config, prepared=prepared)
+    record = next(r for r in result.strategies if r.name == "Hybrid Top-2").first
+    # A block's opening decision is at the close of the date before its first return.
+    openings = [fold.index[fold.test.start - 1] for fold in result.folds]
+    assert (seen[openings[0]] == 0).all()  # the first block starts in cash, as the record
+    for opening in openings[1:]:
+        held = record.drifted_weights.loc[opening]  # the period ending there, drifted
+        assert held.sum() == pytest.approx(1.0)
+        pd.testing.assert_series_equal(seen[opening], held, check_names=False, atol=1e-12)
 
 
 def test_local_workers_give_the_serial_walk_forward_exactly(walk):

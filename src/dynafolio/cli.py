@@ -2,6 +2,8 @@
 
 The CLI only parses arguments, composes the experiment layer and prints; errors the user
 can fix are printed as one clear message with a non-zero exit code, never a traceback.
+Exit codes: 2 for bad input (nothing ran); 3 when the backtests finished and the run directory
+was written but an analysis step failed (:mod:`dynafolio.experiments.steps`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ app.add_typer(data_app, name="data")
 # Piped output (CI logs, files) gets a wide console so the results table is not squeezed.
 console = Console() if Console().is_terminal else Console(width=220)
 err_console = Console(stderr=True)
+#: Exit code of a run whose backtests were written but whose analysis failed in part.
+ANALYSIS_FAILED = 3
 
 
 def _set_torch_threads(threads: int) -> None:
@@ -96,6 +100,22 @@ def run(
         Path | None,
         typer.Option(
             "--data", help="CSV/Parquet price file to use instead of the embedded dataset."
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="Embedded dataset (multiasset, sp500) or known-answer market (noise, momentum, "
+            "foresight, static_edge) to use instead of the experiment's, over its whole range.",
+        ),
+    ] = None,
+    market: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--market",
+            help="A setting of the known-answer market as KEY=VALUE (n_assets, n_periods, phi, "
+            "sigma, drift, edge, n_edge, seed, start, frequency); repeat for several.",
         ),
     ] = None,
     out: Annotated[
@@ -185,8 +205,14 @@ def run(
                 highlight=False,
             )
         overrides: dict[str, Any] = {}
+        if data is not None and dataset is not None:
+            raise DynafolioError("give either --data FILE or --dataset NAME, not both")
         if data is not None:
             overrides["data"] = {"path": str(data)}
+        if dataset is not None:
+            overrides["data"] = {"dataset": dataset, "path": None, "start": None, "end": None}
+        if market:
+            overrides.setdefault("data", {})["market"] = _key_values(market, "--market")
         if date_format is not None:
             overrides.setdefault("data", {})["date_format"] = date_format
         if seed is not None:
@@ -195,7 +221,7 @@ def run(
             overrides["n_seeds"] = seeds
         cfg = validate_config(merge(settings, overrides), source)
         prepared = load_prices(cfg)
-        if data is not None and config is None:
+        if (data is not None or dataset is not None) and config is None:
             cfg, dropped = _fit_defaults_to_data(cfg, prepared)
             for line in dropped:
                 console.print(f"[yellow]note:[/] {line}")
@@ -221,9 +247,20 @@ def run(
             with reporting_progress(factory):
                 result = run_experiment(cfg, prepared=prepared, progress=factory, executor=workers)
         manifest = build_manifest(cfg, result, prepared.source, prepared.source_sha256)
-        run_dir = write_run(result, manifest, out, write_report, tensorboard=tensorboard)
+        written = write_run(result, manifest, out, write_report, tensorboard=tensorboard)
     _print_results(result)
-    console.print(f"\nRun directory: [bold]{run_dir}[/]  (open {run_dir / 'report.html'})")
+    run_dir = written.path
+    report = run_dir / "report.html"
+    opened = f"  (open {report})" if report.is_file() else ""
+    console.print(f"\nRun directory: [bold]{run_dir}[/]{opened}")
+    if written.failures:
+        for failure in written.failures:
+            err_console.print(
+                f"[bold red]analysis failed:[/] {escape(failure.note)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise typer.Exit(code=ANALYSIS_FAILED)
 
 
 @app.command()
@@ -350,6 +387,23 @@ def tune(
     )
     console.print(f"Best parameters: {result.best_params}")
     console.print(f"Run directory: [bold]{run.final}[/]")
+
+
+def _key_values(items: list[str], option: str) -> dict[str, Any]:
+    """``["phi=0.3", "seed=4"]`` -> ``{"phi": 0.3, "seed": 4}`` (values read as YAML scalars;
+    the config validation then checks names and types)."""
+    import yaml
+
+    settings: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise DynafolioError(f"{option} {item!r}: write KEY=VALUE, e.g. {option} phi=0.3")
+        try:
+            settings[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            settings[key.strip()] = value
+    return settings
 
 
 def _fit_defaults_to_data(cfg, prepared):

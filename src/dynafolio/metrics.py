@@ -35,8 +35,9 @@ class MetricInfo:
     decimals: int
     better: Literal["higher", "lower"] | None
     help: str
-    #: "summary": a key of :func:`summary`; "inference": from :mod:`dynafolio.stats`.
-    source: Literal["summary", "inference"] = "summary"
+    #: "summary": a key of :func:`summary`; "inference": from :mod:`dynafolio.stats`;
+    #: "learnability": the learner's known-answer check (:mod:`dynafolio.rl.learnability`).
+    source: Literal["summary", "inference", "learnability"] = "summary"
 
 
 #: The one table of metrics, in report order: the CLI, the CSV/JSON writers and the report
@@ -93,6 +94,13 @@ METRICS: tuple[MetricInfo, ...] = (
         "sharpe_p_vs_benchmark", "p vs benchmark", "p vs bench", "p", 3, None,
         "Two-sided p-value of a paired test of equal Sharpe ratios with the benchmark, on the "
         "same dates (not adjusted for the number of strategies)", "inference",
+    ),
+    MetricInfo(
+        "learner_check", "Learner check (share of oracle)", "Learns?", "fraction", 0, None,
+        "Sharpe ratio the strategy's learner reaches on a known-answer market of the same "
+        "shape, as a share of the oracle's (foresight scores for learners that read forecasts, "
+        "AR(1) momentum with phi 0.5 for the others); below 50% the row is not evidence about "
+        "the method", "learnability",
     ),
 )  # fmt: skip
 METRIC_INFO: dict[str, MetricInfo] = {m.key: m for m in METRICS}

@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from arch.bootstrap import SPA, StationaryBootstrap, StepM, optimal_block_length
+from arch.bootstrap import SPA, StationaryBootstrap, optimal_block_length
 from scipy import stats as sps
 from statsmodels.stats.sandwich_covariance import S_hac_simple
 
@@ -337,7 +337,8 @@ def beat_benchmark_test(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> MultipleComparison:
-    """SPA and StepM (``arch.bootstrap``) on the Sharpe ratio against a benchmark.
+    """SPA (``arch.bootstrap``) and StepM (its steps over the same SPA, :func:`_step_down`) on
+    the Sharpe ratio against a benchmark.
 
     arch's tests compare mean *losses*; to compare Sharpe ratios each strategy's returns are
     first scaled to the benchmark's volatility (the M² of Modigliani & Modigliani 1997), so
@@ -359,12 +360,37 @@ def beat_benchmark_test(
     model_loss = -scaled
     spa = SPA(bench_loss, model_loss, block_size=int(round(block)), reps=n_boot, seed=seed)
     spa.compute()
-    stepm = StepM(
-        bench_loss, model_loss, size=size, block_size=int(round(block)), reps=n_boot, seed=seed
-    )
-    stepm.compute()
-    survivors = tuple(str(c) for c in scaled.columns if c in set(stepm.superior_models))
-    return MultipleComparison(float(spa.pvalues["consistent"]), survivors, scaled.shape[1], size)
+    spa_p_value = float(spa.pvalues["consistent"])
+    superior = set(_step_down(spa, size))
+    survivors = tuple(str(c) for i, c in enumerate(scaled.columns) if i in superior)
+    return MultipleComparison(spa_p_value, survivors, scaled.shape[1], size)
+
+
+def _step_down(spa: SPA, size: float) -> list[int]:
+    """Romano & Wolf's (2005) StepM on a computed ``spa``: the column indices of the models
+    found superior, each step re-running the SPA on the models not yet found.
+
+    The steps are those of ``arch.bootstrap.StepM.compute`` (same SPA, bootstrap and
+    consistent critical values, so the same survivors) with one difference: arch stops when
+    a step finds nothing or when *that step* finds all ``k`` models, so when every model is
+    superior but found over two or more steps it re-runs the SPA on an empty set, which
+    raises "zero-size array to reduction operation maximum". Here the steps stop when no
+    model is left: all are superior.
+    """
+    remaining = np.ones(spa.k, dtype=bool)
+    superior: list[int] = []
+    while remaining.any():
+        # better_models indexes the full set of models, whatever the subset.
+        spa.subset(remaining)
+        spa.compute()
+        found = [int(i) for i in spa.better_models(size)]
+        if not found:
+            break
+        superior.extend(found)
+        remaining[found] = False
+    spa.subset(np.ones(spa.k, dtype=bool))
+    spa.compute()
+    return sorted(superior)
 
 
 def _seed_time_replicates(

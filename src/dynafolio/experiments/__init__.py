@@ -15,6 +15,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from dynafolio.experiments import (
+    controls,
     s1_hybrid,
     s1_study,
     s1_walkforward,
@@ -26,6 +27,14 @@ from dynafolio.experiments import (
 #: experiment name -> module implementing it.
 EXPERIMENTS: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (s1_hybrid, s1_study, s1_walkforward, s2_signal, s3_drawdown, s4_price_rule)
+    for module in (
+        s1_hybrid,
+        s1_study,
+        s1_walkforward,
+        s2_signal,
+        s3_drawdown,
+        s4_price_rule,
+        controls,
+    )
 }
 DEFAULT_EXPERIMENT = s1_hybrid.NAME

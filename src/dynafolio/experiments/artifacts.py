@@ -1,5 +1,8 @@
 """Write a run directory atomically: everything lands in a hidden temporary folder that is
-renamed into place only once complete, so a failed run leaves nothing that looks finished."""
+renamed into place only once complete, so a failed run leaves nothing that looks finished.
+
+A run whose analysis failed (:mod:`dynafolio.experiments.steps`) is complete in that sense:
+its backtests are written, with the failures recorded."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ import pandas as pd
 from dynafolio.errors import ConfigError
 from dynafolio.experiments.config import ExperimentConfig
 from dynafolio.experiments.result import ExperimentResult
+from dynafolio.experiments.steps import AnalysisFailure, AnalysisSteps
 from dynafolio.paths import PARTIAL_MARKER, file_stem, unique_stems, write_partial_marker
 
 _PACKAGES = (
@@ -124,26 +129,41 @@ def atomic_run_dir(out_dir: Path, name: str) -> Iterator[_RunDir]:
         raise
 
 
+@dataclass(frozen=True)
+class WrittenRun:
+    """A complete run directory (``path``) and the analysis steps that failed on the way:
+    the run's own (``ExperimentResult.failures``), then the report's."""
+
+    path: Path
+    failures: tuple[AnalysisFailure, ...] = ()
+
+
 def write_run(
     result: ExperimentResult,
     manifest: dict[str, Any],
     out_dir: Path,
     write_report: Callable[[ExperimentResult, Path, dict[str, Any]], Path],
     tensorboard: bool = False,
-) -> Path:
+) -> WrittenRun:
     """Write every artifact of ``result`` under ``out_dir/<experiment>-<timestamp>``.
 
     ``tensorboard``: also write each agent's training log as TensorBoard event files under
-    ``tensorboard/<agent>/`` (needs the ``tensorboard`` package). Returns the final run
-    directory. The manifest is written last: its presence marks a complete run.
+    ``tensorboard/<agent>/`` (needs the ``tensorboard`` package). The report is an analysis
+    step: if ``write_report`` raises, the run is written without a complete report and the
+    failure joins ``result.failures`` in ``metrics.json`` and the manifest
+    (``analysis_failures``). The manifest is written last: its presence marks a complete run.
     """
     with atomic_run_dir(out_dir, result.experiment) as run:
-        _write_tables(result, run.path)
+        steps = AnalysisSteps()
+        # The report first, so that its failure, if any, is recorded with the others.
+        steps.run("report", write_report, result, run.path, manifest, fallback=None)
+        failures = (*result.failures, *steps.failures)
+        _write_tables(result, run.path, failures)
         if tensorboard:
             _write_tensorboard(result, run.path)
-        write_report(result, run.path, manifest)
-        write_manifest(run.path, manifest)
-    return run.final
+        recorded = [failure.to_json() for failure in failures]
+        write_manifest(run.path, {**manifest, "analysis_failures": recorded})
+    return WrittenRun(run.final, failures)
 
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
@@ -241,7 +261,9 @@ def _inference(result: ExperimentResult) -> dict[str, Any] | None:
     }
 
 
-def _write_tables(result: ExperimentResult, run_dir: Path) -> None:
+def _write_tables(
+    result: ExperimentResult, run_dir: Path, failures: tuple[AnalysisFailure, ...] = ()
+) -> None:
     table = result.table.copy()
     table.to_csv(run_dir / "metrics.csv", index_label="strategy")
     per_seed = result.metrics.reset_index()
@@ -261,7 +283,8 @@ def _write_tables(result: ExperimentResult, run_dir: Path) -> None:
                 else [],
                 "findings": list(result.findings),
                 "inference": _inference(result),
-                "notes": list(result.notes),
+                "analysis_failures": [failure.to_json() for failure in failures],
+                "notes": [*(failure.note for failure in failures), *result.notes],
             },
             indent=2,
         )

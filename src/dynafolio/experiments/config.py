@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from dynafolio.data.markets import MARKET_KINDS, KnownMarket, MarketSettings
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.splits import Split, chronological_split, walk_forward_folds
 from dynafolio.strategies.kinds import STRATEGY_SPECS, StrategySpecUnion
@@ -37,7 +38,14 @@ class DataConfig(_Frozen):
     """Where prices come from and how they are prepared."""
 
     dataset: str = Field(
-        "multiasset", description="embedded dataset name (ignored when path is set)"
+        "multiasset",
+        description="embedded dataset or known-answer market (noise, momentum, foresight, "
+        "static_edge) name; ignored when path is set",
+    )
+    market: MarketSettings = Field(
+        default_factory=MarketSettings,
+        description="settings of a known-answer market dataset (n_assets, n_periods, phi, "
+        "sigma, drift, edge, n_edge, seed, start, frequency)",
     )
     path: Path | None = Field(
         None, description="CSV/Parquet price file (wide or long) instead of a dataset"
@@ -73,6 +81,24 @@ class DataConfig(_Frozen):
             twice = sorted({a for a in assets if assets.count(a) > 1})
             raise ValueError(f"{twice} appear more than once; list each asset once")
         return assets
+
+    @model_validator(mode="after")
+    def _market_settings_for_a_market(self) -> DataConfig:
+        # Default settings are no choice (a dumped config carries them for any dataset).
+        if self.market != MarketSettings() and self.known_market is None:
+            raise ValueError(
+                f"market settings apply to the known-answer markets ({', '.join(MARKET_KINDS)}); "
+                f"the data is {'the file ' + str(self.path) if self.path else repr(self.dataset)}"
+                ": set dataset to one of them or remove market"
+            )
+        return self
+
+    @property
+    def known_market(self) -> KnownMarket | None:
+        """The known-answer market the data is generated from (None for real data)."""
+        if self.path is not None or self.dataset not in MARKET_KINDS:
+            return None
+        return KnownMarket(kind=self.dataset, settings=self.market)
 
 
 class WalkForwardConfig(_Frozen):

@@ -77,8 +77,8 @@ def _fold_summary(result: ExperimentResult, sharpe: pd.DataFrame) -> pd.DataFram
         "One row per walk-forward fold: every model, scaler and optimiser is refit on the data "
         "before its test block (periods in brackets); the blocks join into the out-of-sample "
         "record scored in the main table. The first trade of a block starts from the holdings "
-        "the previous block left, and pays for the change; a PPO agent's own state at that "
-        "first decision is cash, as at the start of any test period."
+        "the previous block left, and pays for the change; a PPO agent's state at that first "
+        "decision holds those drifted holdings too."
     )
     return table
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from dynafolio.backtest.result import BacktestResult
+from dynafolio.experiments.steps import AnalysisFailure
 from dynafolio.splits import Split
 
 
@@ -114,6 +115,10 @@ class ExperimentResult:
         Plain-language statements for the report (who beats the benchmark, who does not).
     notes : tuple of str
         Caveats: fallbacks used, assets missing, windows not covered, source discrepancies.
+    failures : tuple of AnalysisFailure
+        Analysis steps that raised (:mod:`dynafolio.experiments.steps`); what they would have
+        added is missing (without inference, ``table`` has no interval or p-value columns
+        and there are no findings), the backtests are complete.
     """
 
     experiment: str
@@ -138,6 +143,10 @@ class ExperimentResult:
     #: Run-level statistics (:class:`dynafolio.experiments.inference.Inference`): the
     #: multiple-testing result, the deflated Sharpe ratio of the best strategy, the methods.
     inference: Any = None
+    #: Strategy name -> the known-answer check of its learner
+    #: (:class:`dynafolio.rl.learnability.LearnabilityResult`), for the PPO allocators.
+    learnability: dict[str, Any] = field(default_factory=dict)
+    failures: tuple[AnalysisFailure, ...] = ()
 
     @property
     def confidence_level(self) -> float:

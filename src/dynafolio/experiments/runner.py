@@ -9,20 +9,28 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from dynafolio import metrics
 from dynafolio.backtest import PortfolioConstraints, ProportionalCost, chain_backtests
 from dynafolio.data import dataset_info, load_dataset, read_prices
+from dynafolio.data.markets import KnownMarket, generate_market
 from dynafolio.data.validate import check_history, check_n_assets
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.experiments.config import ExperimentConfig, StrategySpec
 from dynafolio.experiments.executors import ExecutorSettings, execute
 from dynafolio.experiments.folds import fold_tables
 from dynafolio.experiments.inference import findings, infer
+from dynafolio.experiments.learnability import (
+    collect_learnability,
+    learnability_findings,
+    with_learner_checks,
+)
 from dynafolio.experiments.result import AnalysisContext, ExperimentResult, StrategyRuns
-from dynafolio.experiments.tasks import RunContext, build_tasks
+from dynafolio.experiments.steps import AnalysisSteps
+from dynafolio.experiments.tasks import RunContext, build_tasks, learnability_tasks
 from dynafolio.features import periods_per_year, prepare_prices
 from dynafolio.progress import ProgressFactory
 from dynafolio.strategies.base import Strategy
@@ -38,6 +46,7 @@ class PreparedData:
     source_sha256: str
     asset_classes: dict[str, str]
     notes: tuple[str, ...] = ()
+    market: KnownMarket | None = None  # the known-answer market the prices come from
 
 
 def load_prices(config: ExperimentConfig) -> PreparedData:
@@ -50,6 +59,11 @@ def load_prices(config: ExperimentConfig) -> PreparedData:
         source = str(data.path)
         digest = hashlib.sha256(data.path.read_bytes()).hexdigest()
         classes: dict[str, str] = {}
+    elif data.known_market is not None:
+        raw = generate_market(data.known_market)
+        source = f"known-answer market {data.known_market.label}"
+        digest = hashlib.sha256(raw.to_csv().encode()).hexdigest()
+        classes = {}
     else:
         raw = load_dataset(data.dataset)
         source = f"dataset:{data.dataset}"
@@ -84,7 +98,12 @@ def load_prices(config: ExperimentConfig) -> PreparedData:
         raise DataError(f"{source}: no prices left between {data.start} and {data.end}")
     prices = prepare_prices(raw, frequency=data.frequency, max_gap=data.max_gap)
     return PreparedData(
-        prices, source, digest, {a: c for a, c in classes.items() if a in prices}, tuple(notes)
+        prices,
+        source,
+        digest,
+        {a: c for a, c in classes.items() if a in prices},
+        tuple(notes),
+        data.known_market,
     )
 
 
@@ -100,20 +119,100 @@ def run_experiment(
     The work is a graph of tasks (:mod:`dynafolio.experiments.tasks`) run by ``executor``
     (default: in this process); the result is the same whatever runs it.
     """
-    prepared = prepared or load_prices(config)
+    (result,) = run_experiments([config], prepared=[prepared], progress=progress, executor=executor)
+    return result
+
+
+def run_experiments(
+    configs: list[ExperimentConfig],
+    *,
+    prepared: list[PreparedData | None] | None = None,
+    progress: ProgressFactory | None = None,
+    executor: ExecutorSettings | None = None,
+) -> list[ExperimentResult]:
+    """:func:`run_experiment` for several configs whose tasks run as one graph: the workers
+    stay busy across them, and a learner check they share runs once. Each result is what
+    :func:`run_experiment` gives for its config alone."""
+    prepared = prepared or [None] * len(configs)
+    contexts = []
+    for config, data in zip(configs, prepared, strict=True):
+        data = data or load_prices(config)
+        context = RunContext.build(config, data)
+        check_history(data.prices.loc[context.folds[0].train_dates], 2, data.source)
+        check_n_assets(data.prices.shape[1], 1, f"experiment {config.name!r}")
+        contexts.append(context)
+    graphs = [build_tasks(context) for context in contexts]
+    if len(contexts) == 1:
+        runs = [execute(graphs[0], contexts[0], executor, progress)]
+    else:
+        joint = JointContext(tuple(contexts))
+        results = execute(joint.tasks(graphs), joint, executor, progress)
+        runs = [joint.results_of(i, graph, results) for i, graph in enumerate(graphs)]
+    return [
+        _assemble(context, graph, results, progress, executor)
+        for context, graph, results in zip(contexts, graphs, runs, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class JointContext:
+    """Runs the task graphs of several experiments as one: task ids get the run's number as a
+    prefix (``"2/backtest-0-1-0"``), except the learner checks, which depend only on their
+    configuration and so are shared by every run that has them."""
+
+    contexts: tuple[RunContext, ...]
+
+    @staticmethod
+    def _shared(task_id: str) -> bool:
+        return task_id.startswith("learnability-")
+
+    def _id(self, run: int, task_id: str) -> str:
+        return task_id if self._shared(task_id) else f"{run}/{task_id}"
+
+    def tasks(self, graphs: list[list]) -> list:
+        joined: dict[str, Any] = {}
+        for run, graph in enumerate(graphs):
+            name = self.contexts[run].config.name
+            for task in graph:
+                renamed = dataclasses.replace(
+                    task,
+                    id=self._id(run, task.id),
+                    deps=tuple(self._id(run, d) for d in task.deps),
+                    label=task.label if self._shared(task.id) else f"{name}: {task.label}",
+                )
+                joined.setdefault(renamed.id, renamed)
+        # Dependencies first, as build_tasks orders one graph: the shared checks have none.
+        return sorted(joined.values(), key=lambda t: bool(t.deps))
+
+    def run(self, task, dep_results: list[Any]) -> Any:
+        if self._shared(task.id):
+            # Any run that has the check can compute it; its entry index is that run's.
+            for context in self.contexts:
+                if any(t.id == task.id for t in learnability_tasks(context)):
+                    return context.run(task, dep_results)
+        run, _, _ = task.id.partition("/")
+        return self.contexts[int(run)].run(task, dep_results)
+
+    def results_of(self, run: int, graph: list, results: dict[str, Any]) -> dict[str, Any]:
+        return {task.id: results[self._id(run, task.id)] for task in graph}
+
+
+def _assemble(
+    context: RunContext,
+    tasks: list,
+    results: dict[str, Any],
+    progress: ProgressFactory | None,
+    executor: ExecutorSettings | None,
+) -> ExperimentResult:
+    """Join the executed tasks of one run into its result and analyse it."""
+    config, prepared, folds = context.config, context.prepared, context.folds
     prices = prepared.prices
-    context = RunContext.build(config, prepared)
-    folds = context.folds
     train_dates = folds[0].train_dates
     test_dates = prices.index[folds[0].test.start : folds[-1].test.stop]
     ppy = periods_per_year(prices.index)
-    check_history(prices.loc[train_dates], 2, prepared.source)
-    check_n_assets(prices.shape[1], 1, f"experiment {config.name!r}")
     rf_annual = config.backtest.risk_free_rate
-
-    tasks = build_tasks(context)
-    results = execute(tasks, context, executor, progress)
     outcomes = {(t.entry, t.seed, t.fold): results[t.id] for t in tasks if t.kind == "backtest"}
+    learnability = collect_learnability(context, results)
     cost_model = ProportionalCost(config.backtest.transaction_cost)
     all_runs: list[StrategyRuns] = []
     agents = {}
@@ -131,10 +230,20 @@ def run_experiment(
         all_runs.append(StrategyRuns(item.name, tuple(runs), item.seeds, item.learned, item.tags))
 
     per_seed = _per_seed_metrics(all_runs, ppy, rf_annual)
-    table, inference = infer(
-        all_runs, _aggregate(per_seed), config.benchmark, ppy, rf_annual, config.seed
-    )
-    stress, stress_notes = _stress(all_runs, config, ppy, rf_annual, test_dates)
+    # From here on every step only analyses the finished backtests: a step that raises is
+    # recorded and replaced by its fallback, so the backtests are still written.
+    steps = AnalysisSteps()
+    aggregate = _aggregate(per_seed)
+    table, inference = steps.run(
+        "inference (Sharpe intervals, p-values, SPA and StepM)",
+        infer, all_runs, aggregate, config.benchmark, ppy, rf_annual, config.seed,
+        fallback=(aggregate, None),  # the per-seed means and spreads, no intervals
+    )  # fmt: skip
+    table = steps.run("learner checks", with_learner_checks, table, learnability, fallback=table)
+    stress, stress_notes = steps.run(
+        "stress windows", _stress, all_runs, config, ppy, rf_annual, test_dates,
+        fallback=(pd.DataFrame(), []),
+    )  # fmt: skip
     notes = [
         *config.notes,
         *prepared.notes,
@@ -149,7 +258,16 @@ def run_experiment(
         "consistently."
     )
     benchmark = config.benchmark
-    rolling = _rolling_alpha_beta(all_runs, prices, config.index_asset, config.rolling_window, ppy)
+    rolling = steps.run(
+        "rolling alpha and beta", _rolling_alpha_beta,
+        all_runs, prices, config.index_asset, config.rolling_window, ppy,
+        fallback=pd.DataFrame(),
+    )  # fmt: skip
+    found = ()
+    if inference is not None:  # the findings quote the intervals and tests
+        found = tuple(
+            steps.run("findings", findings, table, inference, all_runs, benchmark, fallback=())
+        )
     result = ExperimentResult(
         experiment=config.name,
         title=config.title or config.name,
@@ -167,13 +285,22 @@ def run_experiment(
         rolling=rolling,
         groups=_plot_groups(config, all_runs),
         agents=agents,
-        findings=tuple(findings(table, inference, all_runs, benchmark)),
+        findings=(
+            *found,
+            *steps.run("learner findings", learnability_findings, learnability, fallback=[]),
+        ),
+        learnability=learnability,
         inference=inference,
         notes=tuple(notes),
     )
     analysis = AnalysisContext(config, prepared, progress, executor)
-    tables = {**fold_tables(result, rf_annual), **analyse(result, analysis)}
-    return dataclasses.replace(result, tables={**result.tables, **tables})
+    tables = {
+        **steps.run("walk-forward fold tables", fold_tables, result, rf_annual, fallback={}),
+        **steps.run(f"analyses ({config.analyses})", analyse, result, analysis, fallback={}),
+    }
+    return dataclasses.replace(
+        result, tables={**result.tables, **tables}, failures=tuple(steps.failures)
+    )
 
 
 def analyse(result: ExperimentResult, context: AnalysisContext) -> dict[str, pd.DataFrame]:
@@ -238,6 +365,7 @@ def plan_strategies(config: ExperimentConfig, prepared: PreparedData) -> list[Pl
         periods_per_year=periods_per_year(prices.index),
         transaction_cost=config.backtest.transaction_cost,
         asset_classes=dict(prepared.asset_classes),
+        market=prepared.market,
     )
     planned = []
     for position, spec in enumerate(config.strategies):

@@ -92,7 +92,7 @@ def _variants() -> list[dict[str, Any]]:
         ),
     ]
     changes += [
-        ("per-asset policy", "per-asset policy", {"ppo": {"policy": "per_asset"}}),
+        ("the source's MLP policy", "source MLP policy", {"ppo": {"policy": "mlp"}}),
         (
             "differential Sharpe reward",
             "differential Sharpe reward",
@@ -299,7 +299,7 @@ def _variant_table(result: ExperimentResult) -> pd.DataFrame:
         else "none"
     )
     table.attrs["caption"] = (
-        "One change at a time from the default (40,960 timesteps, MLP policy, log-return "
+        "One change at a time from the default (40,960 timesteps, per-asset policy, log-return "
         "reward, no sparsity penalty); Sharpe differences with paired p-values over dates and "
         f"seeds. Random control: {control_text}. Not adjusted for the number of variants."
     )

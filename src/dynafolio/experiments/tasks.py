@@ -42,7 +42,8 @@ from dynafolio.strategies.base import StreamSpec
 
 @dataclass(frozen=True)
 class Task:
-    """One unit of work: ``kind`` is "stream" or "backtest"; ``deps`` are task ids whose
+    """One unit of work: ``kind`` is "stream", "backtest" or "learnability" (a PPO
+    configuration's known-answer check); ``deps`` are task ids whose
     results it receives (in order) as its last argument."""
 
     id: str
@@ -163,6 +164,11 @@ def _longest_extensions(specs: list[tuple[StreamSpec, pd.DataFrame]]) -> list[in
     return chosen
 
 
+#: Dependency name of a walk-forward block on the block before it (strategies that carry
+#: holdings, :attr:`~dynafolio.strategies.base.Strategy.carries_holdings`).
+PREVIOUS_BLOCK = "previous block"
+
+
 def build_tasks(context: RunContext) -> list[Task]:
     """The run's tasks in a fixed order: stream pieces first (each distinct one once), then
     every (strategy, seed, fold) backtest in config order."""
@@ -199,7 +205,10 @@ def build_tasks(context: RunContext) -> list[Task]:
     for entry, item in enumerate(context.plan):
         for seed in item.seeds:
             for fold in range(len(context.folds)):
-                deps = uses.get((entry, seed, fold), [])
+                deps = list(uses.get((entry, seed, fold), []))
+                if fold and item.spec.strategy_class.carries_holdings:
+                    # The block starts from the holdings the previous block left.
+                    deps.append((f"backtest-{entry}-{seed}-{fold - 1}", PREVIOUS_BLOCK))
                 backtests.append(
                     Task(
                         id=f"backtest-{entry}-{seed}-{fold}",
@@ -213,7 +222,54 @@ def build_tasks(context: RunContext) -> list[Task]:
                         weight=20 if item.learned else 1,
                     )
                 )
-    return [*streams.values(), *backtests]
+    return [*learnability_tasks(context), *streams.values(), *backtests]
+
+
+def learnability_check(context: RunContext, entry: int) -> Any:
+    """The known-answer check (:mod:`dynafolio.rl.learnability`) of plan ``entry``'s learner:
+    the run's shape (assets, periods, the first fold's training periods), the entry's
+    configuration and the run's first seed. None for an entry that trains no PPO agent."""
+    from dynafolio.features import periods_per_year
+
+    item = context.plan[entry]
+    make = getattr(item.build(context.config.seed), "learnability_check", None)
+    if make is None:
+        return None
+    return make(
+        n_assets=item.universe.shape[1],
+        n_periods=len(item.universe),
+        train_periods=context.folds[0].test.start,
+        periods_per_year=periods_per_year(item.universe.index),
+        seed=context.config.seed,
+    )
+
+
+def learnability_checks(context: RunContext) -> dict[int, Any]:
+    """Plan entry -> its learner's check, for the entries that have one."""
+    checks = {entry: learnability_check(context, entry) for entry in range(len(context.plan))}
+    return {entry: check for entry, check in checks.items() if check is not None}
+
+
+def learnability_task_id(check: Any) -> str:
+    return "learnability-" + hashlib.sha256(check.key.encode()).hexdigest()[:16]
+
+
+def learnability_tasks(context: RunContext) -> list[Task]:
+    """One task per distinct learner configuration of the run (entries that differ only in
+    name share it)."""
+    tasks: dict[str, Task] = {}
+    for entry, check in learnability_checks(context).items():
+        key = learnability_task_id(check)
+        if key not in tasks:
+            tasks[key] = Task(
+                id=key,
+                kind="learnability",
+                entry=entry,
+                seed=context.config.seed,
+                label=f"known-answer check of {context.plan[entry].name}'s learner",
+                weight=25,
+            )
+    return list(tasks.values())
 
 
 def _fold_label(context: RunContext, fold: int) -> str:
@@ -232,12 +288,21 @@ def run_task(context: RunContext, task: Task, dep_results: list[Any]) -> Any:
         return compute_stream(
             piece.template, piece.schedule, item.universe, list(piece.rows), piece.first_row
         )
-    if task.kind != "backtest":  # pragma: no cover - build_tasks makes only these two
+    if task.kind == "learnability":
+        from dynafolio.rl.learnability import check_learnability
+
+        seed_everything(task.seed)
+        return check_learnability(learnability_check(context, task.entry))
+    if task.kind != "backtest":  # pragma: no cover - build_tasks makes only these three
         raise ValueError(f"unknown task kind {task.kind!r}")
-    if task.deps:
-        replays: dict[str, dict] = {}
-        for name, forecasts in zip(task.dep_names, dep_results, strict=True):
-            replays.setdefault(name, {}).update(forecasts)  # a stream's pieces, joined
+    replays: dict[str, dict] = {}
+    for name, dep in zip(task.dep_names, dep_results, strict=True):
+        if name == PREVIOUS_BLOCK:
+            held = dep.result.weights
+            strategy.hold_from(held.iloc[-1], held.index[-1])
+        else:
+            replays.setdefault(name, {}).update(dep)  # a stream's pieces, joined
+    if replays:
         strategy.replay_forecasts(replays)
     # Seeded after building, so torch (imported by learned strategies) is seeded too, in
     # every process alike.

@@ -120,6 +120,14 @@ class UnivariateLSTMForecaster(Forecaster):
         Train all assets' models together with :class:`BatchedLSTM`, or one ``nn.LSTM``
         after another. Same model and procedure either way (only the random streams
         differ); the default is the faster one in ``benchmarks/lstm_speed.py``.
+    shared : bool, default True
+        One univariate LSTM for all assets (a *global* model: the same weights read each
+        asset's own z-scored returns), trained on every asset's windows pooled and ordered
+        by date, so the validation tail is the latest dates of all assets. ``False`` is the
+        source's model, one LSTM per asset: with a few hundred weekly returns per asset it
+        cannot find even a strong AR(1) edge (cross-sectional IC 0.02-0.09 against the
+        least-squares AR fit's 0.20 on the ``momentum`` market with φ 0.2, 20 assets, 255
+        weeks), while the shared model, seeing twenty times the samples, reaches 0.18-0.19.
     """
 
     def __init__(
@@ -136,6 +144,7 @@ class UnivariateLSTMForecaster(Forecaster):
         grad_clip: float | None = None,
         min_windows: int = 20,
         batched: bool = True,
+        shared: bool = True,
         seed: int = 0,
     ) -> None:
         self.lookback = lookback
@@ -150,6 +159,7 @@ class UnivariateLSTMForecaster(Forecaster):
         self.grad_clip = grad_clip
         self.min_windows = min_windows
         self.batched = batched
+        self.shared = shared
         self.seed = seed
 
     def fit(self, history: MarketHistory) -> Self:
@@ -174,7 +184,15 @@ class UnivariateLSTMForecaster(Forecaster):
         name = type(self).__name__
         with seeded(self.seed):
             rng = np.random.default_rng(self.seed)
-            if self.batched:
+            if self.shared:
+                progress = progress_bar(f"training {name}", self.epochs)
+                network = BatchedLSTM(1, 1, self.hidden, 1, self.dropout)
+                X, y = _pooled_by_date(scaled[:, keep], self.lookback)
+                self.log_ = train_stacked(
+                    network, X[None], y[None], np.array([len(X)]), settings, rng=rng,
+                    progress=progress,
+                )  # fmt: skip
+            elif self.batched:
                 progress = progress_bar(f"training {name}", self.epochs)
                 network = BatchedLSTM(len(keep), 1, self.hidden, 1, self.dropout)
                 X, y, counts = stack_windows([windows[j] for j in keep])
@@ -203,10 +221,27 @@ class UnivariateLSTMForecaster(Forecaster):
         if window is not None:
             usable = np.isfinite(window).all(axis=0)
             x = torch.as_tensor(np.nan_to_num(window.T), dtype=torch.float32)[:, None, :, None]
+            if getattr(self, "shared", False):
+                x = x.transpose(0, 1)  # every asset through the one model: (1, assets, ...)
             with torch.no_grad():
-                scaled = self.network_(x)[:, 0, 0].double().numpy()
+                scaled = self.network_(x).reshape(-1).double().numpy()
             forecast = np.where(usable, self.scaler_.inverse(scaled), np.nan)
         return pd.Series(forecast, index=self.assets_, dtype=float).reindex(history.assets)
+
+
+def _pooled_by_date(scaled: np.ndarray, lookback: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every column's windows (:func:`make_windows`) pooled, in the order of their target
+    dates (ties in column order), so a chronological tail is the latest dates of all assets.
+
+    Returns ``X`` of shape (n_samples, lookback, 1) and ``y`` of shape (n_samples, 1).
+    """
+    rows = np.arange(len(scaled), dtype=float)[:, None]
+    parts = [make_windows(scaled[:, [j]], lookback, np.hstack([scaled[:, [j]], rows]))
+             for j in range(scaled.shape[1])]  # fmt: skip
+    X = np.concatenate([X for X, _ in parts])
+    y = np.concatenate([y for _, y in parts])
+    order = np.argsort(y[:, 1], kind="stable")
+    return X[order], y[order, :1]
 
 
 # Config names of the forecasters (``forecaster: {model: ..., params: {...}}``).

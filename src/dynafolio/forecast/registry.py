@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from dynafolio.errors import ConfigError
 from dynafolio.forecast.base import Forecaster
 
 __all__ = [
@@ -67,15 +68,25 @@ def _publish(model: type, module: str) -> None:
     setattr(sys.modules[module], model.__name__, model)
 
 
+#: Constructor arguments a run supplies rather than the config: ``market``, the known-answer
+#: market the run's data was generated from (None for real data).
+RUN_ARGUMENTS = frozenset({"market"})
+
+
 @dataclass(frozen=True)
 class ForecasterEntry:
-    """A registered forecaster: ``cls(**fixed, **params, seed=seed)`` builds it."""
+    """A registered forecaster: ``cls(**fixed, **params, seed=seed)`` builds it (plus
+    ``market=`` for a forecaster whose constructor takes the run's known-answer market)."""
 
     model: str
     cls: type[Forecaster]
     label: str
     fixed: dict[str, Any] = field(default_factory=dict)
     params: type[BaseModel] = BaseModel
+
+    @property
+    def takes_market(self) -> bool:
+        return "market" in inspect.signature(self.cls.__init__).parameters
 
 
 class ForecasterSpec(BaseModel):
@@ -95,10 +106,18 @@ class ForecasterSpec(BaseModel):
         """Short family name shown in strategy names ("LSTM", "GRU")."""
         return self.entry.label
 
-    def build(self, seed: int) -> Forecaster:
-        """An unfitted forecaster with these parameters and ``seed``."""
+    def build(self, seed: int, market: Any = None) -> Forecaster:
+        """An unfitted forecaster with these parameters and ``seed``; ``market`` is the run's
+        known-answer market (:class:`~dynafolio.data.markets.KnownMarket`, None for real
+        data), passed on to forecasters that read it."""
         entry = self.entry
-        return entry.cls(**entry.fixed, **self.params.model_dump(), seed=seed)
+        if entry.takes_market and market is None:
+            raise ConfigError(
+                f"forecaster {self.model!r} serves only known-answer markets: set data.dataset "
+                "to noise, momentum, foresight or static_edge (or --dataset on the command line)"
+            )
+        extra = {"market": market} if entry.takes_market else {}
+        return entry.cls(**entry.fixed, **self.params.model_dump(), seed=seed, **extra)
 
 
 #: model name -> entry, in registration order.
@@ -112,7 +131,9 @@ def register_forecaster(
     """Make ``model`` a valid ``forecaster.model`` in configs."""
     fixed = dict(fixed or {})
     title = "".join(part.title() for part in model.split("_"))
-    params = params_model(cls.__init__, f"{title}Params", __name__, exclude={"seed", *fixed})
+    params = params_model(
+        cls.__init__, f"{title}Params", __name__, exclude={"seed", *RUN_ARGUMENTS, *fixed}
+    )
     entry = ForecasterEntry(model, cls, label, fixed, params)
     FORECASTERS[model] = entry
     spec = create_model(

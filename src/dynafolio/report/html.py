@@ -347,6 +347,7 @@ def render_html(result: ExperimentResult, manifest: Mapping, images: Mapping[str
         subtitle=subtitle,
         setup=_setup(result, manifest),
         findings=list(result.findings),
+        failures=[failure.note for failure in result.failures],
         notes=list(result.notes),
         results=_results_table(result),
         stress=_stress_table(result),

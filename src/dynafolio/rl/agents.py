@@ -51,10 +51,11 @@ class PPOSettings:
     gae_lambda, n_epochs : SB3 ``PPO`` arguments (``n_steps`` per environment).
     net_arch : tuple of int
         Hidden layers of the actor and of the critic (of the shared per-asset network).
-    policy : {"mlp", "per_asset"}
-        SB3's MLP over the whole observation, or one network shared by all assets
-        (:mod:`dynafolio.rl.policies`, permutation-equivariant; observations are not
-        re-normalised per input, which would break that).
+    policy : {"per_asset", "mlp"}
+        One network shared by all assets (the default: :mod:`dynafolio.rl.policies`,
+        permutation-equivariant; observations are not re-normalised per input, which would
+        break that), or SB3's MLP over the whole observation — the S1 source's policy, which
+        fails the known-answer checks (:mod:`dynafolio.rl.learnability`) at S1's budget.
     total_timesteps : int
         Most environment steps to train for (over all parallel environments).
     n_envs : int
@@ -81,7 +82,7 @@ class PPOSettings:
     gae_lambda: float = 0.95
     n_epochs: int = 10
     net_arch: tuple[int, ...] = (64, 64)
-    policy: Literal["mlp", "per_asset"] = "mlp"
+    policy: Literal["mlp", "per_asset"] = "per_asset"
     total_timesteps: int = 40_960
     n_envs: int = 8
     episode_length: int = 52

@@ -33,6 +33,9 @@ class Strategy(ABC):
     learned: ClassVar[bool] = False
     #: Runs once per seed although it learns nothing (a random control).
     seeded: ClassVar[bool] = False
+    #: Its decisions depend on the holdings it starts from: a walk-forward block of it waits
+    #: for the block before and starts from what that left (``hold_from(weights, date)``).
+    carries_holdings: ClassVar[bool] = False
 
     @property
     def name(self) -> str:

@@ -84,6 +84,9 @@ class BuildContext:
         Cost per unit of turnover (``backtest.transaction_cost``).
     asset_classes : mapping
         Asset -> class, where the data provides them (embedded datasets).
+    market : KnownMarket, optional
+        The known-answer market the data was generated from (:mod:`dynafolio.data.markets`);
+        None for real data. Only the ``oracle`` forecaster reads it.
     """
 
     seed: int = 0
@@ -91,6 +94,7 @@ class BuildContext:
     periods_per_year: int = 52
     transaction_cost: float = 0.001
     asset_classes: Mapping[str, str] = field(default_factory=dict)
+    market: Any = None
 
     @property
     def risk_free_per_period(self) -> float:

@@ -25,6 +25,7 @@ from dynafolio.forecast.registry import params_model
 from dynafolio.history import MarketHistory
 from dynafolio.rl.agents import PPOSettings, TrainedAgent, train_agent
 from dynafolio.rl.env import RETURN_CLIP, SCORE_CLIP, PortfolioEnv
+from dynafolio.rl.learnability import LearnabilityCheck
 from dynafolio.rl.projection import top_k_weights
 from dynafolio.rl.rewards import RewardSettings
 from dynafolio.splits import RefitSchedule
@@ -64,6 +65,9 @@ class PPOAllocatorStrategy(Strategy):
     """
 
     learned: ClassVar[bool] = True
+    #: Its decisions read its own holdings: in a walk-forward, a block's agent starts from
+    #: the holdings the previous block left (:meth:`hold_from`), not from cash.
+    carries_holdings: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -126,8 +130,8 @@ class PPOAllocatorStrategy(Strategy):
                 dates=history.returns.index,
                 reward=self.reward,
             )
-        self.previous_: pd.Series | None = None
-        self.previous_date_: pd.Timestamp | None = None
+        # The holdings the portfolio starts from: cash, or a previous block's (hold_from).
+        self.previous_, self.previous_date_ = getattr(self, "carried_", (None, None))
         if self.forecaster is not None:
             replay = getattr(self, "replay_", {}).get("test")
             self.test_scores_ = ForecastStream(self.forecaster, self.score_schedule, replay)
@@ -152,6 +156,13 @@ class PPOAllocatorStrategy(Strategy):
         target = pd.Series(top_k_weights(logits, self.k, self.tau, tradable), index=history.assets)
         self.previous_, self.previous_date_ = target, history.date
         return target
+
+    def hold_from(self, weights: pd.Series, date: pd.Timestamp) -> None:
+        """Start from ``weights`` held after the decision at ``date`` (before :meth:`fit`): a
+        walk-forward block continues the portfolio the previous block left. The first
+        observation then holds them drifted through the returns since ``date``, exactly the
+        holdings the joined record trades from."""
+        self.carried_ = (weights.astype(float), pd.Timestamp(date))
 
     def _drifted(self, history: MarketHistory) -> np.ndarray:
         """The previous target drifted through the returns realised since it was set."""
@@ -201,6 +212,30 @@ class PPOAllocatorStrategy(Strategy):
             forecast = stream.forecast(_until(history, row))
             scores[row] = _standardise(forecast.reindex(history.assets))
         return scores
+
+    def learnability_check(
+        self, n_assets: int, n_periods: int, train_periods: int, periods_per_year: int, seed: int
+    ) -> LearnabilityCheck | None:
+        """This allocator's configuration on a known-answer market of its run's shape
+        (:mod:`dynafolio.rl.learnability`); None for a loaded agent (nothing trains)."""
+        if self.agent_path is not None:
+            return None
+        return LearnabilityCheck(
+            n_assets=n_assets,
+            n_periods=n_periods,
+            train_periods=train_periods,
+            start=self.score_initial_window,
+            k=self.k,
+            tau=self.tau,
+            lookback=self.lookback,
+            transaction_cost=self.transaction_cost,
+            lambda_sparse=self.lambda_sparse,
+            with_scores=self.forecaster is not None,
+            settings=self.settings or PPOSettings(),
+            reward=self.reward or RewardSettings(),
+            periods_per_year=periods_per_year,
+            seed=seed,
+        )
 
     def check_agent(self, agent: TrainedAgent, assets: list) -> None:
         """Refuse a saved agent that was trained for other settings or another asset count.
@@ -273,7 +308,9 @@ class PPOSpec(StrategySpec):
             transaction_cost=context.transaction_cost,
             lambda_sparse=self.lambda_sparse,
             settings=PPOSettings(**settings),
-            forecaster=None if self.forecaster is None else self.forecaster.build(context.seed),
+            forecaster=None
+            if self.forecaster is None
+            else self.forecaster.build(context.seed, context.market),
             score_refit_every=self.score_refit_every,
             score_initial_window=self.score_initial_window,
             agent_path=None if self.agent_path is None else str(self.agent_path),

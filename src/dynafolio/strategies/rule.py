@@ -210,5 +210,7 @@ class PriceRuleSpec(ForecastDrivenSpec):
 
     def build(self, context: BuildContext) -> Strategy:
         return PriceRuleStrategy(
-            self.forecaster.build(context.seed), max_position=self.max_position, **self.walk()
+            self.forecaster.build(context.seed, context.market),
+            max_position=self.max_position,
+            **self.walk(),
         )

@@ -503,7 +503,7 @@ class TopKSpec(ForecastDrivenSpec):
 
     def build(self, context: BuildContext) -> Strategy:
         return TopKForecastStrategy(
-            self.forecaster.build(context.seed),
+            self.forecaster.build(context.seed, context.market),
             k=self.k,
             tau=self.tau,
             label=self.forecaster.label,
@@ -534,7 +534,7 @@ class SignalSpec(ForecastDrivenSpec):
         extra = {"risk_free_rate": context.risk_free_per_period}
         cls = _ALLOCATIONS[self.allocation]
         return cls(
-            self.forecaster.build(context.seed),
+            self.forecaster.build(context.seed, context.market),
             label=self.forecaster.label,
             **(extra if cls is ForecastMeanVarianceStrategy else {}),
             **self.walk(),
