@@ -143,7 +143,6 @@ def test_stepm_agrees_with_arch_where_arch_completes():
     assert reference.superior_models == list(result.survivors)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("phi", "df", "method"),
     [
@@ -165,7 +164,6 @@ def test_95_percent_intervals_cover_the_true_sharpe_ratio(phi, df, method):
     assert 0.92 <= covered / n_reps <= 0.98, covered / n_reps
 
 
-@pytest.mark.slow
 def test_the_paired_test_has_its_nominal_size_and_power():
     rng = np.random.default_rng(12)
     n_reps, rejected, detected = 200, 0, 0
@@ -180,7 +178,6 @@ def test_the_paired_test_has_its_nominal_size_and_power():
     assert detected / n_reps > 0.8, detected / n_reps
 
 
-@pytest.mark.slow
 def test_spa_rejects_at_about_its_nominal_rate_on_nulls():
     rng = np.random.default_rng(13)
     n_reps, rejected = 100, 0
