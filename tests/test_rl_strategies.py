@@ -202,6 +202,12 @@ def test_run_directory_keeps_trained_agents_that_reload(tmp_path):
     ).path
     (saved,) = (run_dir / "agents").iterdir()
     assert saved.name == "ppo-only-top-2-seed0.zip"
+    # The learner's known-answer check is in the table and in metrics.json.
+    import json
+
+    check = json.loads((run_dir / "metrics.json").read_text())["learner_checks"]["PPO-only Top-2"]
+    assert check["market"].startswith("momentum") and check["pass_share"] == 0.5
+    assert result.table.loc["PPO-only Top-2", "learner_check"] == check["share_of_oracle"]
     # --tensorboard: SB3's log and the validation evaluations, readable by TensorBoard.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

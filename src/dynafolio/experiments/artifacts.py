@@ -283,6 +283,10 @@ def _write_tables(
                 else [],
                 "findings": list(result.findings),
                 "inference": _inference(result),
+                # Each PPO learner's known-answer check (dynafolio.rl.learnability).
+                "learner_checks": {
+                    name: check.as_dict() for name, check in result.learnability.items()
+                },
                 "analysis_failures": [failure.to_json() for failure in failures],
                 "notes": [*(failure.note for failure in failures), *result.notes],
             },

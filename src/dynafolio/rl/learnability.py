@@ -102,10 +102,13 @@ class LearnabilityResult:
     def passed(self) -> bool:
         return bool(self.share >= PASS_SHARE)
 
-    def as_dict(self) -> dict[str, float | str | bool | int]:
+    def as_dict(self) -> dict[str, float | str | bool | int | None]:
+        """JSON-ready (NaN as None)."""
+        fields = {k: None if v != v else v for k, v in dataclasses.asdict(self).items()}
+        share = self.share
         return {
-            **dataclasses.asdict(self),
-            "share_of_oracle": self.share,
+            **fields,
+            "share_of_oracle": None if share != share else share,
             "passed": self.passed,
             "pass_share": PASS_SHARE,
         }
