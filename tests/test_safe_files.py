@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import pickle
+import time
 import zipfile
 from pathlib import Path
 
@@ -176,7 +177,7 @@ def test_a_genuine_agent_loads_and_matches(agent_file):
 def test_tensors_that_do_not_match_the_header_are_refused(tmp_path, agent_file):
     genuine = _members(agent_file)
     header = json.loads(genuine["dynafolio_agent.json"])
-    header["net_arch"] = [8]
+    header["net_arch"] = header["ppo"]["net_arch"] = [8]
     path = _write_zip(
         tmp_path / "mismatch.zip",
         {**genuine, "dynafolio_agent.json": json.dumps(header).encode()},
@@ -221,3 +222,200 @@ def test_a_yaml_config_cannot_construct_python_objects(tmp_path):
     assert result.exit_code == 2
     assert "is not valid YAML" in result.output
     assert not marker.exists()
+
+
+# ---------------------------------------------- the shared safe-file helpers (safe_files)
+def _refused(call, *args) -> str:
+    with pytest.raises(DataError) as caught:
+        call(*args)
+    return str(caught.value)
+
+
+def test_json_depth_is_measured_before_parsing_and_strings_are_skipped():
+    from dynafolio.safe_files import Limits, load_json
+
+    limits = Limits(max_depth=4)
+    start = time.perf_counter()
+    deep = "[" * 200_000 + "]" * 200_000
+    assert "nested more than 4 deep (at character 4)" in _refused(load_json, deep, "f", limits)
+    assert time.perf_counter() - start < 1.0
+    # Brackets and escaped quotes inside strings are text, not structure.
+    text = json.dumps({"a": ["[" * 10_000 + '\\"[{', {"b": '"]]]'}]})
+    assert load_json(text, "f", limits)["a"][1] == {"b": '"]]]'}
+
+
+def test_json_that_would_be_slow_or_large_to_parse_is_refused_quickly():
+    from dynafolio.safe_files import Limits, load_json
+
+    start = time.perf_counter()
+    unterminated = '["' + '\\"' * 1_000_000
+    assert "not valid JSON" in _refused(load_json, unterminated, "f", Limits(max_bytes=4 << 20))
+    wide = "[" + "0," * 200_000 + "0]"
+    assert "more than 100,000 entries" in _refused(load_json, wide, "f", Limits(max_bytes=1 << 20))
+    padded = b"[" + b" " * 20 + b"]"
+    assert "more than the 10 accepted" in _refused(load_json, padded, "f", Limits(max_bytes=10))
+    keys = json.dumps({f"k{i}": 0 for i in range(50)})
+    assert "(top level) has 50 keys" in _refused(load_json, keys, "f", Limits(max_keys=10))
+    assert time.perf_counter() - start < 3.0
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('{"a": [1, NaN]}', "a.1 is nan"),
+        ('{"a": {"b": Infinity}}', "a.b is inf"),
+        ('{"a": -Infinity}', "a is -inf"),
+        ('{"a": [1e999]}', "a.0 is inf"),
+        ('{"a": 123456789012345678901234567890}', "a is an integer beyond"),
+    ],
+)
+def test_json_numbers_must_be_finite_and_the_field_is_named(text, field):
+    from dynafolio.safe_files import Limits, load_json
+
+    message = _refused(load_json, text, "file.json", Limits(), "fix it")
+    assert message.startswith(f"file.json: {field}") and message.endswith("; fix it")
+
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+)
+MERGE_BOMB = "a0: &a0 {x: 1, y: 2}\n" + "".join(
+    f"a{i}: &a{i} {{<<: [*a{i - 1}, *a{i - 1}], k{i}: {i}}}\n" for i in range(1, 40)
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        (BILLION_LAUGHS, "more than 100,000 entries (aliases counted each time"),
+        (MERGE_BOMB, "more than 100,000 entries"),
+        ("a: " + "[" * 200_000 + "]" * 200_000, "nested more than 32 deep"),
+        ("".join("  " * i + f"k{i}:\n" for i in range(40)) + "  " * 40 + "v\n", "more than 32"),
+        ("a: &a [1, *a]\n", "nested more than 32 deep"),
+        ("a: {b: [1, .nan]}\n", "a.b.1 is nan, not a finite number"),
+        ("a: -.inf\n", "a is -inf"),
+    ],
+    ids=["billion-laughs", "merge-key-bomb", "deep-flow", "deep-block", "recursive", "nan", "inf"],
+)
+def test_hostile_yaml_is_refused_before_it_is_built(text, expect):
+    from dynafolio.safe_files import Limits, load_yaml
+
+    start = time.perf_counter()
+    assert expect in _refused(load_yaml, text, "config file c.yaml", Limits())
+    assert time.perf_counter() - start < 3.0
+
+
+def test_ordinary_yaml_anchors_and_merge_keys_still_load():
+    from dynafolio.safe_files import Limits, load_yaml
+
+    text = "base: &base {k: 2, lookback: 4}\nstrategies:\n  - {<<: *base, kind: ppo_topk}\n"
+    tree = load_yaml(text, "c.yaml", Limits())
+    assert tree["strategies"][0] == {"k": 2, "lookback": 4, "kind": "ppo_topk"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        ("a = " + "[" * 100_000 + "]" * 100_000, "nested too deeply to read"),
+        ("a = " + "{b = " * 5_000 + "1" + "}" * 5_000, "nested too deeply to read"),
+        ("[x]\na = [1.0, nan]\n", "x.a.1 is nan"),
+        ("a = inf\n", "a is inf"),
+        ("a = [1,\n", "is not valid TOML"),
+    ],
+)
+def test_hostile_toml_is_refused(text, expect):
+    from dynafolio.safe_files import Limits, load_toml
+
+    assert expect in _refused(load_toml, text, "config file c.toml", Limits())
+
+
+def test_config_files_get_the_same_caps(tmp_path):
+    from dynafolio.errors import ConfigError
+    from dynafolio.experiments.config import load_config_file
+
+    cases = {
+        "big.yaml": "n_seeds: 1\n" + "#" * (1 << 20),
+        "bomb.yaml": BILLION_LAUGHS,
+        "nan.yaml": "backtest: {transaction_cost: .nan}\n",
+        "deep.toml": "a = " + "[" * 50_000 + "]" * 50_000,
+    }
+    expect = ["larger than 1,048,576 bytes", "aliases counted", "backtest.transaction_cost is nan",
+              "nested too deeply"]  # fmt: skip
+    for (name, text), words in zip(cases.items(), expect, strict=True):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ConfigError) as caught:
+            load_config_file(tmp_path / name)
+        assert words in str(caught.value) and f"config file {tmp_path / name}" in str(caught.value)
+
+
+def test_a_yaml_bomb_config_exits_2_with_one_paragraph_and_no_run(tmp_path):
+    config = tmp_path / "bomb.yaml"
+    config.write_text(BILLION_LAUGHS)
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["run", "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    shown = " ".join(result.output.split())
+    assert shown.startswith("error: config file") and "aliases counted" in shown
+    assert "Traceback" not in result.output and "\n\n" not in result.output.strip()
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_zip_with_a_huge_central_directory_is_refused_before_zipfile_reads_it(tmp_path):
+    from dynafolio.safe_files import SafeZip
+
+    path = tmp_path / "many.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(1_500):
+            archive.writestr(f"{i:060d}", b"")
+    with pytest.raises(DataError, match=r"its zip directory is 1\d\d,\d{3} bytes, more than"):
+        SafeZip(path, f"{path} is not an archive", max_file_bytes=1 << 30, max_members=8)
+
+
+def test_safetensors_layouts_are_read_without_building_tensors():
+    import safetensors.torch
+    import torch
+
+    from dynafolio.safe_files import safetensors_layout
+
+    blob = safetensors.torch.save({"w": torch.ones(2, 3), "b": torch.zeros(3, dtype=torch.float64)})
+    layout = safetensors_layout(blob, "t")
+    assert {n: (i.dtype, i.shape) for n, i in layout.items()} == {
+        "w": ("F32", (2, 3)), "b": ("F64", (3,)),
+    }  # fmt: skip
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+
+    def rewritten(change) -> bytes:
+        edited = json.loads(json.dumps(header))
+        change(edited)
+        text = json.dumps(edited).encode()
+        return len(text).to_bytes(8, "little") + text + blob[8 + size :]
+
+    cases = [
+        (lambda h: h["w"].update(data_offsets=[0, 24]), "gap or overlap"),
+        (lambda h: h["w"].update(dtype="F99"), "unknown dtype 'F99'"),
+        (lambda h: h["w"].update(shape=[2, -3]), "is not a list of at most 8 sizes"),
+        (lambda h: h["w"].update(extra=1), "exactly dtype, shape and data_offsets"),
+        (lambda h: h.update(__metadata__={"a": 1}), "__metadata__ is not a mapping of strings"),
+    ]
+    for change, words in cases:
+        assert words in _refused(safetensors_layout, rewritten(change), "t")
+    assert "it is 3 bytes long" in _refused(safetensors_layout, b"abc", "t")
+    assert "span 48 bytes but it holds 52" in _refused(safetensors_layout, blob + bytes(4), "t")
+
+
+def test_validation_errors_name_each_field_and_its_value():
+    from pydantic import BaseModel, Field, ValidationError
+
+    from dynafolio.safe_files import validation_error
+
+    class Model(BaseModel):
+        n: int = Field(ge=1)
+        xs: list[float]
+
+    with pytest.raises(ValidationError) as caught:
+        Model.model_validate({"n": 0, "xs": [1.0, "x" * 500]})
+    message = str(validation_error(caught.value, "file f", "fix it"))
+    assert message.startswith("file f: n: Input should be greater than or equal to 1 (got 0); ")
+    assert "xs.1: Input should be a valid number" in message and message.endswith("; fix it")
+    assert len(message) < 300

@@ -8,12 +8,10 @@ never mutated afterwards.
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -25,6 +23,7 @@ from pydantic import (
 
 from dynafolio.data.markets import MARKET_KINDS, KnownMarket, MarketSettings
 from dynafolio.errors import ConfigError, DataError
+from dynafolio.safe_files import Limits, load_toml, load_yaml, read_bytes
 from dynafolio.splits import Split, chronological_split, walk_forward_folds
 from dynafolio.strategies.kinds import STRATEGY_SPECS, StrategySpecUnion
 from dynafolio.strategies.registry import DisplayName
@@ -243,11 +242,18 @@ class ExperimentConfig(_Frozen):
         return tuple(range(self.seed, self.seed + self.n_seeds))
 
 
+#: Caps on a config file (:mod:`dynafolio.safe_files`); real configs are a few KB, nested
+#: about six deep.
+CONFIG_LIMITS = Limits(max_bytes=1 << 20, max_depth=32, max_items=100_000)
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file into a plain dict.
 
     YAML is read with ``safe_load``: tags such as ``!!python/object`` are refused, so a config
-    can never construct Python objects or run code.
+    can never construct Python objects or run code. Size, nesting depth and entry count
+    (YAML aliases expanded) are capped by :data:`CONFIG_LIMITS` before the file is parsed
+    into a tree, and NaN or infinite numbers are refused.
     """
     path = Path(path)
     if path.is_dir():
@@ -258,7 +264,12 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"config file {path}: use a .yaml, .yml or .toml file (got {path.suffix or 'none'})"
         )
-    raw = path.read_bytes()
+    where = f"config file {path}"
+    fix = "a config is a small plain-text YAML or TOML file"
+    try:
+        raw = read_bytes(path, where, CONFIG_LIMITS.max_bytes, fix)
+    except DataError as error:
+        raise ConfigError(str(error)) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -274,13 +285,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         )
     try:
         if path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
+            data = load_yaml(text, where, CONFIG_LIMITS, fix) or {}
         else:
-            data = tomllib.loads(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(
-            f"config file {path} is not valid {path.suffix[1:].upper()}: {error}"
-        ) from error
+            data = load_toml(text, where, CONFIG_LIMITS, fix)
+    except DataError as error:  # not valid YAML/TOML, too large or deep, non-finite numbers
+        raise ConfigError(str(error)) from error.__cause__
     if not isinstance(data, dict):
         raise ConfigError(
             f"config file {path} must hold a mapping of keys, not {type(data).__name__}"

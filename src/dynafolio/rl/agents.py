@@ -4,13 +4,12 @@ saving and loading (Stable-Baselines3 PPO + VecNormalize statistics)."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -28,17 +27,37 @@ from dynafolio.early_stopping import EarlyStopping, n_validation
 from dynafolio.errors import DataError
 from dynafolio.progress import progress_bar
 from dynafolio.rl.env import ACTION_BOUND, PortfolioEnv
-from dynafolio.rl.policies import POLICIES
+from dynafolio.rl.policies import POLICIES, n_parameters
 from dynafolio.rl.rewards import RewardSettings
 from dynafolio.rl.vec_env import BatchedPortfolioVecEnv
+from dynafolio.safe_files import Limits, SafeZip, load_json, safetensors_layout, short_repr
+from dynafolio.safe_files import validation_error as _validation_error
 
 AGENT_FORMAT = "dynafolio-ppo-agent"
 #: Version 2: JSON header + safetensors (version 1 held a pickled SB3 zip and is refused).
 AGENT_VERSION = 2
 _HEADER = "dynafolio_agent.json"
 _TENSORS = "policy.safetensors"
-#: No member of an agent file is anywhere near this (a 34-asset policy is ~0.5 MB).
-_MAX_MEMBER_BYTES = 512 * 1024 * 1024
+
+# What an agent file may declare. Every cap is far above any agent dynafolio trains (a
+# 34-asset MLP agent is ~0.5 MB), and low enough that a file is refused before it costs
+# memory: the header is read within 8 MiB, and a network is built only after the tensors
+# file is shown to hold exactly the parameters that the header implies.
+MAX_ASSETS = 10_000
+MAX_LOOKBACK = 5_000
+MAX_OBSERVATION_SIZE = 100_000
+MAX_LAYERS = 16
+MAX_WIDTH = 4_096
+#: 64 MB of float32.
+MAX_PARAMETERS = 16_000_000
+_HEADER_LIMITS = Limits(
+    max_bytes=8 * 1024 * 1024,
+    max_depth=8,
+    max_items=2 * MAX_OBSERVATION_SIZE + 200_000,
+    max_keys=256,
+)
+_SAFETENSORS_HEADER_BYTES = 64 * 1024
+_MAX_FILE_BYTES = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -81,7 +100,8 @@ class PPOSettings:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     n_epochs: int = 10
-    net_arch: tuple[int, ...] = (64, 64)
+    # fail_fast: a saved agent's header reports one bad layer, not one error per entry.
+    net_arch: Annotated[tuple[int, ...], Field(fail_fast=True)] = (64, 64)
     policy: Literal["mlp", "per_asset"] = "per_asset"
     total_timesteps: int = 40_960
     n_envs: int = 8
@@ -91,41 +111,58 @@ class PPOSettings:
     val_fraction: float = 0.2
 
 
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
+#: A value of the training log. None stands for NaN (JSON has no NaN, so a NaN is saved as
+#: null); it is read back as NaN.
+_LogValue = int | float | None
+_Date = Annotated[str, Field(max_length=32)]
+
+
 class _EnvHeader(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    lookback: int = Field(ge=1)
-    k: int = Field(ge=1)
+    lookback: int = Field(ge=1, le=MAX_LOOKBACK)
+    k: int = Field(ge=1, le=MAX_ASSETS)
     tau: float = Field(ge=0.0, lt=1.0)
-    transaction_cost: float = Field(ge=0.0)
-    lambda_sparse: float = Field(ge=0.0)
+    transaction_cost: float = Field(ge=0.0, allow_inf_nan=False)
+    lambda_sparse: float = Field(ge=0.0, allow_inf_nan=False)
     with_scores: bool
     reward: RewardSettings = Field(default_factory=RewardSettings)
 
 
 class _AgentHeader(BaseModel):
-    """The JSON header of an agent file: everything needed to rebuild the policy, and no code."""
+    """The JSON header of an agent file: everything needed to rebuild the policy, and no code.
+
+    :meth:`TrainedAgent.load` validates it strictly: numbers must be JSON numbers, flags JSON
+    booleans, and every size is capped. Long sequences are ``fail_fast``: they stop at their
+    first bad entry, so 400,000 bad entries give one error, not 400,000 (about 1 KB each).
+    :func:`_check_header` then checks that the fields agree with each other.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal["dynafolio-ppo-agent"]
     version: Literal[2]
-    observation_size: int = Field(ge=1)
-    n_assets: int = Field(ge=1)
-    action_bound: float = Field(gt=0.0)
-    net_arch: tuple[int, ...]
+    observation_size: int = Field(ge=1, le=MAX_OBSERVATION_SIZE)
+    n_assets: int = Field(ge=1, le=MAX_ASSETS)
+    action_bound: float = Field(gt=0.0, allow_inf_nan=False)
+    net_arch: tuple[Annotated[int, Field(ge=1, le=MAX_WIDTH)], ...] = Field(
+        max_length=MAX_LAYERS, fail_fast=True
+    )
     activation: Literal["tanh"]
-    ppo: dict[str, int | float | str | tuple[int, ...] | None]
+    ppo: PPOSettings
     env_settings: _EnvHeader
-    obs_mean: tuple[float, ...]
-    obs_var: tuple[float, ...]
-    clip_obs: float = Field(gt=0.0)
+    obs_mean: tuple[_Finite, ...] = Field(max_length=MAX_OBSERVATION_SIZE, fail_fast=True)
+    obs_var: tuple[Annotated[float, Field(ge=0.0, allow_inf_nan=False)], ...] = Field(
+        max_length=MAX_OBSERVATION_SIZE, fail_fast=True
+    )
+    clip_obs: float = Field(gt=0.0, allow_inf_nan=False)
     num_timesteps: int = Field(ge=0)
-    history: tuple[dict[str, int | float], ...] = ()
-    diagnostics: tuple[dict[str, int | float], ...] = ()
-    training_period: tuple[str, str] | None = None
-    validation_period: tuple[str, str] | None = None
-    random_baseline: dict[str, int | float] | None = None
+    history: tuple[dict[str, _LogValue], ...] = Field((), fail_fast=True)
+    diagnostics: tuple[dict[str, _LogValue], ...] = Field((), fail_fast=True)
+    training_period: tuple[_Date, _Date] | None = None
+    validation_period: tuple[_Date, _Date] | None = None
+    random_baseline: dict[str, _LogValue] | None = None
 
 
 def build_policy(
@@ -135,13 +172,15 @@ def build_policy(
     policy: str = "mlp",
     lookback: int = 1,
     with_scores: bool = False,
+    ortho_init: bool = True,
 ) -> ActorCriticPolicy:
     """The SB3 actor-critic a PPO agent of the Top-K environment uses.
 
     ``policy="mlp"``: SB3's MLP (Tanh); ``"per_asset"``: one network shared by all assets
     (:class:`~dynafolio.rl.policies.PerAssetPolicy`). Observations are already normalised
     (the caller applies the VecNormalize statistics); actions are ``n_assets`` logits in
-    ±:data:`~dynafolio.rl.env.ACTION_BOUND`.
+    ±:data:`~dynafolio.rl.env.ACTION_BOUND`. ``ortho_init=False`` skips SB3's orthogonal
+    initialisation (a QR decomposition per layer) for weights that are about to be loaded.
     """
     observation_space = spaces.Box(-np.inf, np.inf, shape=(observation_size,), dtype=np.float32)
     action_space = spaces.Box(-ACTION_BOUND, ACTION_BOUND, shape=(n_assets,), dtype=np.float32)
@@ -149,6 +188,7 @@ def build_policy(
         observation_space,
         action_space,
         lr_schedule=lambda _: 0.0,
+        ortho_init=ortho_init,
         **_policy_kwargs(policy, net_arch, n_assets, lookback, with_scores),
     )
     network.set_training_mode(False)
@@ -235,7 +275,7 @@ class TrainedAgent:
             action_bound=ACTION_BOUND,
             net_arch=tuple(self.settings.net_arch),
             activation="tanh",
-            ppo=dataclasses.asdict(self.settings),
+            ppo=self.settings,
             env_settings=_EnvHeader(**self.env_settings),
             obs_mean=tuple(float(x) for x in self.obs_mean),
             obs_var=tuple(float(x) for x in self.obs_var),
@@ -261,123 +301,204 @@ class TrainedAgent:
         """Read an agent written by :meth:`save`; anything else is refused with a clear error.
 
         Only JSON and safetensors are parsed: nothing in the file is unpickled or executed.
-        The policy is rebuilt from the header and must match the stored tensors exactly.
+        Reading is bounded (:mod:`dynafolio.safe_files`). The header is validated completely
+        before anything is built: known policy, capped sizes, finite statistics with
+        non-negative variances, fields that agree. The tensors' dtypes and shapes are then
+        read from the safetensors header and must hold exactly the parameters the header
+        implies (:func:`~dynafolio.rl.policies.n_parameters`). Only after that is the
+        policy built, and its tensors must match it exactly and be finite.
+
+        Raises
+        ------
+        DataError
+            For every reason the file cannot be loaded. The message names the file and the
+            field, and no other exception type escapes.
         """
         path = Path(path)
-        what = f"{path} is not a dynafolio agent file"
         fix = "load agents written by TrainedAgent.save (a run's agents/ folder)"
         if not path.is_file():
-            raise DataError(
-                f"agent file {path} does not exist"
-                + (" (it is a directory)" if path.is_dir() else "")
-                + f"; {fix}"
-            )
+            state = "does not exist"
+            if path.is_dir():
+                state += " (it is a directory)"
+            elif path.exists():
+                state = "is not a regular file"
+            raise DataError(f"agent file {path} {state}; {fix}")
         try:
-            with zipfile.ZipFile(path) as archive:
-                members = {info.filename: info for info in archive.infolist()}
-                if _HEADER not in members:
-                    raise DataError(f"{what}: it has no {_HEADER} header; {fix}")
-                raw = json.loads(_read_member(archive, members[_HEADER], path))
-                header = _check_header(raw, path, fix)
-                unexpected = sorted(set(members) - {_HEADER, _TENSORS})
-                if unexpected or _TENSORS not in members:
-                    problem = (
-                        f"unexpected members {unexpected}"
-                        if unexpected
-                        else f"no {_TENSORS} member"
-                    )
-                    raise DataError(f"{what}: {problem}; {fix}")
-                blob = _read_member(archive, members[_TENSORS], path)
-        except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
-            raise DataError(f"{what} ({error}); {fix}") from None
-        try:
-            tensors = safetensors.torch.load(blob)
-        except Exception as error:  # safetensors raises its own untyped errors on bad data
+            return cls._load(path, fix)
+        except DataError:
+            raise
+        except Exception as error:  # a last guard: each failure above has its own message
             raise DataError(
-                f"{what}: {_TENSORS} is not a safetensors file ({error}); {fix}"
+                f"{path} could not be loaded as a dynafolio agent ({type(error).__name__}: "
+                f"{short_repr(str(error), 200)}); {fix}"
             ) from None
-        if len(header.obs_mean) != header.observation_size or len(header.obs_var) != len(
-            header.obs_mean
-        ):
-            raise DataError(
-                f"{what}: the header's statistics have {len(header.obs_mean)} and "
-                f"{len(header.obs_var)} entries for {header.observation_size} inputs; {fix}"
-            )
-        policy = build_policy(
-            header.observation_size,
-            header.n_assets,
-            header.net_arch,
-            str(header.ppo.get("policy", "mlp")),
-            header.env_settings.lookback,
-            header.env_settings.with_scores,
-        )
-        expected = policy.state_dict()
-        shapes = {name: tuple(t.shape) for name, t in tensors.items()}
-        wanted = {name: tuple(t.shape) for name, t in expected.items()}
-        if shapes != wanted:
-            raise DataError(
-                f"{what}: its tensors {shapes} do not match the policy the header describes "
-                f"{wanted}; {fix}"
-            )
-        policy.load_state_dict({n: t.to(expected[n].dtype) for n, t in tensors.items()})
-        try:
-            settings = PPOSettings(
-                **{k: tuple(v) if k == "net_arch" else v for k, v in header.ppo.items()}
-            )
-        except TypeError as error:
-            raise DataError(f"{what}: its PPO settings are not valid ({error}); {fix}") from None
+
+    @classmethod
+    def _load(cls, path: Path, fix: str) -> TrainedAgent:
+        what = f"{path} is not a dynafolio agent file"
+        with SafeZip(path, what, max_file_bytes=_MAX_FILE_BYTES, max_members=8, fix=fix) as zf:
+            if _HEADER not in zf.members:
+                raise DataError(f"{what}: it has no {_HEADER} header; {fix}")
+            header, size = _check_header(zf.read(_HEADER, _HEADER_LIMITS.max_bytes), path, fix)
+            unexpected = sorted(set(zf.members) - {_HEADER, _TENSORS})
+            if unexpected or _TENSORS not in zf.members:
+                problem = (
+                    f"unexpected members {unexpected}" if unexpected else f"no {_TENSORS} member"
+                )
+                raise DataError(f"{what}: {problem}; {fix}")
+            # float32 values plus the safetensors header: this policy's tensors fit in it.
+            blob = zf.read(_TENSORS, 8 + _SAFETENSORS_HEADER_BYTES + 4 * size)
+        policy = _load_policy(blob, header, size, what, fix)
         return cls(
             policy=policy,
             obs_mean=np.asarray(header.obs_mean, dtype=float),
             obs_var=np.asarray(header.obs_var, dtype=float),
             clip_obs=header.clip_obs,
             env_settings=header.env_settings.model_dump(),
-            settings=settings,
+            settings=header.ppo,
             num_timesteps=header.num_timesteps,
-            history=[dict(row) for row in header.history],
-            diagnostics=[dict(row) for row in header.diagnostics],
+            history=[_log_row(row) for row in header.history],
+            diagnostics=[_log_row(row) for row in header.diagnostics],
             training_period=header.training_period,
             validation_period=header.validation_period,
             random_baseline=None
             if header.random_baseline is None
-            else dict(header.random_baseline),
+            else _log_row(header.random_baseline),
         )
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
-    if info.file_size > _MAX_MEMBER_BYTES:
-        raise DataError(
-            f"{path}: member {info.filename} is {info.file_size:,} bytes, more than an agent "
-            f"file holds ({_MAX_MEMBER_BYTES:,}); it is not a dynafolio agent file"
-        )
-    return archive.read(info)
+def _log_row(row: dict) -> dict:
+    return {key: float("nan") if value is None else value for key, value in row.items()}
 
 
-def _check_header(raw: object, path: Path, fix: str) -> _AgentHeader:
+def _check_header(text: bytearray, path: Path, fix: str) -> tuple[_AgentHeader, int]:
+    """The validated header and the number of parameters of the policy it describes.
+
+    Nothing is built here. The JSON is read within :data:`_HEADER_LIMITS`, then validated
+    strictly, then checked for fields that must agree with each other.
+    """
     what = f"{path} is not a dynafolio agent file"
+    raw = load_json(text, f"{what}: its header {_HEADER}", _HEADER_LIMITS, fix)
     if not isinstance(raw, dict) or raw.get("format") != AGENT_FORMAT:
         shown = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-        raise DataError(f"{what} (format {shown!r}); {fix}")
+        raise DataError(f"{what} (format {short_repr(shown)}); {fix}")
     version = raw.get("version")
-    if version == 1:
+    if version == 1 and type(version) is int:
         raise DataError(
             f"{path} is a version 1 dynafolio agent file, which stored a pickled SB3 model; "
             "it is refused because unpickling a file can run arbitrary code. Retrain the agent "
             f"(dynafolio run saves version {AGENT_VERSION} agents, tensors only, under agents/)"
         )
-    if version != AGENT_VERSION:
+    if version != AGENT_VERSION or type(version) is not int:
         raise DataError(
-            f"{path} was written by agent format version {version!r}; this dynafolio reads "
-            f"version {AGENT_VERSION}; retrain the agent or upgrade dynafolio"
+            f"{path} was written by agent format version {short_repr(version)}; this "
+            f"dynafolio reads version {AGENT_VERSION}; retrain the agent or upgrade dynafolio"
         )
+    ppo = raw.get("ppo")
+    if isinstance(ppo, dict):
+        # Version 2 files written before the per-asset policy existed hold MLP agents.
+        ppo.setdefault("policy", "mlp")
+        if not isinstance(ppo["policy"], str) or ppo["policy"] not in POLICIES:
+            raise DataError(
+                f"{what}: its header is invalid: ppo.policy: {short_repr(ppo['policy'])} is not "
+                f"a dynafolio policy (the policies are {', '.join(POLICIES)}); {fix}"
+            )
     try:
-        return _AgentHeader.model_validate(raw)
+        # Strict JSON validation: "20" is not an integer and true is not a number.
+        header = _AgentHeader.model_validate_json(json.dumps(raw), strict=True)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(header)'}: {e['msg']}"
-            for e in error.errors()[:5]
+        raise _validation_error(error, f"{what}: its header is invalid", fix) from None
+    env = header.env_settings
+    observation_size = PortfolioEnv.observation_size(header.n_assets, env.lookback, env.with_scores)
+    size = n_parameters(
+        header.ppo.policy,
+        header.observation_size,
+        header.n_assets,
+        header.net_arch,
+        env.lookback,
+        env.with_scores,
+    )
+    problem = None
+    if tuple(header.ppo.net_arch) != header.net_arch:
+        problem = (
+            f"ppo.net_arch {list(header.ppo.net_arch)} differs from net_arch "
+            f"{list(header.net_arch)}"
         )
-        raise DataError(f"{what}: its header is invalid ({problems}); {fix}") from None
+    elif header.observation_size != observation_size:
+        problem = (
+            f"observation_size is {header.observation_size}, but {header.n_assets} assets with "
+            f"env_settings.lookback {env.lookback} and with_scores {env.with_scores} give "
+            f"{observation_size} inputs"
+        )
+    elif len(header.obs_mean) != header.observation_size or len(header.obs_var) != len(
+        header.obs_mean
+    ):
+        problem = (
+            f"the header's statistics obs_mean and obs_var have {len(header.obs_mean)} and "
+            f"{len(header.obs_var)} entries for {header.observation_size} inputs"
+        )
+    elif env.k > header.n_assets:
+        problem = f"env_settings.k is {env.k}, more than its {header.n_assets} assets"
+    elif size > MAX_PARAMETERS:
+        problem = (
+            f"net_arch {list(header.net_arch)} makes a {header.ppo.policy} policy of {size:,} "
+            f"parameters, more than the {MAX_PARAMETERS:,} an agent file may hold"
+        )
+    if problem:
+        raise DataError(f"{what}: {problem}; {fix}")
+    return header, size
+
+
+def _load_policy(
+    blob: bytearray, header: _AgentHeader, size: int, what: str, fix: str
+) -> ActorCriticPolicy:
+    """Build the header's policy and copy ``blob``'s tensors (safetensors) into it. The
+    tensors' dtypes, shapes and parameter count are checked from the safetensors header
+    first, so no network is built for tensors that cannot be its parameters."""
+    layout = safetensors_layout(blob, f"{what}: {_TENSORS}", _SAFETENSORS_HEADER_BYTES, fix)
+    dtypes = {name: info.dtype for name, info in layout.items() if info.dtype != "F32"}
+    if dtypes:
+        raise DataError(
+            f"{what}: {_TENSORS} holds tensors of dtype {short_repr(dtypes, 200)}; agent "
+            f"files hold float32 (F32) tensors only; {fix}"
+        )
+    held = sum(info.numel for info in layout.values())
+    shapes = {name: info.shape for name, info in layout.items()}
+    if held != size:
+        raise DataError(
+            f"{what}: its tensors hold {held:,} numbers, which do not match the policy the "
+            f"header describes ({header.ppo.policy}, net_arch {list(header.net_arch)}: "
+            f"{size:,} parameters); {fix}"
+        )
+    env = header.env_settings
+    policy = build_policy(
+        header.observation_size,
+        header.n_assets,
+        header.net_arch,
+        header.ppo.policy,
+        env.lookback,
+        env.with_scores,
+        ortho_init=False,
+    )
+    state = policy.state_dict()  # detached tensors sharing the parameters' memory
+    wanted = {name: tuple(t.shape) for name, t in state.items()}
+    if shapes != wanted:
+        raise DataError(
+            f"{what}: its tensors {short_repr(shapes, 300)} do not match the policy the header "
+            f"describes {short_repr(wanted, 300)}; {fix}"
+        )
+    # The layout is verified, so each tensor is read in place from the blob and copied
+    # straight into its parameter: the blob and the network are the only copies in memory.
+    broken = []
+    for name, info in layout.items():
+        values = np.frombuffer(blob, dtype="<f4", count=info.numel, offset=info.offset)
+        if not np.isfinite(values).all():
+            broken.append(name)
+        else:
+            state[name].numpy().reshape(-1)[:] = values
+    if broken:
+        raise DataError(f"{what}: tensors {sorted(broken)} hold NaN or infinite values; {fix}")
+    return policy
 
 
 def train_agent(

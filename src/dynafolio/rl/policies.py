@@ -12,13 +12,14 @@ whose ``mlp_extractor`` is :class:`PerAssetNetwork`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-__all__ = ["POLICIES", "PerAssetNetwork", "PerAssetPolicy"]
+__all__ = ["POLICIES", "PerAssetNetwork", "PerAssetPolicy", "n_parameters"]
 
 
 class PerAssetNetwork(nn.Module):
@@ -114,3 +115,39 @@ POLICIES: dict[str, type[ActorCriticPolicy]] = {
     "mlp": ActorCriticPolicy,
     "per_asset": PerAssetPolicy,
 }
+
+
+def n_parameters(
+    policy: str,
+    observation_size: int,
+    n_assets: int,
+    net_arch: Sequence[int],
+    lookback: int,
+    with_scores: bool,
+) -> int:
+    """Number of parameters (weights, biases, log standard deviations) in the network that
+    :func:`~dynafolio.rl.agents.build_policy` builds, counted from its construction alone,
+    so that a saved file's tensors can be checked before anything is allocated.
+
+    ``mlp`` (SB3's :class:`ActorCriticPolicy`): separate actor and critic MLPs from the
+    ``observation_size`` inputs through ``net_arch``, an action layer to ``n_assets`` means,
+    a value layer, and one log standard deviation per asset. ``per_asset``
+    (:class:`PerAssetPolicy`): one MLP from an asset's ``lookback + 1 [+ 1]`` inputs through
+    ``net_arch``, a one-output score layer, a value layer on the mean embedding, and one
+    shared log standard deviation. This count does not depend on ``n_assets``.
+
+    Python integers, so an absurd header gives an absurd count instead of an overflow.
+    """
+    if policy == "mlp":
+        sizes = [observation_size, *net_arch]
+        heads = _dense([sizes[-1], n_assets]) + _dense([sizes[-1], 1])
+        return 2 * _dense(sizes) + heads + n_assets
+    if policy == "per_asset":
+        sizes = [lookback + 1 + int(with_scores), *net_arch]
+        return _dense(sizes) + 2 * _dense([sizes[-1], 1]) + 1
+    raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
+
+
+def _dense(sizes: Sequence[int]) -> int:
+    """Weights and biases of ``nn.Linear`` layers between consecutive ``sizes``."""
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
