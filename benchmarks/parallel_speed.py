@@ -18,11 +18,12 @@ import time
 
 import torch
 
-from dynafolio.experiments import EXPERIMENTS
 from dynafolio.experiments.config import validate_config
-from dynafolio.experiments.executors import ExecutorSettings, available_cores
-from dynafolio.experiments.runner import load_prices, run_experiment
+from dynafolio.experiments.plan import load_prices
+from dynafolio.parallel import ExecutorSettings, available_cores
 from dynafolio.strategies.forecast import clear_fitted_cache
+from dynafolio.studies import STUDIES as EXPERIMENTS
+from dynafolio.studies import run_experiment
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from dynafolio.cli import ANALYSIS_FAILED, app
 from dynafolio.experiments import runner as experiment_runner
-from dynafolio.experiments.steps import AnalysisSteps
+from dynafolio.results.steps import AnalysisSteps
 
 cli = CliRunner()
 

@@ -24,8 +24,9 @@ from conftest import TINY_PPO
 from dynafolio import features
 from dynafolio.cli import app
 from dynafolio.experiments.config import validate_config
-from dynafolio.experiments.runner import load_prices, run_experiment
+from dynafolio.experiments.plan import load_prices
 from dynafolio.model_inputs import S2_FEATURES
+from dynafolio.studies import run_experiment
 
 CLASSES = {"S1": "stocks", "S2": "stocks", "S3": "bonds", "C1": "crypto", "C2": "crypto"}
 TEST_START = "2021-03-05"

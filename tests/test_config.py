@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dynafolio.errors import ConfigError
-from dynafolio.experiments import EXPERIMENTS
 from dynafolio.experiments.config import load_config_file, merge, validate_config
+from dynafolio.studies import STUDIES as EXPERIMENTS
 
 
 def test_every_default_experiment_validates():

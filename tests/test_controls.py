@@ -5,15 +5,11 @@ from __future__ import annotations
 import pytest
 
 from conftest import TINY_PPO
-from dynafolio.experiments import controls
 from dynafolio.experiments.config import validate_config
-from dynafolio.experiments.runner import (
-    JointContext,
-    load_prices,
-    run_experiment,
-    run_experiments,
-)
+from dynafolio.experiments.plan import load_prices
+from dynafolio.experiments.runner import JointContext
 from dynafolio.experiments.tasks import RunContext, build_tasks
+from dynafolio.studies import controls, run_experiment, run_experiments
 
 
 @pytest.mark.parametrize(

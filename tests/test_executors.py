@@ -18,9 +18,10 @@ from conftest import TINY_LSTM, TINY_PPO, make_prices
 from dynafolio.backtest import ProportionalCost, run_backtest
 from dynafolio.cli import app
 from dynafolio.experiments.config import validate_config
-from dynafolio.experiments.executors import ExecutorSettings, execute
-from dynafolio.experiments.runner import PreparedData, run_experiment
+from dynafolio.experiments.plan import PreparedData
 from dynafolio.experiments.tasks import RunContext, build_tasks
+from dynafolio.parallel import ExecutorSettings, execute
+from dynafolio.studies import run_experiment
 
 STRATEGIES = [
     {"kind": "equal_weight"},

@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 from conftest import make_prices
 from dynafolio.cli import app
 from dynafolio.errors import ConfigError
-from dynafolio.experiments import EXPERIMENTS
 from dynafolio.experiments.config import validate_config
-from dynafolio.experiments.runner import run_experiment
 from dynafolio.strategies.registry import BuildContext
+from dynafolio.studies import STUDIES as EXPERIMENTS
+from dynafolio.studies import run_experiment
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))

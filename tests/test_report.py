@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from dynafolio.backtest.result import BacktestResult
-from dynafolio.experiments.result import ExperimentResult, StrategyRuns
 from dynafolio.report import format_table, plots, write_report
 from dynafolio.report.tables import best_by_column
+from dynafolio.results.result import ExperimentResult, StrategyRuns
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ASSETS = ["SPY", "TLT", "GLD", "EFA", "VNQ"]

@@ -179,7 +179,7 @@ def test_hybrid_training_forecasts_are_out_of_sample():
 def test_run_directory_keeps_trained_agents_that_reload(tmp_path):
     from dynafolio.experiments.artifacts import write_run
     from dynafolio.experiments.config import validate_config
-    from dynafolio.experiments.runner import run_experiment
+    from dynafolio.studies import run_experiment
 
     path = tmp_path / "p.csv"
     _prices(seed=5).to_csv(path, index_label="date")
@@ -262,7 +262,8 @@ def test_validation_early_stopping_is_an_sb3_callback_that_keeps_the_best_policy
 
 def test_ppo_only_and_hybrid_train_and_validate_on_the_same_dates_with_diagnostics():
     from dynafolio.experiments.config import validate_config
-    from dynafolio.experiments.runner import PreparedData, run_experiment
+    from dynafolio.experiments.plan import PreparedData
+    from dynafolio.studies import run_experiment
 
     prices = make_prices(n_periods=150, n_assets=4, late=0)
     common = {"kind": "ppo_topk", "k": 2, "lookback": 4, "score_initial_window": 40}

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import make_prices
-from dynafolio.experiments.tune import tune_forecaster, validation_mse, zero_forecast_mse
 from dynafolio.forecast.base import Forecaster
+from dynafolio.studies.tune import tune_forecaster, validation_mse, zero_forecast_mse
 
 
 class _LastReturn(Forecaster):
@@ -57,7 +57,7 @@ def test_search_is_reproducible_and_never_reads_the_test_period():
 
 
 def test_parallel_trials_give_the_serial_search():
-    from dynafolio.experiments.executors import ExecutorSettings
+    from dynafolio.parallel import ExecutorSettings
 
     prices = make_prices(n_periods=140, n_assets=3, late=0)
     fixed = {"epochs": 2, "units": (8, 4)}

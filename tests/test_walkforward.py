@@ -10,11 +10,12 @@ from conftest import TINY_LSTM, TINY_PPO, make_prices
 from dynafolio.backtest import ProportionalCost, chain_backtests, run_backtest
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.experiments.config import SplitConfig, validate_config
-from dynafolio.experiments.executors import ExecutorSettings
-from dynafolio.experiments.runner import PreparedData, run_experiment
+from dynafolio.experiments.plan import PreparedData
 from dynafolio.experiments.tasks import RunContext, build_tasks
+from dynafolio.parallel import ExecutorSettings
 from dynafolio.strategies import EqualWeightStrategy
 from dynafolio.strategies.classical import BuyAndHoldStrategy
+from dynafolio.studies import run_experiment
 
 INDEX = pd.date_range("2019-01-04", periods=100, freq="W-FRI", name="date")
 
@@ -326,7 +327,7 @@ def test_notes_of_every_block_are_said_once_and_others_name_their_block():
 def test_the_s1_study_cost_replay_at_the_run_cost_is_the_main_table():
     """Replaying the decisions through the engine at the run's own cost gives back the run's
     Sharpe ratios, gaps and late listings included (the replay uses the engine's returns)."""
-    from dynafolio.experiments.s1_study import _cost_stress
+    from dynafolio.studies.s1_study import _cost_stress
 
     prices = make_prices(n_periods=140, n_assets=4, late=20)
     prices.iloc[112:118, 1] = float("nan")  # a halt inside the test period

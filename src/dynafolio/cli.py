@@ -3,7 +3,7 @@
 The CLI only parses arguments, composes the experiment layer and prints; errors the user
 can fix are printed as one clear message with a non-zero exit code, never a traceback.
 Exit codes: 2 for bad input (nothing ran); 3 when the backtests finished and the run directory
-was written but an analysis step failed (:mod:`dynafolio.experiments.steps`).
+was written but an analysis step failed (:mod:`dynafolio.results.steps`).
 """
 
 from __future__ import annotations
@@ -166,66 +166,33 @@ def run(
     ] = False,
 ) -> None:
     """Run an experiment and write its run directory (metrics, weights, plots, report.html)."""
-    from dynafolio.experiments import DEFAULT_EXPERIMENT, EXPERIMENTS
     from dynafolio.experiments.artifacts import build_manifest, require_tensorboard, write_run
-    from dynafolio.experiments.config import load_config_file, merge, validate_config
-    from dynafolio.experiments.executors import ExecutorSettings
-    from dynafolio.experiments.runner import load_prices, plan_strategies, run_experiment
+    from dynafolio.parallel import ExecutorSettings
     from dynafolio.progress import reporting_progress
     from dynafolio.report import write_report
+    from dynafolio.studies import compose_config, run_experiment, study
 
     _set_torch_threads(threads)
     with _user_errors():
-        if experiment not in EXPERIMENTS:
-            raise DynafolioError(
-                f"unknown experiment {experiment!r}; available: {', '.join(sorted(EXPERIMENTS))} "
-                f"(default {DEFAULT_EXPERIMENT})"
-            )
+        study(experiment)  # an unknown name is refused before anything else
         out = _prepare_out(out)
         workers = ExecutorSettings(kind=executor, jobs=jobs, ray_address=ray_address)
         if tensorboard:
             require_tensorboard()
-        module = EXPERIMENTS[experiment]
-        settings = module.default_config()
-        source = "settings (defaults and command-line options)"
-        user: dict[str, Any] = {}
-        if config is not None:
-            user = load_config_file(config)
-            settings = merge(settings, user)
-            source = str(config)
-        if quick:
-            settings = module.quick(settings)
-            kept = user.get("n_seeds") if seeds is None else seeds
-            if kept is not None:
-                settings["n_seeds"] = kept
-            console.print(
-                "[yellow]note:[/] --quick: smallest training budgets"
-                + (f", n_seeds = {kept} as given" if kept is not None else ", one seed")
-                + "; a smoke test, not a result to quote",
-                highlight=False,
-            )
-        overrides: dict[str, Any] = {}
-        if data is not None and dataset is not None:
-            raise DynafolioError("give either --data FILE or --dataset NAME, not both")
-        if data is not None:
-            overrides["data"] = {"path": str(data)}
-        if dataset is not None:
-            overrides["data"] = {"dataset": dataset, "path": None, "start": None, "end": None}
-        if market:
-            overrides.setdefault("data", {})["market"] = _key_values(market, "--market")
-        if date_format is not None:
-            overrides.setdefault("data", {})["date_format"] = date_format
-        if seed is not None:
-            overrides["seed"] = seed
-        if seeds is not None:
-            overrides["n_seeds"] = seeds
-        cfg = validate_config(merge(settings, overrides), source)
-        prepared = load_prices(cfg)
-        if (data is not None or dataset is not None) and config is None:
-            cfg, dropped = _fit_defaults_to_data(cfg, prepared)
-            for line in dropped:
-                console.print(f"[yellow]note:[/] {line}")
-        plan_strategies(cfg, prepared)  # every key checked before anything trains
+        composed = compose_config(
+            experiment,
+            config_file=config,
+            data_path=data,
+            dataset=dataset,
+            market=_key_values(market, "--market") if market else None,
+            date_format=date_format,
+            seed=seed,
+            n_seeds=seeds,
+            quick=quick,
+        )
+        cfg, prepared = composed.config, composed.prepared
+        for line in composed.notes:
+            console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
         console.print(
             f"[bold]{cfg.title or cfg.name}[/]\n{prepared.source}: "
             f"{prepared.prices.shape[1]} assets, {len(prepared.prices)} periods "
@@ -304,30 +271,22 @@ def tune(
     """Search a forecaster's hyper-parameters on a validation period before the test period."""
     import json
 
-    from dynafolio.experiments import EXPERIMENTS
     from dynafolio.experiments.artifacts import atomic_run_dir, package_versions, write_manifest
-    from dynafolio.experiments.config import load_config_file, merge, validate_config
-    from dynafolio.experiments.executors import ExecutorSettings
-    from dynafolio.experiments.runner import load_prices
-    from dynafolio.experiments.tune import tunable_models, tune_forecaster
+    from dynafolio.parallel import ExecutorSettings
+    from dynafolio.studies import compose_config, study
+    from dynafolio.studies.tune import tunable_models, tune_forecaster
 
     _set_torch_threads(threads)
     with _user_errors():
-        if experiment not in EXPERIMENTS:
-            raise DynafolioError(
-                f"unknown experiment {experiment!r}; available: {sorted(EXPERIMENTS)}"
-            )
+        study(experiment)
         out = _prepare_out(out)
         workers = ExecutorSettings(kind=executor, jobs=jobs, ray_address=ray_address)
         if model not in tunable_models():
             raise DynafolioError(
                 f"unknown model {model!r}; choose from {', '.join(tunable_models())}"
             )
-        settings = EXPERIMENTS[experiment].default_config()
-        if config is not None:
-            settings = merge(settings, load_config_file(config))
-        cfg = validate_config({**settings, "seed": seed}, str(config or "defaults"))
-        prepared = load_prices(cfg)
+        composed = compose_config(experiment, config_file=config, seed=seed)
+        cfg, prepared = composed.config, composed.prepared
         folds = cfg.split.folds(prepared.prices.index)
         test_dates = prepared.prices.index[folds[0].test.start : folds[-1].test.stop]
         n_trials = 3 if quick else trials
@@ -404,26 +363,6 @@ def _key_values(items: list[str], option: str) -> dict[str, Any]:
         except yaml.YAMLError:
             settings[key.strip()] = value
     return settings
-
-
-def _fit_defaults_to_data(cfg, prepared):
-    """Drop default strategies that need what a user's file lacks (asset classes, an index)."""
-    from dynafolio.strategies.classical import BuyAndHoldSpec, CompositeSpec
-
-    kept, dropped = [], []
-    for spec in cfg.strategies:
-        if isinstance(spec, CompositeSpec) and not prepared.asset_classes:
-            dropped.append("asset-class composite skipped: the data file carries no asset classes")
-        elif isinstance(spec, BuyAndHoldSpec) and spec.asset not in prepared.prices.columns:
-            dropped.append(f"{spec.asset} buy & hold skipped: {spec.asset} is not in the data file")
-        elif getattr(spec, "k", 0) > prepared.prices.shape[1]:
-            dropped.append(
-                f"{spec.name or spec.kind} skipped: K = {spec.k} needs at least {spec.k} assets, "
-                f"the data file has {prepared.prices.shape[1]}"
-            )
-        else:
-            kept.append(spec)
-    return cfg.model_copy(update={"strategies": tuple(kept)}), dropped
 
 
 def _print_results(result) -> None:

@@ -11,9 +11,9 @@ Two layers:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -25,8 +25,22 @@ from dynafolio.errors import DataError, OptimizationError
 from dynafolio.features import periods_per_year
 from dynafolio.history import MarketHistory, carried_returns
 
-if TYPE_CHECKING:
-    from dynafolio.strategies.base import Strategy
+
+class Allocator(Protocol):
+    """What the engine asks of a strategy (:class:`dynafolio.strategies.base.Strategy` is
+    one): fit once on the history before the first decision, then target weights for the last
+    date of each history it is shown."""
+
+    rebalances: bool
+
+    @property
+    def name(self) -> str: ...
+
+    def fit(self, history: MarketHistory) -> object: ...
+
+    def weights(self, history: MarketHistory) -> pd.Series: ...
+
+    def report_notes(self) -> Sequence[str]: ...
 
 
 @dataclass(frozen=True)
@@ -228,7 +242,7 @@ def rebalance_schedule(
 
 
 def run_backtest(
-    strategy: Strategy,
+    strategy: Allocator,
     prices: pd.DataFrame,
     start: str | pd.Timestamp,
     end: str | pd.Timestamp | None = None,
@@ -243,7 +257,7 @@ def run_backtest(
 
     Parameters
     ----------
-    strategy : Strategy
+    strategy : Allocator
         Fitted here on the history up to the first decision date, then asked for target
         weights at each rebalance date with the history up to that date **only** (a
         :class:`~dynafolio.history.MarketHistory` sliced by the engine).

@@ -1,7 +1,7 @@
 """Write a run directory atomically: everything lands in a hidden temporary folder that is
 renamed into place only once complete, so a failed run leaves nothing that looks finished.
 
-A run whose analysis failed (:mod:`dynafolio.experiments.steps`) is complete in that sense:
+A run whose analysis failed (:mod:`dynafolio.results.steps`) is complete in that sense:
 its backtests are written, with the failures recorded."""
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import pandas as pd
 
 from dynafolio.errors import ConfigError
 from dynafolio.experiments.config import ExperimentConfig
-from dynafolio.experiments.result import ExperimentResult
-from dynafolio.experiments.steps import AnalysisFailure, AnalysisSteps
 from dynafolio.paths import PARTIAL_MARKER, file_stem, unique_stems, write_partial_marker
+from dynafolio.results.result import ExperimentResult
+from dynafolio.results.steps import AnalysisFailure, AnalysisSteps
 
 _PACKAGES = (
     "dynafolio",

@@ -1,110 +1,54 @@
-"""Run an experiment: load data, split, backtest every strategy over its seeds, score.
+"""Run experiments: execute the plan's task graph, join the tasks into each run's result, and
+score it.
 
-The runner only composes lower layers (data → strategies → backtest → metrics); writing
-files is :mod:`dynafolio.experiments.artifacts`' job.
+The runner only composes lower layers (plan → tasks → backtests → :mod:`dynafolio.results`);
+what an experiment's own study adds (its ablations, sweeps, sub-runs) comes in through the
+``analyse`` argument, and writing files is :mod:`dynafolio.experiments.artifacts`' job.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from dynafolio import metrics
-from dynafolio.backtest import PortfolioConstraints, ProportionalCost, chain_backtests
-from dynafolio.data import dataset_info, load_dataset, read_prices
-from dynafolio.data.markets import KnownMarket, generate_market
+from dynafolio.backtest import ProportionalCost, chain_backtests
 from dynafolio.data.validate import check_history, check_n_assets
-from dynafolio.errors import ConfigError, DataError
-from dynafolio.experiments.config import ExperimentConfig, StrategySpec
-from dynafolio.experiments.executors import ExecutorSettings, execute
-from dynafolio.experiments.folds import fold_tables
-from dynafolio.experiments.inference import findings, infer
+from dynafolio.experiments.config import ExperimentConfig
 from dynafolio.experiments.learnability import (
     collect_learnability,
     learnability_findings,
     with_learner_checks,
 )
-from dynafolio.experiments.result import AnalysisContext, ExperimentResult, StrategyRuns
-from dynafolio.experiments.steps import AnalysisSteps
-from dynafolio.experiments.tasks import RunContext, build_tasks, learnability_tasks
-from dynafolio.features import periods_per_year, prepare_prices
+from dynafolio.experiments.plan import PreparedData, load_prices
+from dynafolio.experiments.tasks import RunContext, Task, build_tasks, learnability_tasks
+from dynafolio.features import periods_per_year
+from dynafolio.parallel import ExecutorSettings, execute
 from dynafolio.progress import ProgressFactory
-from dynafolio.strategies.base import Strategy
-from dynafolio.strategies.registry import BuildContext
+from dynafolio.results.folds import fold_tables
+from dynafolio.results.inference import findings, infer
+from dynafolio.results.result import ExperimentResult, StrategyRuns
+from dynafolio.results.steps import AnalysisSteps
 
 
 @dataclass(frozen=True)
-class PreparedData:
-    """Prices on the experiment's frequency and where they came from."""
+class AnalysisContext:
+    """What an experiment's own analysis may use beyond the result: the config it ran, the
+    prepared prices, and the progress display and executor (for further runs, e.g. the S1
+    study's crisis windows)."""
 
-    prices: pd.DataFrame
-    source: str
-    source_sha256: str
-    asset_classes: dict[str, str]
-    notes: tuple[str, ...] = ()
-    market: KnownMarket | None = None  # the known-answer market the prices come from
+    config: ExperimentConfig
+    prepared: PreparedData
+    progress: ProgressFactory | None = None
+    executor: ExecutorSettings | None = None
 
 
-def load_prices(config: ExperimentConfig) -> PreparedData:
-    """Load, subset, clean and resample the experiment's prices."""
-    data = config.data
-    if data.path is not None:
-        if data.path.is_dir():
-            raise DataError(f"data.path {data.path} is a directory; pass a CSV or Parquet file")
-        raw = read_prices(data.path, date_format=data.date_format)
-        source = str(data.path)
-        digest = hashlib.sha256(data.path.read_bytes()).hexdigest()
-        classes: dict[str, str] = {}
-    elif data.known_market is not None:
-        raw = generate_market(data.known_market)
-        source = f"known-answer market {data.known_market.label}"
-        digest = hashlib.sha256(raw.to_csv().encode()).hexdigest()
-        classes = {}
-    else:
-        raw = load_dataset(data.dataset)
-        source = f"dataset:{data.dataset}"
-        digest = hashlib.sha256(raw.to_csv().encode()).hexdigest()
-        classes = dict(dataset_info(data.dataset).asset_classes)
-    if data.assets is not None:
-        missing = [a for a in data.assets if a not in raw.columns]
-        if missing:
-            raise DataError(
-                f"{source}: assets {missing} are not in the data; available: {list(raw.columns)}"
-            )
-        raw = raw.loc[:, list(data.assets)]
-    if data.start is not None or data.end is not None:
-        raw = raw.loc[
-            pd.Timestamp(data.start or raw.index[0]) : pd.Timestamp(data.end or raw.index[-1])
-        ]
-    notes = []
-    empty = [str(a) for a in raw.columns if raw[a].isna().all()]
-    if empty:
-        # Kept, never tradable — like an asset listed after the end of the data. Dropping
-        # them would change the universe (and an RL policy's inputs) with the date range.
-        notes.append(
-            f"{', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no price between "
-            f"{data.start or 'the start'} and {data.end or 'the end'}: never tradable in this run"
-        )
-    # Rows without any price carry nothing (each row is judged on its own: causal).
-    raw = raw.dropna(axis=0, how="all")
-    if data.calendar == "common":
-        # Only dates on which every selected asset trades (e.g. NYSE days for stocks + crypto).
-        raw = raw.dropna(axis=0, how="any")
-    if raw.shape[0] < 2 or raw.shape[1] == 0:
-        raise DataError(f"{source}: no prices left between {data.start} and {data.end}")
-    prices = prepare_prices(raw, frequency=data.frequency, max_gap=data.max_gap)
-    return PreparedData(
-        prices,
-        source,
-        digest,
-        {a: c for a, c in classes.items() if a in prices},
-        tuple(notes),
-        data.known_market,
-    )
+#: An experiment's own analysis: tables (keyed by title) computed from the finished result.
+Analyse = Callable[[ExperimentResult, AnalysisContext], dict[str, pd.DataFrame]]
 
 
 def run_experiment(
@@ -113,13 +57,17 @@ def run_experiment(
     prepared: PreparedData | None = None,
     progress: ProgressFactory | None = None,
     executor: ExecutorSettings | None = None,
+    analyse: Analyse | None = None,
 ) -> ExperimentResult:
     """Backtest every strategy of ``config`` on the test period and score them.
 
     The work is a graph of tasks (:mod:`dynafolio.experiments.tasks`) run by ``executor``
-    (default: in this process); the result is the same whatever runs it.
+    (default: in this process); the result is the same whatever runs it. ``analyse`` adds
+    the experiment's own tables (:func:`dynafolio.studies.analyse` for the named studies).
     """
-    (result,) = run_experiments([config], prepared=[prepared], progress=progress, executor=executor)
+    (result,) = run_experiments(
+        [config], prepared=[prepared], progress=progress, executor=executor, analyse=analyse
+    )
     return result
 
 
@@ -129,6 +77,7 @@ def run_experiments(
     prepared: list[PreparedData | None] | None = None,
     progress: ProgressFactory | None = None,
     executor: ExecutorSettings | None = None,
+    analyse: Analyse | None = None,
 ) -> list[ExperimentResult]:
     """:func:`run_experiment` for several configs whose tasks run as one graph: the workers
     stay busy across them, and a learner check they share runs once. Each result is what
@@ -149,7 +98,7 @@ def run_experiments(
         results = execute(joint.tasks(graphs), joint, executor, progress)
         runs = [joint.results_of(i, graph, results) for i, graph in enumerate(graphs)]
     return [
-        _assemble(context, graph, results, progress, executor)
+        _assemble(context, graph, results, progress, executor, analyse)
         for context, graph, results in zip(contexts, graphs, runs, strict=True)
     ]
 
@@ -169,8 +118,8 @@ class JointContext:
     def _id(self, run: int, task_id: str) -> str:
         return task_id if self._shared(task_id) else f"{run}/{task_id}"
 
-    def tasks(self, graphs: list[list]) -> list:
-        joined: dict[str, Any] = {}
+    def tasks(self, graphs: list[list[Task]]) -> list[Task]:
+        joined: dict[str, Task] = {}
         for run, graph in enumerate(graphs):
             name = self.contexts[run].config.name
             for task in graph:
@@ -184,7 +133,7 @@ class JointContext:
         # Dependencies first, as build_tasks orders one graph: the shared checks have none.
         return sorted(joined.values(), key=lambda t: bool(t.deps))
 
-    def run(self, task, dep_results: list[Any]) -> Any:
+    def run(self, task: Task, dep_results: list[Any]) -> Any:
         if self._shared(task.id):
             # Any run that has the check can compute it; its entry index is that run's.
             for context in self.contexts:
@@ -193,16 +142,17 @@ class JointContext:
         run, _, _ = task.id.partition("/")
         return self.contexts[int(run)].run(task, dep_results)
 
-    def results_of(self, run: int, graph: list, results: dict[str, Any]) -> dict[str, Any]:
+    def results_of(self, run: int, graph: list[Task], results: dict[str, Any]) -> dict[str, Any]:
         return {task.id: results[self._id(run, task.id)] for task in graph}
 
 
 def _assemble(
     context: RunContext,
-    tasks: list,
+    tasks: list[Task],
     results: dict[str, Any],
     progress: ProgressFactory | None,
     executor: ExecutorSettings | None,
+    analyse: Analyse | None,
 ) -> ExperimentResult:
     """Join the executed tasks of one run into its result and analyse it."""
     config, prepared, folds = context.config, context.prepared, context.folds
@@ -293,153 +243,14 @@ def _assemble(
         inference=inference,
         notes=tuple(notes),
     )
-    analysis = AnalysisContext(config, prepared, progress, executor)
-    tables = {
-        **steps.run("walk-forward fold tables", fold_tables, result, rf_annual, fallback={}),
-        **steps.run(f"analyses ({config.analyses})", analyse, result, analysis, fallback={}),
-    }
+    tables = steps.run("walk-forward fold tables", fold_tables, result, rf_annual, fallback={})
+    if analyse is not None:
+        analysis = AnalysisContext(config, prepared, progress, executor)
+        label = f"analyses ({config.analyses})"
+        tables |= steps.run(label, analyse, result, analysis, fallback={})
     return dataclasses.replace(
         result, tables={**result.tables, **tables}, failures=tuple(steps.failures)
     )
-
-
-def analyse(result: ExperimentResult, context: AnalysisContext) -> dict[str, pd.DataFrame]:
-    """The tables of the experiment named by ``config.analyses`` (none when it is unset)."""
-    name = context.config.analyses
-    if name is None:
-        return {}
-    from dynafolio.experiments import EXPERIMENTS
-
-    if name not in EXPERIMENTS:
-        raise ConfigError(
-            f"analyses: {name!r} is not an experiment; use one of {', '.join(EXPERIMENTS)} "
-            "or leave it out"
-        )
-    return EXPERIMENTS[name].analyse(result, context)
-
-
-@dataclass(frozen=True)
-class PlannedStrategy:
-    """One strategy entry of a config, validated and ready to run once per seed."""
-
-    where: str
-    spec: StrategySpec
-    name: str
-    seeds: tuple[int, ...]
-    universe: pd.DataFrame
-    constraints: PortfolioConstraints
-    context: BuildContext
-
-    @property
-    def learned(self) -> bool:
-        return self.spec.learned
-
-    @property
-    def tags(self) -> dict[str, str | int | float]:
-        return self.spec.all_tags()
-
-    def build(self, seed: int) -> Strategy:
-        """A fresh, unfitted strategy object for ``seed``."""
-        try:
-            return self.spec.build(dataclasses.replace(self.context, seed=seed))
-        except ConfigError as error:
-            raise ConfigError(f"{self.where}: {error}") from None
-
-
-def plan_strategies(config: ExperimentConfig, prepared: PreparedData) -> list[PlannedStrategy]:
-    """Build and check every strategy entry, for every seed, before anything trains.
-
-    Each error names the config key (``strategies.3.k``) and is raised before the first
-    model is fitted: a universe or asset not in the data, ``k`` larger than the assets a
-    Top-K strategy may hold, a saved agent that is not a valid agent file or does not fit the
-    data, two entries with the same name, a benchmark that is not a strategy. (Unknown or
-    mistyped parameters were already refused when the config was read.)
-
-    Raises
-    ------
-    ConfigError
-    """
-    prices = prepared.prices
-    context = BuildContext(
-        risk_free_rate=config.backtest.risk_free_rate,
-        periods_per_year=periods_per_year(prices.index),
-        transaction_cost=config.backtest.transaction_cost,
-        asset_classes=dict(prepared.asset_classes),
-        market=prepared.market,
-    )
-    planned = []
-    for position, spec in enumerate(config.strategies):
-        where = f"strategies.{position}"
-        universe = _universe(spec.universe, prices, where)
-        item = PlannedStrategy(
-            where=where,
-            spec=spec,
-            name="",
-            seeds=config.seeds if spec.seeded else (config.seed,),
-            universe=universe,
-            constraints=_constraints(config, spec),
-            context=context,
-        )
-        built = [item.build(seed) for seed in item.seeds]  # trains nothing
-        _check_fits_data(spec, built[0], universe, where)
-        planned.append(dataclasses.replace(item, name=spec.name or built[0].name))
-    names = [item.name for item in planned]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise ConfigError(
-            f"strategies: {duplicated} appear more than once; give the entries distinct `name`s"
-        )
-    if config.benchmark not in names:
-        raise ConfigError(
-            f"benchmark: {config.benchmark!r} is not one of the strategies {names}; set "
-            "`benchmark` to one of these names or add that strategy"
-        )
-    return planned
-
-
-def _check_fits_data(spec, strategy: Strategy, universe: pd.DataFrame, where: str) -> None:
-    n_assets = universe.shape[1]
-    k = getattr(spec, "k", None)
-    if k is not None and k > n_assets:
-        raise ConfigError(
-            f"{where}.k: K = {k} but the strategy may hold only {n_assets} assets "
-            f"({', '.join(map(str, universe.columns[:8]))}{', ...' if n_assets > 8 else ''}); "
-            f"lower k to at most {n_assets} or widen `universe`"
-        )
-    asset = getattr(spec, "asset", None)
-    if asset is not None and asset not in universe.columns:
-        raise ConfigError(
-            f"{where}.asset: {asset!r} is not in the data; choose one of {list(universe.columns)}"
-        )
-    agent_path = getattr(spec, "agent_path", None)
-    if agent_path is not None:
-        from dynafolio.rl.agents import TrainedAgent
-
-        try:
-            agent = TrainedAgent.load(agent_path)
-            strategy.check_agent(agent, list(universe.columns))
-        except DataError as error:
-            raise ConfigError(f"{where}.agent_path: {error}") from None
-
-
-def _constraints(config: ExperimentConfig, spec) -> PortfolioConstraints:
-    """The experiment's limits, overridden field by field by the strategy entry's."""
-    limits = config.backtest.model_dump(include={"long_only", "max_gross_leverage", "max_position"})
-    if spec.constraints is not None:
-        limits.update(spec.constraints.model_dump(exclude_none=True))
-    # Long-only portfolios are fully invested; long-short ones keep the remainder in cash.
-    return PortfolioConstraints(**limits, fully_invested=limits["long_only"])
-
-
-def _universe(assets, prices: pd.DataFrame, where: str) -> pd.DataFrame:
-    if assets is None:
-        return prices
-    missing = [a for a in assets if a not in prices.columns]
-    if missing:
-        raise ConfigError(
-            f"{where}.universe: {missing} not in the data; available: {list(prices.columns)}"
-        )
-    return prices.loc[:, list(assets)]
 
 
 def _plot_groups(config: ExperimentConfig, all_runs: list[StrategyRuns]) -> dict:

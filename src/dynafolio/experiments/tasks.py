@@ -5,7 +5,7 @@ Each task is a pure function of the run's context (validated config + prepared p
 own small description, returning a result object; nothing it does depends on which process
 runs it or on what ran before. The graph is assembled in a fixed order, so the results — and
 ``metrics.csv`` byte for byte — are the same whatever the executor and the number of workers
-(:mod:`dynafolio.experiments.executors`).
+(:mod:`dynafolio.parallel`).
 
 *Stream tasks* compute a walk-forward forecast stream once
 (:func:`~dynafolio.strategies.forecast.compute_stream`) for every strategy that needs it: the
@@ -35,9 +35,14 @@ from dynafolio.backtest import ProportionalCost, run_backtest
 from dynafolio.backtest.engine import rebalance_schedule
 from dynafolio.backtest.result import BacktestResult
 from dynafolio.experiments.config import ExperimentConfig
+from dynafolio.experiments.plan import PlannedStrategy, PreparedData, plan_strategies
+from dynafolio.features import periods_per_year
+from dynafolio.progress import progress_bar
+from dynafolio.rl.learnability import LearnabilityCheck, check_learnability
 from dynafolio.seeding import seed_everything
 from dynafolio.splits import Split
 from dynafolio.strategies.base import StreamSpec
+from dynafolio.strategies.forecast import compute_stream
 
 
 @dataclass(frozen=True)
@@ -72,14 +77,12 @@ class RunContext:
     """Everything a task needs, built once per process from the config and the prices."""
 
     config: ExperimentConfig
-    prepared: Any  # runner.PreparedData
-    plan: list = field(default_factory=list)  # runner.PlannedStrategy, in config order
+    prepared: PreparedData
+    plan: list[PlannedStrategy] = field(default_factory=list)  # in config order
     folds: tuple[Split, ...] = ()  # one for a chronological split, one per walk-forward block
 
     @classmethod
-    def build(cls, config: ExperimentConfig, prepared) -> RunContext:
-        from dynafolio.experiments.runner import plan_strategies
-
+    def build(cls, config: ExperimentConfig, prepared: PreparedData) -> RunContext:
         return cls(
             config=config,
             prepared=prepared,
@@ -225,12 +228,10 @@ def build_tasks(context: RunContext) -> list[Task]:
     return [*learnability_tasks(context), *streams.values(), *backtests]
 
 
-def learnability_check(context: RunContext, entry: int) -> Any:
+def learnability_check(context: RunContext, entry: int) -> LearnabilityCheck | None:
     """The known-answer check (:mod:`dynafolio.rl.learnability`) of plan ``entry``'s learner:
     the run's shape (assets, periods, the first fold's training periods), the entry's
     configuration and the run's first seed. None for an entry that trains no PPO agent."""
-    from dynafolio.features import periods_per_year
-
     item = context.plan[entry]
     make = getattr(item.build(context.config.seed), "learnability_check", None)
     if make is None:
@@ -244,13 +245,13 @@ def learnability_check(context: RunContext, entry: int) -> Any:
     )
 
 
-def learnability_checks(context: RunContext) -> dict[int, Any]:
+def learnability_checks(context: RunContext) -> dict[int, LearnabilityCheck]:
     """Plan entry -> its learner's check, for the entries that have one."""
     checks = {entry: learnability_check(context, entry) for entry in range(len(context.plan))}
     return {entry: check for entry, check in checks.items() if check is not None}
 
 
-def learnability_task_id(check: Any) -> str:
+def learnability_task_id(check: LearnabilityCheck) -> str:
     return "learnability-" + hashlib.sha256(check.key.encode()).hexdigest()[:16]
 
 
@@ -278,8 +279,6 @@ def _fold_label(context: RunContext, fold: int) -> str:
 
 def run_task(context: RunContext, task: Task, dep_results: list[Any]) -> Any:
     """Execute ``task`` in this process (the same code for every executor)."""
-    from dynafolio.strategies.forecast import compute_stream
-
     item = context.plan[task.entry]
     strategy = item.build(task.seed)
     if task.kind == "stream":
@@ -289,8 +288,6 @@ def run_task(context: RunContext, task: Task, dep_results: list[Any]) -> Any:
             piece.template, piece.schedule, item.universe, list(piece.rows), piece.first_row
         )
     if task.kind == "learnability":
-        from dynafolio.rl.learnability import check_learnability
-
         seed_everything(task.seed)
         return check_learnability(learnability_check(context, task.entry))
     if task.kind != "backtest":  # pragma: no cover - build_tasks makes only these three
@@ -307,8 +304,6 @@ def run_task(context: RunContext, task: Task, dep_results: list[Any]) -> Any:
     # Seeded after building, so torch (imported by learned strategies) is seeded too, in
     # every process alike.
     seed_everything(task.seed)
-    from dynafolio.progress import progress_bar
-
     dates = context.folds[task.fold].test_dates
     result = run_backtest(
         strategy,

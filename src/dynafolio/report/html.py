@@ -16,7 +16,6 @@ import pandas as pd
 from markupsafe import Markup
 
 import dynafolio
-from dynafolio.experiments.result import ExperimentResult, agent_run
 from dynafolio.metrics import METRIC_INFO
 from dynafolio.paths import file_stem
 from dynafolio.report import interactive, plots
@@ -28,6 +27,7 @@ from dynafolio.report.tables import (
     format_table,
     format_value,
 )
+from dynafolio.results.result import ExperimentResult, agent_run
 
 __all__ = ["render_html", "write_report"]
 

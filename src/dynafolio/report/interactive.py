@@ -13,8 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from dynafolio.experiments.result import ExperimentResult, StrategyRuns, agent_run
 from dynafolio.report.plots import fold_starts
+from dynafolio.results.result import ExperimentResult, StrategyRuns, agent_run
 
 __all__ = ["drawdown_figure", "equity_figure", "figure_div", "plotly_js", "sharpe_figure"]
 

@@ -26,8 +26,8 @@ from matplotlib.ticker import (
     PercentFormatter,
 )
 
-from dynafolio.experiments.result import ExperimentResult, StrategyRuns
 from dynafolio.report.tables import COLUMN_LABELS, PERCENT_COLUMNS, format_value
+from dynafolio.results.result import ExperimentResult, StrategyRuns
 
 __all__ = [
     "DPI",

@@ -1,8 +1,13 @@
-"""Where the tasks of a run execute: in this process, in a local process pool, or on Ray.
+"""A generic task runner: a graph of tasks executed in this process, in a local process
+pool, or on Ray.
 
-All three run the same :func:`~dynafolio.experiments.tasks.run_task` on the same task graph
-and return the results keyed by task id; the runner assembles them in config order, so the
-output does not depend on the executor or the number of workers (tested byte for byte).
+It knows only the :class:`Task` protocol (an id, the ids it depends on, a weight) and a
+:class:`TaskContext` whose ``run(task, dep_results)`` executes one task; nothing here knows
+what a task computes. An experiment's tasks are :class:`dynafolio.experiments.tasks.Task`
+run by its :class:`~dynafolio.experiments.tasks.RunContext`; ``dynafolio tune`` has its own.
+All three executors return the results keyed by task id, and callers assemble them in their
+own fixed order, so the output does not depend on the executor or the number of workers
+(tested byte for byte).
 
 * ``serial`` — one task after another in this process.
 * ``local`` (the default) — a pool of worker processes, one torch thread each; a task starts
@@ -27,11 +32,31 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from dynafolio.errors import ConfigError
-from dynafolio.experiments.tasks import Task
 from dynafolio.progress import ProgressFactory, reporting_progress
+
+
+class Task(Protocol):
+    """What the executors need of a task: ``id``, ``deps`` (ids whose results it receives,
+    in order, as ``dep_results``) and ``weight`` (a rough cost: bigger starts first)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def deps(self) -> tuple[str, ...]: ...
+
+    @property
+    def weight(self) -> int: ...
+
+
+class TaskContext(Protocol):
+    """Executes one task; picklable, sent to each worker once."""
+
+    def run(self, task: Any, dep_results: list[Any]) -> Any: ...
+
 
 ExecutorKind = Literal["serial", "local", "ray"]
 EXECUTORS: tuple[str, ...] = ("serial", "local", "ray")
@@ -68,7 +93,7 @@ class ExecutorSettings:
 
 def execute(
     tasks: list[Task],
-    context: Any,
+    context: TaskContext,
     settings: ExecutorSettings | None = None,
     progress: ProgressFactory | None = None,
 ) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from dynafolio import stats
-from dynafolio.experiments.result import ExperimentResult
+from dynafolio.results.result import ExperimentResult
 
 NAME = "s4"
 TITLE = "S4 — weekly LSTM price-forecast rule strategy (long-short, |w| ≤ 1/3)"

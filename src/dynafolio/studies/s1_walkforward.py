@@ -21,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from dynafolio.experiments import s1_hybrid
-from dynafolio.experiments.result import ExperimentResult
+from dynafolio.results.result import ExperimentResult
+from dynafolio.studies import s1_hybrid
 
 NAME = "s1-walkforward"
 TITLE = (
@@ -81,5 +81,5 @@ def quick(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def analyse(result: ExperimentResult, context: Any = None) -> dict[str, pd.DataFrame]:
-    """The fold tables are added to every walk-forward run (:mod:`dynafolio.experiments.folds`)."""
+    """The fold tables are added to every walk-forward run (:mod:`dynafolio.results.folds`)."""
     return {}

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from dynafolio import metrics
-from dynafolio.experiments.result import ExperimentResult
+from dynafolio.results.result import ExperimentResult
 
 
 def _span(dates: pd.DatetimeIndex) -> str:

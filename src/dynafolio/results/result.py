@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from dynafolio import stats
 from dynafolio.backtest.result import BacktestResult
-from dynafolio.experiments.steps import AnalysisFailure
+from dynafolio.results.steps import AnalysisFailure
 from dynafolio.splits import Split
+
+if TYPE_CHECKING:  # annotations only: these modules import torch
+    from dynafolio.rl.agents import TrainedAgent
+    from dynafolio.rl.learnability import LearnabilityResult
 
 
 def agent_run(seed: int, fold: int | None) -> str:
@@ -19,15 +24,51 @@ def agent_run(seed: int, fold: int | None) -> str:
 
 
 @dataclass(frozen=True)
-class AnalysisContext:
-    """What an experiment's ``analyse`` may use beyond the result: the config it ran, the
-    prepared prices, and the progress display and executor (for further runs, e.g. the S1
-    study's crisis windows)."""
+class ControlComparison:
+    """A learned Top-K strategy against the random control of the same K (paired test)."""
 
-    config: Any
-    prepared: Any
-    progress: Any = None
-    executor: Any = None
+    strategy: str
+    control: str
+    test: stats.SharpeDifference
+
+
+@dataclass(frozen=True)
+class Inference:
+    """The run-level statistics behind the findings (see :func:`infer`)."""
+
+    level: float
+    n_boot: int
+    block_length: float
+    n_tried: int
+    spa_p_value: float
+    survivors: tuple[str, ...]
+    best: str
+    best_dsr: float
+    best_psr: float
+    sharpe_variance: float
+    controls: tuple[ControlComparison, ...] = ()
+
+    def methods(self, periods: str) -> tuple[str, ...]:
+        """Plain sentences on how the numbers were computed (for the report)."""
+        return (
+            f"Confidence intervals ({self.level:.0%}) of the Sharpe ratio come from a stationary "
+            f"block bootstrap of the test {periods} (Politis & Romano 1994; expected block "
+            f"length {self.block_length:.1f} {periods} by the Politis–White rule), "
+            f"{self.n_boot} replicates. For learned strategies every replicate also redraws "
+            "the seeds with replacement, so the interval covers both the luck of the dates "
+            "and the luck of the training seed; the same blocks are used for every strategy, "
+            "so comparisons stay paired.",
+            "The p-value against the benchmark is two-sided, from the same replicates of the "
+            "difference of Sharpe ratios (centred under the null of no difference). It tests "
+            "one strategy at a time; it is not adjusted for how many strategies were compared.",
+            f"'Does any strategy beat the benchmark?' is answered for all {self.n_tried} "
+            "strategies at once by Hansen's SPA test and Romano–Wolf StepM (arch.bootstrap), "
+            "on returns scaled to the benchmark's volatility so that a higher mean is a higher "
+            "Sharpe ratio.",
+            "The deflated Sharpe ratio (Bailey & López de Prado 2014) of the best strategy is "
+            "the probability that its Sharpe ratio beats what the best of that many strategies "
+            "would reach by luck alone, allowing for skewness, fat tails and the sample length.",
+        )
 
 
 @dataclass(frozen=True)
@@ -83,7 +124,7 @@ class ExperimentResult:
         One row per strategy (index), columns ``<metric>`` (mean over seeds) and
         ``<metric>_std`` (standard deviation over seeds, NaN with one seed), ``n_seeds``, and
         ``sharpe_ci_low``, ``sharpe_ci_high``, ``sharpe_p_vs_benchmark`` (bootstrap over
-        dates and seeds, :mod:`dynafolio.experiments.inference`).
+        dates and seeds, :mod:`dynafolio.results.inference`).
     stress : pd.DataFrame
         Metrics over named stress windows that overlap the test period: columns
         ``strategy``, ``window``, ``start``, ``end`` + summary keys (means over seeds).
@@ -116,7 +157,7 @@ class ExperimentResult:
     notes : tuple of str
         Caveats: fallbacks used, assets missing, windows not covered, source discrepancies.
     failures : tuple of AnalysisFailure
-        Analysis steps that raised (:mod:`dynafolio.experiments.steps`); what they would have
+        Analysis steps that raised (:mod:`dynafolio.results.steps`); what they would have
         added is missing (without inference, ``table`` has no interval or p-value columns
         and there are no findings), the backtests are complete.
     """
@@ -136,16 +177,16 @@ class ExperimentResult:
     rolling: pd.DataFrame = field(default_factory=pd.DataFrame)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    agents: dict[tuple[str, int, int | None], Any] = field(default_factory=dict)
+    agents: dict[tuple[str, int, int | None], TrainedAgent] = field(default_factory=dict)
     folds: tuple[Split, ...] = ()
     findings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
-    #: Run-level statistics (:class:`dynafolio.experiments.inference.Inference`): the
-    #: multiple-testing result, the deflated Sharpe ratio of the best strategy, the methods.
-    inference: Any = None
+    #: Run-level statistics: the multiple-testing result, the deflated Sharpe ratio of the
+    #: best strategy, the methods (None when the inference step failed).
+    inference: Inference | None = None
     #: Strategy name -> the known-answer check of its learner
     #: (:class:`dynafolio.rl.learnability.LearnabilityResult`), for the PPO allocators.
-    learnability: dict[str, Any] = field(default_factory=dict)
+    learnability: dict[str, LearnabilityResult] = field(default_factory=dict)
     failures: tuple[AnalysisFailure, ...] = ()
 
     @property

@@ -11,66 +11,16 @@ sentences.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
 from dynafolio import stats
-from dynafolio.experiments.result import StrategyRuns
+from dynafolio.results.result import ControlComparison, Inference, StrategyRuns
 
 #: Level of every interval and test in the tables and findings.
 LEVEL = 0.95
 N_BOOT = 2000
-
-
-@dataclass(frozen=True)
-class ControlComparison:
-    """A learned Top-K strategy against the random control of the same K (paired test)."""
-
-    strategy: str
-    control: str
-    test: stats.SharpeDifference
-
-
-@dataclass(frozen=True)
-class Inference:
-    """The run-level statistics behind the findings (see :func:`infer`)."""
-
-    level: float
-    n_boot: int
-    block_length: float
-    n_tried: int
-    spa_p_value: float
-    survivors: tuple[str, ...]
-    best: str
-    best_dsr: float
-    best_psr: float
-    sharpe_variance: float
-    controls: tuple[ControlComparison, ...] = ()
-
-    def methods(self, periods: str) -> tuple[str, ...]:
-        """Plain sentences on how the numbers were computed (for the report)."""
-        return (
-            f"Confidence intervals ({self.level:.0%}) of the Sharpe ratio come from a stationary "
-            f"block bootstrap of the test {periods} (Politis & Romano 1994; expected block "
-            f"length {self.block_length:.1f} {periods} by the Politis–White rule), "
-            f"{self.n_boot} replicates. For learned strategies every replicate also redraws "
-            "the seeds with replacement, so the interval covers both the luck of the dates "
-            "and the luck of the training seed; the same blocks are used for every strategy, "
-            "so comparisons stay paired.",
-            "The p-value against the benchmark is two-sided, from the same replicates of the "
-            "difference of Sharpe ratios (centred under the null of no difference). It tests "
-            "one strategy at a time; it is not adjusted for how many strategies were compared.",
-            f"'Does any strategy beat the benchmark?' is answered for all {self.n_tried} "
-            "strategies at once by Hansen's SPA test and Romano–Wolf StepM (arch.bootstrap), "
-            "on returns scaled to the benchmark's volatility so that a higher mean is a higher "
-            "Sharpe ratio.",
-            "The deflated Sharpe ratio (Bailey & López de Prado 2014) of the best strategy is "
-            "the probability that its Sharpe ratio beats what the best of that many strategies "
-            "would reach by luck alone, allowing for skewness, fat tails and the sample length.",
-        )
 
 
 def infer(

@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 
 from dynafolio import stats
-from dynafolio.experiments.result import ExperimentResult
 from dynafolio.forecast.registry import FORECASTERS
 from dynafolio.model_inputs import S2_FEATURES
+from dynafolio.results.result import ExperimentResult
 
 NAME = "s2"
 TITLE = "S2 — LSTM signal pipeline, walk-forward 504/63 days (SPY, TLT, GLD)"

@@ -18,10 +18,10 @@ import pandas as pd
 from pydantic import ValidationError
 
 from dynafolio.errors import DataError
-from dynafolio.experiments.executors import ExecutorSettings, execute
 from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.registry import FORECASTERS, discover_forecasters, forecaster_spec
 from dynafolio.history import MarketHistory
+from dynafolio.parallel import ExecutorSettings, execute
 
 
 def _univariate(trial: optuna.Trial) -> dict[str, Any]:

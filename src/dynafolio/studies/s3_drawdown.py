@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dynafolio.experiments.result import ExperimentResult
+from dynafolio.results.result import ExperimentResult
 
 NAME = "s3"
 TITLE = "S3 — end-to-end LSTM allocator with drawdown-sensitive loss (BTC, ETH, SPY, GLD, NVDA)"

@@ -28,8 +28,9 @@ import pandas as pd
 
 from dynafolio import stats
 from dynafolio.experiments.config import ExperimentConfig, validate_config
-from dynafolio.experiments.inference import LEVEL
-from dynafolio.experiments.result import AnalysisContext, ExperimentResult
+from dynafolio.experiments.runner import AnalysisContext, run_experiments
+from dynafolio.results.inference import LEVEL
+from dynafolio.results.result import ExperimentResult
 
 NAME = "controls"
 TITLE = (
@@ -302,7 +303,6 @@ def pair_table(
 
 def analyse(result: ExperimentResult, context: AnalysisContext) -> dict[str, pd.DataFrame]:
     """Run the other markets (as one task graph) and tabulate every market's controls."""
-    from dynafolio.experiments.runner import run_experiments
 
     config = context.config
     others = [market_config(config, *market) for market in OTHER_MARKETS]

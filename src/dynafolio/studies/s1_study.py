@@ -19,11 +19,12 @@ import pandas as pd
 
 from dynafolio import metrics, stats
 from dynafolio.backtest import ProportionalCost, simulate
-from dynafolio.experiments import s1_hybrid
 from dynafolio.experiments.config import ExperimentConfig, validate_config
-from dynafolio.experiments.result import AnalysisContext, ExperimentResult, StrategyRuns
-from dynafolio.experiments.runner import load_prices, run_experiment
+from dynafolio.experiments.plan import load_prices
+from dynafolio.experiments.runner import AnalysisContext, run_experiment
 from dynafolio.history import carried_returns
+from dynafolio.results.result import ExperimentResult, StrategyRuns
+from dynafolio.studies import s1_hybrid
 
 NAME = "s1-study"
 TITLE = "S1 study — ablation, K sensitivity, cost stress and crisis windows (out-of-sample)"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from dynafolio.experiments.result import ExperimentResult
+from dynafolio.results.result import ExperimentResult
 
 NAME = "s1"
 TITLE = (
