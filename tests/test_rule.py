@@ -163,3 +163,45 @@ def test_full_backtest_passes_the_long_short_checks():
     # Under the default long-only constraints the engine refuses the shorts.
     with pytest.raises(OptimizationError, match="short position"):
         run_backtest(PriceRuleStrategy(MomentumPriceForecaster()), prices, start)
+
+
+def _plan_price_rule(constraints: dict):
+    """Plan (build and check, training nothing) one price-rule entry on small prices."""
+    from dynafolio.experiments.config import validate_config
+    from dynafolio.experiments.plan import PreparedData, plan_strategies
+
+    prices = make_prices(n_periods=60, n_assets=4, late=0)
+    entry = {"kind": "price_rule", "forecaster": {"model": "price_lstm"}}
+    config = validate_config(
+        {
+            "name": "rule",
+            "split": {"train_fraction": 0.7},
+            "strategies": [{"kind": "equal_weight"}, {**entry, "constraints": constraints}],
+        }
+    )
+    return plan_strategies(config, PreparedData(prices, "synthetic", "0" * 64, {}))
+
+
+def test_the_price_rule_caps_positions_at_the_constraint_the_engine_checks():
+    # The README's example: the cap is the entry's constraints.max_position, so the rule's
+    # targets pass the engine's check of that same number (0.333 < the source's 1/3).
+    _, rule = _plan_price_rule({"long_only": False, "max_position": 0.333})
+    assert rule.constraints.max_position == 0.333
+    assert rule.build(0).max_position == 0.333
+    weights = rule_weights(np.array([10, 20, 40, 50.0]), np.array([11, 19, 44, 50.0]), 0.333)
+    assert np.abs(weights).max() <= 0.333 + 1e-12
+
+
+@pytest.mark.parametrize(
+    ("constraints", "message"),
+    [
+        ({}, "long_only: false"),  # the experiment's default limits are long-only
+        ({"long_only": False, "max_gross_leverage": 0.5}, "max_gross_leverage is 0.5"),
+        ({"long_only": False, "max_position": 2.0}, "max_position, which is 2.0"),
+    ],
+)
+def test_limits_the_price_rule_cannot_keep_are_refused_before_training(constraints, message):
+    from dynafolio.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"strategies.1: .*{message}"):
+        _plan_price_rule(constraints)

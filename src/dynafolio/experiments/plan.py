@@ -166,14 +166,15 @@ def plan_entry(
     nothing). Raises :class:`ConfigError` naming the key when the entry does not fit."""
     where = f"strategies.{position}"
     universe = _universe(spec.universe, prepared.prices, where)
+    constraints = _constraints(config, spec)
     item = PlannedStrategy(
         where=where,
         spec=spec,
         name="",
         seeds=config.seeds if spec.seeded else (config.seed,),
         universe=universe,
-        constraints=_constraints(config, spec),
-        context=context,
+        constraints=constraints,
+        context=dataclasses.replace(context, constraints=constraints),
     )
     built = [item.build(seed) for seed in item.seeds]
     _check_fits_data(spec, built[0], universe, where)

@@ -28,6 +28,7 @@ from typing import Annotated, Any, ClassVar, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from dynafolio.backtest.constraints import PortfolioConstraints
 from dynafolio.paths import name_problem
 from dynafolio.strategies.base import Strategy
 
@@ -87,6 +88,10 @@ class BuildContext:
     market : KnownMarket, optional
         The known-answer market the data was generated from (:mod:`dynafolio.data.markets`);
         None for real data. Only the ``oracle`` forecaster reads it.
+    constraints : PortfolioConstraints
+        The entry's limits, the ones the engine checks every target against (the experiment's
+        ``backtest`` overridden by the entry's ``constraints``). A strategy that needs limits
+        reads them here, and a builder refuses limits its strategy cannot keep.
     """
 
     seed: int = 0
@@ -95,6 +100,7 @@ class BuildContext:
     transaction_cost: float = 0.001
     asset_classes: Mapping[str, str] = field(default_factory=dict)
     market: Any = None
+    constraints: PortfolioConstraints = field(default_factory=PortfolioConstraints)
 
     @property
     def risk_free_per_period(self) -> float:

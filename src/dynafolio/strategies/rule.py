@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from dynafolio.errors import ConfigError
 from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.registry import forecaster_spec
 from dynafolio.history import MarketHistory
@@ -202,15 +203,31 @@ class PriceRuleSpec(ForecastDrivenSpec):
     """``price_rule`` (S4): buy the predicted risers, sell the predicted fallers."""
 
     kind: Literal["price_rule"]
-    max_position: float = Field(1 / 3, gt=0.0, le=1.0)
     forecaster: ForecasterUnion = Field(
         default_factory=lambda: forecaster_spec("price_lstm_per_stock")
     )
     strategy_class: ClassVar = PriceRuleStrategy
 
     def build(self, context: BuildContext) -> Strategy:
+        # The cap is the engine's own max_position: one declaration, checked before training.
+        limits = context.constraints
+        if limits.long_only:
+            raise ConfigError(
+                "price_rule sells the predicted fallers short; give the entry "
+                "`constraints: {long_only: false}` (the source's setting)"
+            )
+        if limits.max_gross_leverage < 1.0:
+            raise ConfigError(
+                f"price_rule invests a gross 1 (Σ|w| = 1) but constraints.max_gross_leverage is "
+                f"{limits.max_gross_leverage}; set it to at least 1"
+            )
+        if limits.max_position > 1.0:
+            raise ConfigError(
+                f"price_rule caps each position at constraints.max_position, which is "
+                f"{limits.max_position}; set it to at most 1 (the source uses 1/3)"
+            )
         return PriceRuleStrategy(
             self.forecaster.build(context.seed, context.market),
-            max_position=self.max_position,
+            max_position=limits.max_position,
             **self.walk(),
         )

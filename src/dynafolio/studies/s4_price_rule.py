@@ -79,7 +79,6 @@ def default_config() -> dict[str, Any]:
                     "name": name,
                     "tags": {"variant": variant},
                     "universe": PRESENT,
-                    "max_position": 1 / 3,
                     "constraints": {
                         "long_only": False,
                         "max_gross_leverage": 1.0,
