@@ -60,3 +60,60 @@ def test_unreadable_config_files_are_explained(tmp_path):
         load_config_file(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match=r"\.yaml, \.yml or \.toml"):
         load_config_file(broken.rename(tmp_path / "broken.json"))
+
+
+@pytest.mark.parametrize(
+    ("benchmark", "selected"),
+    [
+        (None, "Equal weight"),  # the default: {kind: equal_weight}
+        ({"kind": "random_topk", "k": 2}, "Random Top-2"),
+        ({"family": "control"}, "Random Top-2"),  # the entry's own tag
+        ("A1 buy & hold", "A1 buy & hold"),  # a name still works
+    ],
+)
+def test_the_benchmark_is_selected_by_tags_or_by_name(benchmark, selected):
+    from conftest import make_prices
+    from dynafolio.experiments.plan import PreparedData, benchmark_name, plan_strategies
+
+    settings = {
+        "name": "b",
+        "strategies": [
+            {"kind": "equal_weight"},
+            {"kind": "random_topk", "k": 2, "tags": {"family": "control"}},
+            {"kind": "random_topk", "k": 3},
+            {"kind": "buy_and_hold", "asset": "A1"},
+        ],
+    }
+    if benchmark is not None:
+        settings["benchmark"] = benchmark
+    config = validate_config(settings)
+    prepared = PreparedData(make_prices(n_periods=40, n_assets=4), "synthetic", "0" * 64, {})
+    assert benchmark_name(config, plan_strategies(config, prepared)) == selected
+
+
+@pytest.mark.parametrize(
+    ("benchmark", "problem"),
+    [
+        ({"kind": "random_topk"}, "matches \\['Random Top-2', 'Random Top-3'\\]"),
+        ({"kind": "hrp"}, "matches none of the strategies"),
+        ("Nope", "matches none of the strategies"),
+    ],
+)
+def test_a_benchmark_that_selects_not_exactly_one_entry_is_refused(benchmark, problem):
+    from conftest import make_prices
+    from dynafolio.experiments.plan import PreparedData, plan_strategies
+
+    config = validate_config(
+        {
+            "name": "b",
+            "benchmark": benchmark,
+            "strategies": [
+                {"kind": "equal_weight"},
+                {"kind": "random_topk", "k": 2},
+                {"kind": "random_topk", "k": 3},
+            ],
+        }
+    )
+    prepared = PreparedData(make_prices(n_periods=40, n_assets=4), "synthetic", "0" * 64, {})
+    with pytest.raises(ConfigError, match=f"benchmark: .*{problem}"):
+        plan_strategies(config, prepared)

@@ -33,7 +33,8 @@ def test_the_verdict_rule(market, reads, share, difference, p, expected):
 
 def test_every_market_of_the_controls_is_a_valid_config_with_the_oracle_on_foresight():
     main = validate_config(controls.default_config())
-    assert main.benchmark == "Random Top-5" and main.data.known_market.kind == "momentum"
+    assert main.benchmark == {"kind": "random_topk", "k": 5}
+    assert main.data.known_market.kind == "momentum"
     for label, kind, change in controls.OTHER_MARKETS:
         config = controls.market_config(main, label, kind, change)
         assert config.data.known_market.kind == kind

@@ -257,7 +257,7 @@ def test_asset_colours_do_not_depend_on_subset() -> None:
 
 def test_strategy_styles_mark_benchmark_and_buy_and_hold() -> None:
     names = ["Equal weight", "SPY buy & hold"] + [f"S{i}" for i in range(18)]
-    styles = plots.strategy_styles(names, "Equal weight")
+    styles = plots.strategy_styles(names, "Equal weight", {"SPY buy & hold"})
     assert styles["Equal weight"]["color"] == "black"
     assert styles["SPY buy & hold"]["linestyle"] == "--"
     looks = {

@@ -209,8 +209,10 @@ class ExperimentConfig(_Frozen):
     n_seeds: int = Field(
         3, ge=1, description="seeds per learned strategy (deterministic rules run once)"
     )
-    benchmark: DisplayName = Field(
-        "Equal weight", description="strategy name the others are compared with"
+    benchmark: DisplayName | dict[str, str | int | float] = Field(
+        default_factory=lambda: {"kind": "equal_weight"},
+        description="the strategy the others are compared with: tags that select exactly one "
+        "entry ({kind: random_topk, k: 5}), or its name",
     )
     index_asset: str = Field("SPY", description="asset used for rolling alpha/beta")
     rolling_window: int = Field(26, ge=4, description="periods of the rolling alpha/beta window")

@@ -147,12 +147,30 @@ def plan_strategies(config: ExperimentConfig, prepared: PreparedData) -> list[Pl
         raise ConfigError(
             f"strategies: {duplicated} appear more than once; give the entries distinct `name`s"
         )
-    if config.benchmark not in names:
-        raise ConfigError(
-            f"benchmark: {config.benchmark!r} is not one of the strategies {names}; set "
-            "`benchmark` to one of these names or add that strategy"
-        )
+    benchmark_name(config, planned)  # refused here, before anything trains
     return planned
+
+
+def benchmark_name(config: ExperimentConfig, planned: list[PlannedStrategy]) -> str:
+    """The name of the strategy ``config.benchmark`` selects: the one entry whose tags
+    (``kind``, ``k``, ``model`` and the entry's own) match, or the entry of that name."""
+    wanted = config.benchmark
+    if isinstance(wanted, str):
+        found = [item.name for item in planned if item.name == wanted]
+    else:
+        found = [
+            item.name
+            for item in planned
+            if all(item.tags.get(key) == value for key, value in wanted.items())
+        ]
+    if len(found) != 1:
+        names = [item.name for item in planned]
+        matched = f"matches {found}" if found else "matches none of the strategies"
+        raise ConfigError(
+            f"benchmark: {wanted!r} {matched} ({names}); give tags or a name that select "
+            "exactly one entry, e.g. {kind: equal_weight}"
+        )
+    return found[0]
 
 
 def plan_entry(

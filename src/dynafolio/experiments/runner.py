@@ -186,7 +186,7 @@ def _assemble(
     aggregate = _aggregate(per_seed)
     table, inference = steps.run(
         "inference (Sharpe intervals, p-values, SPA and StepM)",
-        infer, all_runs, aggregate, config.benchmark, ppy, rf_annual, config.seed,
+        infer, all_runs, aggregate, context.benchmark, ppy, rf_annual, config.seed,
         fallback=(aggregate, None),  # the per-seed means and spreads, no intervals
     )  # fmt: skip
     table = steps.run("learner checks", with_learner_checks, table, learnability, fallback=table)
@@ -207,7 +207,7 @@ def _assemble(
         "contradict its own formula (e.g. 6.79% / 20.0% shown as 0.0034); dynafolio computes them "
         "consistently."
     )
-    benchmark = config.benchmark
+    benchmark = context.benchmark
     rolling = steps.run(
         "rolling alpha and beta", _rolling_alpha_beta,
         all_runs, prices, config.index_asset, config.rolling_window, ppy,

@@ -35,7 +35,12 @@ from dynafolio.backtest import ProportionalCost, run_backtest
 from dynafolio.backtest.engine import rebalance_schedule
 from dynafolio.backtest.result import BacktestResult
 from dynafolio.experiments.config import ExperimentConfig
-from dynafolio.experiments.plan import PlannedStrategy, PreparedData, plan_strategies
+from dynafolio.experiments.plan import (
+    PlannedStrategy,
+    PreparedData,
+    benchmark_name,
+    plan_strategies,
+)
 from dynafolio.features import periods_per_year
 from dynafolio.progress import progress_bar
 from dynafolio.rl.learnability import LearnabilityCheck, check_learnability
@@ -81,13 +86,17 @@ class RunContext:
     plan: list[PlannedStrategy] = field(default_factory=list)  # in config order
     folds: tuple[Split, ...] = ()  # one for a chronological split, one per walk-forward block
 
+    benchmark: str = ""  # the name of the strategy config.benchmark selects
+
     @classmethod
     def build(cls, config: ExperimentConfig, prepared: PreparedData) -> RunContext:
+        plan = plan_strategies(config, prepared)
         return cls(
             config=config,
             prepared=prepared,
-            plan=plan_strategies(config, prepared),
+            plan=plan,
             folds=config.split.folds(prepared.prices.index),
+            benchmark=benchmark_name(config, plan),
         )
 
     @property

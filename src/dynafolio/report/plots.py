@@ -9,7 +9,7 @@ re-derived from the per-period net returns purely for display.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -60,11 +60,9 @@ def _asset_palette() -> list:
     return tab20[0::2] + tab20[1::2] + list(matplotlib.colormaps["tab20b"].colors)
 
 
-def _is_buy_and_hold(name: str) -> bool:
-    return "buy & hold" in name.lower()
-
-
-def strategy_styles(names: Sequence[str], benchmark: str | None) -> dict[str, dict]:
+def strategy_styles(
+    names: Sequence[str], benchmark: str | None, buy_and_hold: Collection[str] = ()
+) -> dict[str, dict]:
     """Line style of each strategy, stable for a given display order.
 
     Parameters
@@ -73,6 +71,8 @@ def strategy_styles(names: Sequence[str], benchmark: str | None) -> dict[str, di
         Strategy names in display order.
     benchmark : str or None
         Drawn thick and black so every other line reads against it.
+    buy_and_hold : collection of str
+        The single-asset buy-and-hold strategies (indices), drawn dashed.
 
     Returns
     -------
@@ -99,7 +99,7 @@ def strategy_styles(names: Sequence[str], benchmark: str | None) -> dict[str, di
             "linewidth": 1.3,
             "zorder": 3,
         }
-        if _is_buy_and_hold(name):
+        if name in buy_and_hold:
             style.update(linestyle="--", linewidth=1.8, zorder=4)
         styles[name] = style
         i += 1
@@ -181,7 +181,8 @@ def _log_ticks(ax, lo: float, hi: float) -> None:
 
 
 def _line_chart(result: ExperimentResult, series: dict[str, pd.Series], ax) -> None:
-    styles = strategy_styles(list(series), result.benchmark)
+    indices = {runs.name for runs in result.select(kind="buy_and_hold")}
+    styles = strategy_styles(list(series), result.benchmark, indices)
     for name, values in series.items():
         ax.plot(values.index, values.to_numpy(dtype=float), label=name, **styles[name])
     _date_axis(ax)

@@ -130,7 +130,7 @@ def default_config() -> dict[str, Any]:
         "strategies": _strategies(foresight=False),
         "seed": 0,
         "n_seeds": 3,
-        "benchmark": f"Random Top-{K}",
+        "benchmark": {"kind": "random_topk", "k": K},
         "index_asset": "A01",
         "plot_groups": {},
         "stress_windows": {},

@@ -95,7 +95,6 @@ def default_config() -> dict[str, Any]:
         "strategies": strategies,
         "seed": 0,
         "n_seeds": 3,
-        "benchmark": "Equal weight",
         "index_asset": "SPY",
         "plot_groups": {
             f"K = {k}": (

@@ -65,7 +65,6 @@ def default_config() -> dict[str, Any]:
         "strategies": strategies,
         "seed": 0,
         "n_seeds": 3,
-        "benchmark": "Equal weight",
         "index_asset": "SPY",
         "rolling_window": 63,
         "stress_windows": {"2022 bear market": ["2022-01-03", "2022-12-30"]},

@@ -91,7 +91,7 @@ def default_config() -> dict[str, Any]:
         ],
         "seed": 0,
         "n_seeds": 3,
-        "benchmark": f"1/N ({len(PRESENT)} stocks)",
+        "benchmark": {"kind": "equal_weight"},
         "index_asset": "QQQ",
         "rolling_window": 13,
         "notes": [
