@@ -12,7 +12,7 @@ from dynafolio.data import load_dataset
 from dynafolio.data.markets import KnownMarket, MarketSettings, best_forecast, generate_market
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.experiments.config import validate_config
-from dynafolio.experiments.runner import load_prices, plan_strategies
+from dynafolio.experiments.plan import load_prices, plan_strategies
 from dynafolio.forecast.oracle import OracleForecaster
 from dynafolio.history import MarketHistory
 

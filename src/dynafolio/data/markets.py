@@ -34,9 +34,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from dynafolio.data.io import DATE_UNIT
+from dynafolio.settings import Settings
 
 __all__ = ["MARKET_KINDS", "KnownMarket", "MarketSettings", "best_forecast", "generate_market"]
 
@@ -50,10 +51,8 @@ _FREQUENCIES = {"W": "W-FRI", "D": "B", "M": "ME"}
 _BURN_IN = 200
 
 
-class MarketSettings(BaseModel):
+class MarketSettings(Settings):
     """Settings of a known-answer market (config ``data.market``; every field has a default)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     n_assets: int = Field(20, ge=2, le=2000, description="assets in the panel")
     n_periods: int = Field(365, ge=20, le=100_000, description="price rows (periods + 1 returns)")
@@ -73,10 +72,8 @@ class MarketSettings(BaseModel):
     )
 
 
-class KnownMarket(BaseModel):
+class KnownMarket(Settings):
     """A known-answer market: its kind and settings (hashable, so generation is cached)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: MarketKind
     settings: MarketSettings = MarketSettings()

@@ -13,8 +13,6 @@ from typing import Any, Literal
 
 import pandas as pd
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -24,16 +22,13 @@ from pydantic import (
 from dynafolio.data.markets import MARKET_KINDS, KnownMarket, MarketSettings
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.safe_files import Limits, load_toml, load_yaml, read_bytes
+from dynafolio.settings import Settings
 from dynafolio.splits import Split, chronological_split, walk_forward_folds
 from dynafolio.strategies.kinds import STRATEGY_SPECS, StrategySpecUnion
 from dynafolio.strategies.registry import DisplayName
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DataConfig(_Frozen):
+class DataConfig(Settings):
     """Where prices come from and how they are prepared."""
 
     dataset: str = Field(
@@ -100,7 +95,7 @@ class DataConfig(_Frozen):
         return KnownMarket(kind=self.dataset, settings=self.market)
 
 
-class WalkForwardConfig(_Frozen):
+class WalkForwardConfig(Settings):
     """Rolling-origin evaluation: test blocks of ``step`` periods from ``first_test`` on, every
     model refit before each block on the data before it; the blocks are scored as one record."""
 
@@ -124,7 +119,7 @@ class WalkForwardConfig(_Frozen):
         return self
 
 
-class SplitConfig(_Frozen):
+class SplitConfig(Settings):
     """Where the test period is: a chronological split (a fraction or a first test date) or a
     walk-forward of test blocks (``walk_forward``, which then replaces both)."""
 
@@ -170,7 +165,7 @@ class SplitConfig(_Frozen):
         return tuple(folds)
 
 
-class BacktestConfig(_Frozen):
+class BacktestConfig(Settings):
     """Engine settings shared by every strategy of the experiment."""
 
     transaction_cost: float = Field(
@@ -191,7 +186,7 @@ class BacktestConfig(_Frozen):
 StrategySpec = StrategySpecUnion
 
 
-class ExperimentConfig(_Frozen):
+class ExperimentConfig(Settings):
     """One experiment: data, split, engine settings, strategies, seeds, stress windows."""
 
     name: DisplayName = Field(description="experiment name; the run directory is named after it")

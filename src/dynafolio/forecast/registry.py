@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, Field, create_model
 
 from dynafolio.errors import ConfigError
 from dynafolio.forecast.base import Forecaster
+from dynafolio.settings import Settings
 
 __all__ = [
     "FORECASTERS",
@@ -55,9 +56,7 @@ def params_model(
             continue
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[parameter.name] = (hints.get(parameter.name, Any), default)
-    model = create_model(
-        name, __config__=ConfigDict(extra="forbid", frozen=True), __module__=module, **fields
-    )
+    model = create_model(name, __base__=Settings, __module__=module, **fields)
     _publish(model, module)
     return model
 
@@ -89,10 +88,8 @@ class ForecasterEntry:
         return "market" in inspect.signature(self.cls.__init__).parameters
 
 
-class ForecasterSpec(BaseModel):
+class ForecasterSpec(Settings):
     """Base of the config entry ``forecaster: {model: ..., params: {...}}``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str
     params: BaseModel

@@ -16,7 +16,7 @@ import pandas as pd
 import safetensors.torch
 import torch
 from gymnasium import spaces
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
@@ -32,6 +32,7 @@ from dynafolio.rl.rewards import RewardSettings
 from dynafolio.rl.vec_env import BatchedPortfolioVecEnv
 from dynafolio.safe_files import Limits, SafeZip, load_json, safetensors_layout, short_repr
 from dynafolio.safe_files import validation_error as _validation_error
+from dynafolio.settings import Settings
 
 AGENT_FORMAT = "dynafolio-ppo-agent"
 #: Version 2: JSON header + safetensors (version 1 held a pickled SB3 zip and is refused).
@@ -118,9 +119,7 @@ _LogValue = int | float | None
 _Date = Annotated[str, Field(max_length=32)]
 
 
-class _EnvHeader(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class _EnvHeader(Settings):
     lookback: int = Field(ge=1, le=MAX_LOOKBACK)
     k: int = Field(ge=1, le=MAX_ASSETS)
     tau: float = Field(ge=0.0, lt=1.0)
@@ -130,7 +129,7 @@ class _EnvHeader(BaseModel):
     reward: RewardSettings = Field(default_factory=RewardSettings)
 
 
-class _AgentHeader(BaseModel):
+class _AgentHeader(Settings):
     """The JSON header of an agent file: everything needed to rebuild the policy, and no code.
 
     :meth:`TrainedAgent.load` validates it strictly: numbers must be JSON numbers, flags JSON
@@ -138,8 +137,6 @@ class _AgentHeader(BaseModel):
     first bad entry, so 400,000 bad entries give one error, not 400,000 (about 1 KB each).
     :func:`_check_header` then checks that the fields agree with each other.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal["dynafolio-ppo-agent"]
     version: Literal[2]

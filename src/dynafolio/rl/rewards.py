@@ -20,7 +20,9 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from dynafolio.settings import Settings
 
 __all__ = [
     "REWARDS",
@@ -32,10 +34,8 @@ __all__ = [
 ]
 
 
-class RewardSettings(BaseModel):
+class RewardSettings(Settings):
     """The reward of the PPO allocators (config ``reward: {kind: ..., eta: ..., lam: ...}``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["log_return", "differential_sharpe", "downside"] = "log_return"
     eta: float = Field(0.05, gt=0.0, lt=1.0, description="differential Sharpe: adaptation rate")

@@ -26,10 +26,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
 from dynafolio.backtest.constraints import PortfolioConstraints
 from dynafolio.paths import name_problem
+from dynafolio.settings import Settings
 from dynafolio.strategies.base import Strategy
 
 __all__ = [
@@ -55,13 +56,7 @@ def _display_name(value: str) -> str:
 DisplayName = Annotated[str, AfterValidator(_display_name)]
 
 
-class Frozen(BaseModel):
-    """Base of every config model: unknown keys are errors, values never change."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ConstraintsSpec(Frozen):
+class ConstraintsSpec(Settings):
     """Per-strategy portfolio limits; unset fields inherit the experiment's ``backtest``."""
 
     long_only: bool | None = None
@@ -108,7 +103,7 @@ class BuildContext:
         return (1.0 + self.risk_free_rate) ** (1.0 / self.periods_per_year) - 1.0
 
 
-class StrategySpec(Frozen):
+class StrategySpec(Settings):
     """Settings every strategy entry accepts; a kind adds its own fields and :meth:`build`.
 
     Subclasses declare ``kind: Literal["..."]`` (one or more kind names), set

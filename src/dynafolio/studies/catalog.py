@@ -24,7 +24,7 @@ from dynafolio.experiments.config import (
     merge,
     validate_config,
 )
-from dynafolio.experiments.plan import PreparedData, drop_misfits, load_prices
+from dynafolio.experiments.plan import PreparedData, drop_misfits, load_prices, plan_strategies
 from dynafolio.parallel import ExecutorSettings
 from dynafolio.progress import ProgressFactory
 from dynafolio.results.result import ExperimentResult
@@ -132,7 +132,8 @@ def compose_config(
     once. When the data comes from the command line and no config file was given, default
     strategies the data cannot carry are dropped with a note
     (:func:`~dynafolio.experiments.plan.drop_misfits`); a user's own config is never
-    edited: what does not fit is refused when the run is planned.
+    edited: every entry is planned here (built and checked against the data, training
+    nothing), so what does not fit is refused in the first seconds.
 
     Raises
     ------
@@ -182,4 +183,5 @@ def compose_config(
     if (data_path is not None or dataset is not None) and config_file is None:
         config, dropped = drop_misfits(config, prepared)
         notes += dropped
+    plan_strategies(config, prepared)  # every entry checked against the data, training nothing
     return ComposedRun(config, prepared, tuple(notes))
