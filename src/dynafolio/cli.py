@@ -78,6 +78,26 @@ def _user_errors():
             signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _progress_bars():
+    """A transient display of progress bars; yields ``factory(description, total)`` that
+    opens one bar and returns its ``advance(n)``."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+
+        def factory(description: str, total: int):
+            task = bar.add_task(description, total=total)
+            return lambda n: bar.advance(task, n)
+
+        yield factory
+
+
 def _prepare_out(out: Path) -> Path:
     """Check ``--out`` first (a clear error within a second, not after the run) and clean up
     partial run directories that killed runs left there."""
@@ -198,21 +218,8 @@ def run(
             f"{prepared.prices.shape[1]} assets, {len(prepared.prices)} periods "
             f"({prepared.prices.index[0].date()}..{prepared.prices.index[-1].date()})"
         )
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-
-            def factory(description: str, total: int):
-                task = bar.add_task(description, total=total)
-                return lambda n: bar.advance(task, n)
-
-            with reporting_progress(factory):
-                result = run_experiment(cfg, prepared=prepared, progress=factory, executor=workers)
+        with _progress_bars() as factory, reporting_progress(factory):
+            result = run_experiment(cfg, prepared=prepared, progress=factory, executor=workers)
         manifest = build_manifest(cfg, result, prepared.source, prepared.source_sha256)
         written = write_run(result, manifest, out, write_report, tensorboard=tensorboard)
     _print_results(result)
@@ -291,15 +298,7 @@ def tune(
         test_dates = prepared.prices.index[folds[0].test.start : folds[-1].test.stop]
         n_trials = 3 if quick else trials
         fixed = {"epochs": 3} if quick else {}
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task(f"tuning {model}", total=n_trials)
+        with _progress_bars() as factory:
             result = tune_forecaster(
                 model,
                 prepared.prices,
@@ -307,7 +306,7 @@ def tune(
                 n_trials=n_trials,
                 seed=seed,
                 fixed_params=fixed,
-                progress=lambda n: bar.advance(task, n),
+                progress=factory(f"tuning {model}", n_trials),
                 executor=workers,
             )
         summary = {

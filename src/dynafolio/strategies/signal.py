@@ -204,20 +204,15 @@ class TopKForecastStrategy(ForecastStrategy):
         return pd.Series(weights, index=history.assets)
 
 
-class SignalWeightStrategy(ForecastStrategy):
-    """S2 long-only signal weights: ``w ∝ clip(forecast, 0)`` over the tradable assets.
+class _SignalRule(ForecastStrategy):
+    """What the S2 allocation rules share: the forecaster's family in the display name
+    (``"{family} {suffix}"``), and a fallback that a rule records, and reports, on each
+    decision where the forecasts give it nothing to act on."""
 
-    Assets forecast to fall get nothing; the rest are weighted by their forecast. When no
-    forecast is positive there is nothing to prefer, so the rule holds equal weight over the
-    tradable assets (the source's choice) and records a note.
-
-    Parameters
-    ----------
-    forecaster, label, retrain_every, train_window
-        As for :class:`TopKForecastStrategy`.
-    """
-
-    label = "Signal weights"
+    #: Shown after the forecaster's family in the strategy's name.
+    suffix: ClassVar[str]
+    #: What the rule does instead when the forecasts give it nothing to act on.
+    fallback: ClassVar[str]
 
     def __init__(
         self,
@@ -231,11 +226,32 @@ class SignalWeightStrategy(ForecastStrategy):
 
     @property
     def name(self) -> str:
-        return f"{forecaster_family(self.forecaster, self.forecaster_label)} signal"
+        return f"{forecaster_family(self.forecaster, self.forecaster_label)} {self.suffix}"
 
     def fit(self, history: MarketHistory) -> Self:
-        self.fallbacks_ = _Fallbacks("equal weight")
+        self.fallbacks_ = _Fallbacks(self.fallback)
         return super().fit(history)
+
+    def report_notes(self) -> tuple[str, ...]:
+        return super().report_notes() + self.fallbacks_.notes(self.name)
+
+
+class SignalWeightStrategy(_SignalRule):
+    """S2 long-only signal weights: ``w ∝ clip(forecast, 0)`` over the tradable assets.
+
+    Assets forecast to fall get nothing; the rest are weighted by their forecast. When no
+    forecast is positive there is nothing to prefer, so the rule holds equal weight over the
+    tradable assets (the source's choice) and records a note.
+
+    Parameters
+    ----------
+    forecaster, label, retrain_every, train_window
+        As for :class:`TopKForecastStrategy`.
+    """
+
+    label = "Signal weights"
+    suffix = "signal"
+    fallback = "equal weight"
 
     def allocate(self, forecast: pd.Series, history: MarketHistory) -> pd.Series:
         scores = _tradable_forecast(forecast, history, self.name).clip(lower=0.0)
@@ -244,11 +260,8 @@ class SignalWeightStrategy(ForecastStrategy):
         # normalise() gives equal weight exactly when the clipped scores sum to 0.
         return _on_all_assets(normalise(scores), history)
 
-    def report_notes(self) -> tuple[str, ...]:
-        return super().report_notes() + self.fallbacks_.notes(self.name)
 
-
-class SignalInverseVolStrategy(ForecastStrategy):
+class SignalInverseVolStrategy(_SignalRule):
     """S2 signal-scaled inverse volatility: ``w ∝ clip(forecast, 0) / σ``.
 
     ``σ_i`` is the standard deviation (ddof 1) of asset ``i``'s simple returns over the last
@@ -269,6 +282,8 @@ class SignalInverseVolStrategy(ForecastStrategy):
     """
 
     label = "Signal inverse volatility"
+    suffix = "signal inv-vol"
+    fallback = "plain inverse volatility"
 
     def __init__(
         self,
@@ -279,19 +294,13 @@ class SignalInverseVolStrategy(ForecastStrategy):
         retrain_every: int | None = None,
         train_window: int | None = None,
     ) -> None:
-        super().__init__(forecaster, retrain_every, train_window)
+        super().__init__(forecaster, label, retrain_every, train_window)
         self.vol_window = vol_window
         self.min_periods = min_periods
-        self.forecaster_label = label
-
-    @property
-    def name(self) -> str:
-        return f"{forecaster_family(self.forecaster, self.forecaster_label)} signal inv-vol"
 
     def fit(self, history: MarketHistory) -> Self:
         if self.vol_window < 2:
             raise ValueError(f"{self.label}: vol_window must be >= 2, got {self.vol_window}")
-        self.fallbacks_ = _Fallbacks("plain inverse volatility")
         return super().fit(history)
 
     def allocate(self, forecast: pd.Series, history: MarketHistory) -> pd.Series:
@@ -313,11 +322,8 @@ class SignalInverseVolStrategy(ForecastStrategy):
             sized = 1.0 / sigma
         return _on_all_assets(normalise(sized), history)
 
-    def report_notes(self) -> tuple[str, ...]:
-        return super().report_notes() + self.fallbacks_.notes(self.name)
 
-
-class ForecastMeanVarianceStrategy(ForecastStrategy):
+class ForecastMeanVarianceStrategy(_SignalRule):
     """S2 forecasts as expected returns of a long-only maximum-Sharpe portfolio (skfolio).
 
     Expected simple returns are the forecasts converted from log returns, ``exp(f) − 1``;
@@ -345,6 +351,8 @@ class ForecastMeanVarianceStrategy(ForecastStrategy):
     """
 
     label = "Forecast mean-variance"
+    suffix = "forecast MVO"
+    fallback = "minimum variance"
 
     def __init__(
         self,
@@ -357,20 +365,11 @@ class ForecastMeanVarianceStrategy(ForecastStrategy):
         retrain_every: int | None = None,
         train_window: int | None = None,
     ) -> None:
-        super().__init__(forecaster, retrain_every, train_window)
+        super().__init__(forecaster, label, retrain_every, train_window)
         self.window = window
         self.min_coverage = min_coverage
         self.min_periods = min_periods
         self.risk_free_rate = risk_free_rate
-        self.forecaster_label = label
-
-    @property
-    def name(self) -> str:
-        return f"{forecaster_family(self.forecaster, self.forecaster_label)} forecast MVO"
-
-    def fit(self, history: MarketHistory) -> Self:
-        self.fallbacks_ = _Fallbacks("minimum variance")
-        return super().fit(history)
 
     def allocate(self, forecast: pd.Series, history: MarketHistory) -> pd.Series:
         scores = _tradable_forecast(forecast, history, self.name)
@@ -400,11 +399,8 @@ class ForecastMeanVarianceStrategy(ForecastStrategy):
         weights = _fit_skfolio(MeanRisk(risk_measure=RiskMeasure.VARIANCE), returns)
         return _on_all_assets(_clean(weights, self.name, history), history)
 
-    def report_notes(self) -> tuple[str, ...]:
-        return super().report_notes() + self.fallbacks_.notes(self.name)
 
-
-class ForecastHRPStrategy(ForecastStrategy):
+class ForecastHRPStrategy(_SignalRule):
     """S2 forecasts fed into HRP: Hierarchical Risk Parity over the assets forecast to rise.
 
     The forecast selects, HRP sizes: the candidates are the tradable assets with
@@ -422,6 +418,8 @@ class ForecastHRPStrategy(ForecastStrategy):
     """
 
     label = "Forecast HRP"
+    suffix = "forecast HRP"
+    fallback = "HRP over every tradable asset"
 
     def __init__(
         self,
@@ -433,19 +431,10 @@ class ForecastHRPStrategy(ForecastStrategy):
         retrain_every: int | None = None,
         train_window: int | None = None,
     ) -> None:
-        super().__init__(forecaster, retrain_every, train_window)
+        super().__init__(forecaster, label, retrain_every, train_window)
         self.window = window
         self.min_coverage = min_coverage
         self.min_periods = min_periods
-        self.forecaster_label = label
-
-    @property
-    def name(self) -> str:
-        return f"{forecaster_family(self.forecaster, self.forecaster_label)} forecast HRP"
-
-    def fit(self, history: MarketHistory) -> Self:
-        self.fallbacks_ = _Fallbacks("HRP over every tradable asset")
-        return super().fit(history)
 
     def allocate(self, forecast: pd.Series, history: MarketHistory) -> pd.Series:
         scores = _tradable_forecast(forecast, history, self.name)
@@ -464,9 +453,6 @@ class ForecastHRPStrategy(ForecastStrategy):
         )
         weights = _fit_skfolio(HierarchicalRiskParity(), returns)
         return _on_all_assets(_clean(weights, self.name, history), history)
-
-    def report_notes(self) -> tuple[str, ...]:
-        return super().report_notes() + self.fallbacks_.notes(self.name)
 
 
 def _clean(weights: pd.Series, name: str, history: MarketHistory) -> pd.Series:

@@ -38,19 +38,9 @@ from dynafolio.studies import (
     s4_price_rule,
 )
 
+_ORDER = (s1_hybrid, s1_study, s1_walkforward, s2_signal, s3_drawdown, s4_price_rule, controls)
 #: Study name -> module implementing it (the names ``dynafolio run`` takes).
-STUDIES: dict[str, ModuleType] = {
-    module.NAME: module
-    for module in (
-        s1_hybrid,
-        s1_study,
-        s1_walkforward,
-        s2_signal,
-        s3_drawdown,
-        s4_price_rule,
-        controls,
-    )
-}
+STUDIES: dict[str, ModuleType] = {module.NAME: module for module in _ORDER}
 DEFAULT_STUDY = s1_hybrid.NAME
 
 

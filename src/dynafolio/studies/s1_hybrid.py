@@ -85,17 +85,11 @@ def default_config() -> dict[str, Any]:
         "analyses": NAME,
         "title": TITLE,
         "data": {
-            "dataset": "multiasset",
             "start": "2018-01-01",
             "end": "2024-12-31",
-            "frequency": "W",
         },
         "split": {"train_fraction": 0.7},
-        "backtest": {"transaction_cost": 0.001, "rebalance_every": 1},
         "strategies": strategies,
-        "seed": 0,
-        "n_seeds": 3,
-        "index_asset": "SPY",
         "plot_groups": {
             f"K = {k}": (
                 f"LSTM-only Top-{k}",

@@ -82,7 +82,6 @@ def default_config() -> dict[str, Any]:
         "analyses": NAME,
         "title": TITLE,
         "data": {
-            "dataset": "multiasset",
             "assets": ["SPY", "TLT", "GLD"],
             "start": "2018-01-01",
             "end": "2024-12-31",
@@ -91,11 +90,7 @@ def default_config() -> dict[str, Any]:
         },
         # 504 NYSE days after 2018-01-02: the first full training window ends in Dec 2019.
         "split": {"train_fraction": None, "test_start": "2020-01-02"},
-        "backtest": {"transaction_cost": 0.001, "rebalance_every": 1},
         "strategies": strategies,
-        "seed": 0,
-        "n_seeds": 3,
-        "index_asset": "SPY",
         "rolling_window": 63,
         "stress_windows": {
             "covid-crash": ["2020-02-15", "2020-04-30"],

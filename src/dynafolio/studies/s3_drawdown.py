@@ -53,7 +53,6 @@ def default_config() -> dict[str, Any]:
         "analyses": NAME,
         "title": TITLE,
         "data": {
-            "dataset": "multiasset",
             "assets": ["BTC", "ETH", "SPY", "GLD", "NVDA"],
             "start": "2019-01-01",
             "end": "2024-12-31",
@@ -61,11 +60,7 @@ def default_config() -> dict[str, Any]:
             "calendar": "common",
         },
         "split": {"train_fraction": None, "test_start": "2022-01-01"},
-        "backtest": {"transaction_cost": 0.001, "rebalance_every": 1},
         "strategies": strategies,
-        "seed": 0,
-        "n_seeds": 3,
-        "index_asset": "SPY",
         "rolling_window": 63,
         "stress_windows": {"2022 bear market": ["2022-01-03", "2022-12-30"]},
         "notes": [

@@ -57,11 +57,9 @@ def default_config() -> dict[str, Any]:
         "analyses": NAME,
         "title": TITLE,
         "data": {
-            "dataset": "multiasset",
             "assets": [*PRESENT, "QQQ"],
             "start": "2018-01-01",
             "end": "2024-12-31",
-            "frequency": "W",
         },
         "split": {"train_fraction": None, "test_start": "2024-01-05"},
         "backtest": {
@@ -89,8 +87,6 @@ def default_config() -> dict[str, Any]:
                 for name, variant, forecaster in _VARIANTS
             ],
         ],
-        "seed": 0,
-        "n_seeds": 3,
         "benchmark": {"kind": "equal_weight"},
         "index_asset": "QQQ",
         "rolling_window": 13,
