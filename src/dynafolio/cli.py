@@ -247,8 +247,8 @@ def tune(
         typer.Option(
             "--model",
             "-m",
-            help="Forecaster: univariate_lstm, stacked_lstm, stacked_gru, transformer, "
-            "price_lstm_per_stock or price_lstm.",
+            help="Forecaster to tune: any registered model with a search space "
+            "(univariate_lstm, stacked_lstm, ...; an unknown name lists them).",
         ),
     ] = "stacked_lstm",
     trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Optuna trials.")] = 10,

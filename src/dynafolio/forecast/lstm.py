@@ -28,7 +28,7 @@ state is left untouched).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 import pandas as pd
@@ -54,7 +54,7 @@ from dynafolio.progress import progress_bar
 __all__ = ["RecurrentRegressor", "UnivariateLSTMForecaster"]
 
 
-def _check(owner: object, ints: Sequence[str] = (), dropout: float | None = None) -> None:
+def check_settings(owner: object, ints: Sequence[str] = (), dropout: float | None = None) -> None:
     """Raise ConfigError naming the constructor arguments that are out of range."""
     bad = [n for n in ints if isinstance(getattr(owner, n), bool) or not getattr(owner, n) >= 1]
     if bad:
@@ -163,7 +163,7 @@ class UnivariateLSTMForecaster(Forecaster):
         self.seed = seed
 
     def fit(self, history: MarketHistory) -> Self:
-        _check(self, ("lookback", "hidden", "min_windows"), self.dropout)
+        check_settings(self, ("lookback", "hidden", "min_windows"), self.dropout)
         settings = TrainSettings(
             self.lr, self.weight_decay, self.batch_size, self.epochs, self.patience,
             self.val_fraction, self.grad_clip,
@@ -244,8 +244,20 @@ def _pooled_by_date(scaled: np.ndarray, lookback: int) -> tuple[np.ndarray, np.n
     return X[order], y[order, :1]
 
 
+def _search_space(trial: Any) -> dict[str, Any]:
+    """``dynafolio tune``'s draw of the univariate LSTM's hyper-parameters."""
+    return {
+        "hidden": trial.suggest_categorical("hidden", [16, 32, 64, 128]),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "lookback": trial.suggest_categorical("lookback", [13, 26, 30, 52]),
+    }
+
+
 # Config names of the forecasters (``forecaster: {model: ..., params: {...}}``).
-register_forecaster("univariate_lstm", UnivariateLSTMForecaster, label="LSTM")
+register_forecaster(
+    "univariate_lstm", UnivariateLSTMForecaster, label="LSTM", search_space=_search_space
+)
 register_forecaster(
     "univariate_lstm_loop", UnivariateLSTMForecaster, label="LSTM", fixed={"batched": False}
 )

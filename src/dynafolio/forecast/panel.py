@@ -16,7 +16,7 @@ the history it is given (scalers are fitted on it); :meth:`predict` at the close
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ from torch import nn
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.features import prices_to_returns
 from dynafolio.forecast.base import Forecaster
-from dynafolio.forecast.lstm import RecurrentRegressor, _check
+from dynafolio.forecast.lstm import RecurrentRegressor, check_settings
 from dynafolio.forecast.registry import register_forecaster
 from dynafolio.forecast.scaling import MinMaxScaler
 from dynafolio.forecast.training import TrainSettings, seeded, train_network
@@ -66,7 +66,7 @@ class _TransformerNet(nn.Module):
         return self.head(self.encoder(self.embed(x) + self.position)[:, -1])
 
 
-class _PanelForecaster(Forecaster):
+class PanelForecaster(Forecaster):
     """Shared data handling of the multi-output forecasters (S2, its ablations, S4).
 
     Inputs are windows of ``lookback`` rows of all N assets, MinMax-scaled with a scaler
@@ -160,7 +160,7 @@ class _PanelForecaster(Forecaster):
         return pd.Series(forecast, index=self.assets_, dtype=float).reindex(history.assets)
 
 
-class StackedLSTMForecaster(_PanelForecaster):
+class StackedLSTMForecaster(PanelForecaster):
     """S2: ``LSTM(64, full sequence) → Dropout → LSTM(32) → Dropout → Linear(N)``.
 
     Reads MinMax-scaled log returns of all N assets; MSE on the next period's.
@@ -225,7 +225,7 @@ class StackedLSTMForecaster(_PanelForecaster):
         return FeatureSet(tuple(self.features), market=self.market_asset, frac_d=self.frac_diff_d)
 
     def _network(self, n_inputs: int, n_outputs: int) -> nn.Module:
-        _check(self, ("lookback",), self.dropout)
+        check_settings(self, ("lookback",), self.dropout)
         if self.cell not in ("lstm", "gru"):
             raise ConfigError(
                 f"{type(self).__name__}: cell must be 'lstm' or 'gru', got {self.cell!r}"
@@ -237,7 +237,7 @@ class StackedLSTMForecaster(_PanelForecaster):
         return RecurrentRegressor(n_inputs, self.units, n_outputs, self.dropout, self.cell)
 
 
-class TransformerForecaster(_PanelForecaster):
+class TransformerForecaster(PanelForecaster):
     """S2 ablation: a small Transformer encoder over the MinMax-scaled log returns.
 
     Each row of N returns is embedded linearly to ``d_model``, a learned positional
@@ -286,7 +286,7 @@ class TransformerForecaster(_PanelForecaster):
 
     def _network(self, n_inputs: int, n_outputs: int) -> nn.Module:
         sizes = ("lookback", "d_model", "n_heads", "n_layers", "dim_feedforward")
-        _check(self, sizes, self.dropout)
+        check_settings(self, sizes, self.dropout)
         if self.d_model % self.n_heads:
             raise ConfigError(
                 f"{type(self).__name__}: d_model={self.d_model} must be divisible by "
@@ -298,6 +298,37 @@ class TransformerForecaster(_PanelForecaster):
         )  # fmt: skip
 
 
-register_forecaster("stacked_lstm", StackedLSTMForecaster, label="LSTM", fixed={"cell": "lstm"})
-register_forecaster("stacked_gru", StackedLSTMForecaster, label="GRU", fixed={"cell": "gru"})
-register_forecaster("transformer", TransformerForecaster, label="Transformer")
+def _recurrent_space(trial: Any) -> dict[str, Any]:
+    """``dynafolio tune``'s draw of the stacked LSTM's or GRU's hyper-parameters."""
+    first = trial.suggest_categorical("units_1", [32, 64, 128])
+    second = trial.suggest_categorical("units_2", [16, 32, 64])
+    return {
+        "units": (first, second),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "lookback": trial.suggest_categorical("lookback", [20, 30, 60]),
+    }
+
+
+def _transformer_space(trial: Any) -> dict[str, Any]:
+    """``dynafolio tune``'s draw of the Transformer's hyper-parameters."""
+    return {
+        "d_model": trial.suggest_categorical("d_model", [16, 32, 64]),
+        "n_layers": trial.suggest_int("n_layers", 1, 3),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.3),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "lookback": trial.suggest_categorical("lookback", [20, 30, 60]),
+    }
+
+
+for _cell, _label in (("lstm", "LSTM"), ("gru", "GRU")):
+    register_forecaster(
+        f"stacked_{_cell}",
+        StackedLSTMForecaster,
+        label=_label,
+        fixed={"cell": _cell},
+        search_space=_recurrent_space,
+    )
+register_forecaster(
+    "transformer", TransformerForecaster, label="Transformer", search_space=_transformer_space
+)

@@ -20,7 +20,7 @@ predicts relative moves (``P_{t−k}/P_t − 1`` → ``P_{t+1}/P_t − 1``) what
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
@@ -29,8 +29,8 @@ from torch import nn
 
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.forecast.base import Forecaster
-from dynafolio.forecast.lstm import RecurrentRegressor, _check
-from dynafolio.forecast.panel import _PanelForecaster
+from dynafolio.forecast.lstm import RecurrentRegressor, check_settings
+from dynafolio.forecast.panel import PanelForecaster
 from dynafolio.forecast.registry import register_forecaster
 from dynafolio.forecast.scaling import MinMaxScaler
 from dynafolio.forecast.training import BatchedLSTM, TrainSettings, seeded, train_stacked
@@ -100,7 +100,7 @@ class UnivariatePriceLSTMForecaster(Forecaster):
         self.seed = seed
 
     def fit(self, history: MarketHistory) -> Self:
-        _check(self, ("lookback", "hidden", "n_layers", "min_windows"), self.dropout)
+        check_settings(self, ("lookback", "hidden", "n_layers", "min_windows"), self.dropout)
         if self.scaling not in ("minmax", "window"):
             raise ConfigError(
                 f"{type(self).__name__}: scaling must be 'minmax' or 'window', got {self.scaling!r}"
@@ -163,7 +163,7 @@ class UnivariatePriceLSTMForecaster(Forecaster):
         return forecast.reindex(history.assets)
 
 
-class PriceLSTMForecaster(_PanelForecaster):
+class PriceLSTMForecaster(PanelForecaster):
     """S4: next-period prices of all assets from MinMax-scaled price windows.
 
     ``LSTM(hidden) × n_layers → last hidden state → Linear(N)``, MSE on the next row of
@@ -215,10 +215,26 @@ class PriceLSTMForecaster(_PanelForecaster):
         return prices.astype(np.float64)
 
     def _network(self, n_inputs: int, n_outputs: int) -> nn.Module:
-        _check(self, ("lookback", "hidden", "n_layers"), self.dropout)
+        check_settings(self, ("lookback", "hidden", "n_layers"), self.dropout)
         units = (self.hidden,) * self.n_layers
         return RecurrentRegressor(n_inputs, units, n_outputs, self.dropout)
 
 
-register_forecaster("price_lstm_per_stock", UnivariatePriceLSTMForecaster, label="LSTM per stock")
-register_forecaster("price_lstm", PriceLSTMForecaster, label="LSTM (multi-output)")
+def _search_space(trial: Any) -> dict[str, Any]:
+    """``dynafolio tune``'s draw of a price LSTM's hyper-parameters."""
+    return {
+        "hidden": trial.suggest_categorical("hidden", [64, 128, 256]),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "lookback": trial.suggest_categorical("lookback", [12, 24, 36]),
+    }
+
+
+register_forecaster(
+    "price_lstm_per_stock",
+    UnivariatePriceLSTMForecaster,
+    label="LSTM per stock",
+    search_space=_search_space,
+)
+register_forecaster(
+    "price_lstm", PriceLSTMForecaster, label="LSTM (multi-output)", search_space=_search_space
+)

@@ -67,6 +67,9 @@ def _publish(model: type, module: str) -> None:
     setattr(sys.modules[module], model.__name__, model)
 
 
+#: ``trial -> parameters``: one draw of a forecaster's hyper-parameters for tuning.
+SearchSpace = Callable[[Any], dict[str, Any]]
+
 #: Constructor arguments a run supplies rather than the config: ``market``, the known-answer
 #: market the run's data was generated from (None for real data).
 RUN_ARGUMENTS = frozenset({"market"})
@@ -82,6 +85,9 @@ class ForecasterEntry:
     label: str
     fixed: dict[str, Any] = field(default_factory=dict)
     params: type[BaseModel] = BaseModel
+    #: Draws one trial's parameters (``dynafolio tune``) from an Optuna-style ``trial``
+    #: (``suggest_categorical``, ``suggest_float``, ``suggest_int``); None: not tunable.
+    search_space: SearchSpace | None = None
 
     @property
     def takes_market(self) -> bool:
@@ -123,15 +129,21 @@ _SPECS: dict[str, type[ForecasterSpec]] = {}
 
 
 def register_forecaster(
-    model: str, cls: type[Forecaster], *, label: str, fixed: dict[str, Any] | None = None
+    model: str,
+    cls: type[Forecaster],
+    *,
+    label: str,
+    fixed: dict[str, Any] | None = None,
+    search_space: SearchSpace | None = None,
 ) -> ForecasterEntry:
-    """Make ``model`` a valid ``forecaster.model`` in configs."""
+    """Make ``model`` a valid ``forecaster.model`` in configs (and, with a
+    ``search_space``, a model ``dynafolio tune`` can search)."""
     fixed = dict(fixed or {})
     title = "".join(part.title() for part in model.split("_"))
     params = params_model(
         cls.__init__, f"{title}Params", __name__, exclude={"seed", *RUN_ARGUMENTS, *fixed}
     )
-    entry = ForecasterEntry(model, cls, label, fixed, params)
+    entry = ForecasterEntry(model, cls, label, fixed, params, search_space)
     FORECASTERS[model] = entry
     spec = create_model(
         f"{title}Spec",

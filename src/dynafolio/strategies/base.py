@@ -12,6 +12,11 @@ import pandas as pd
 from dynafolio.errors import DataError, OptimizationError
 from dynafolio.history import MarketHistory
 
+try:  # skfolio raises its own error type when cvxpy's solver fails
+    from skfolio.exceptions import OptimizationError as SkfolioOptimizationError
+except ImportError:  # pragma: no cover - older skfolio
+    SkfolioOptimizationError = RuntimeError  # type: ignore[assignment,misc]
+
 Estimation = Literal["static", "rolling", "expanding"]
 
 
@@ -230,3 +235,15 @@ class EstimatedStrategy(Strategy):
     @abstractmethod
     def _estimate(self, returns: pd.DataFrame) -> pd.Series:
         """Weights from a NaN-free ``(n_periods, n_assets)`` frame of simple returns."""
+
+
+def fit_skfolio(estimator, returns: pd.DataFrame) -> pd.Series:
+    """Fit a skfolio optimiser and return its weights by asset; solver failures become ours."""
+    try:
+        estimator.fit(returns)
+    except SkfolioOptimizationError as error:
+        raise OptimizationError(
+            f"{type(estimator).__name__} failed on {returns.shape[0]} periods x "
+            f"{returns.shape[1]} assets ending {returns.index[-1].date()}: {error}"
+        ) from error
+    return pd.Series(estimator.weights_, index=returns.columns)

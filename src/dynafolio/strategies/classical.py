@@ -22,13 +22,8 @@ from skfolio.optimization import (
 
 from dynafolio.errors import ConfigError, DataError, OptimizationError
 from dynafolio.history import MarketHistory
-from dynafolio.strategies.base import EstimatedStrategy, Estimation, Strategy
+from dynafolio.strategies.base import EstimatedStrategy, Estimation, Strategy, fit_skfolio
 from dynafolio.strategies.registry import BuildContext, StrategySpec, register_strategy
-
-try:  # skfolio raises its own error type when cvxpy's solver fails
-    from skfolio.exceptions import OptimizationError as SkfolioOptimizationError
-except ImportError:  # pragma: no cover - older skfolio
-    SkfolioOptimizationError = RuntimeError  # type: ignore[assignment,misc]
 
 
 class EqualWeightStrategy(Strategy):
@@ -108,7 +103,7 @@ class InverseVolatilityStrategy(EstimatedStrategy):
     label = "Inverse volatility"
 
     def _estimate(self, returns: pd.DataFrame) -> pd.Series:
-        return _fit_skfolio(InverseVolatility(), returns)
+        return fit_skfolio(InverseVolatility(), returns)
 
 
 class MinimumVarianceStrategy(EstimatedStrategy):
@@ -117,7 +112,7 @@ class MinimumVarianceStrategy(EstimatedStrategy):
     label = "Minimum variance"
 
     def _estimate(self, returns: pd.DataFrame) -> pd.Series:
-        return _fit_skfolio(MeanRisk(risk_measure=RiskMeasure.VARIANCE), returns)
+        return fit_skfolio(MeanRisk(risk_measure=RiskMeasure.VARIANCE), returns)
 
 
 class MaxSharpeStrategy(EstimatedStrategy):
@@ -162,14 +157,14 @@ class MaxSharpeStrategy(EstimatedStrategy):
             risk_free_rate=self.risk_free_rate,
         )
         try:
-            return _fit_skfolio(optimiser, returns)
+            return fit_skfolio(optimiser, returns)
         except (OptimizationError, ValueError) as error:
             return self._fallback(f"the optimiser failed ({str(error)[:80]})", returns)
 
     def _fallback(self, why: str, returns: pd.DataFrame) -> pd.Series:
         self.n_fallbacks_ = getattr(self, "n_fallbacks_", 0) + 1
         self.last_fallback_reason_ = why
-        return _fit_skfolio(MeanRisk(risk_measure=RiskMeasure.VARIANCE), returns)
+        return fit_skfolio(MeanRisk(risk_measure=RiskMeasure.VARIANCE), returns)
 
     def report_notes(self) -> tuple[str, ...]:
         notes = super().report_notes()
@@ -187,7 +182,7 @@ class HRPStrategy(EstimatedStrategy):
     label = "HRP"
 
     def _estimate(self, returns: pd.DataFrame) -> pd.Series:
-        return _fit_skfolio(HierarchicalRiskParity(), returns)
+        return fit_skfolio(HierarchicalRiskParity(), returns)
 
 
 class HERCStrategy(EstimatedStrategy):
@@ -196,19 +191,7 @@ class HERCStrategy(EstimatedStrategy):
     label = "HERC"
 
     def _estimate(self, returns: pd.DataFrame) -> pd.Series:
-        return _fit_skfolio(HierarchicalEqualRiskContribution(), returns)
-
-
-def _fit_skfolio(estimator, returns: pd.DataFrame) -> pd.Series:
-    """Fit a skfolio optimiser and return its weights by asset; solver failures become ours."""
-    try:
-        estimator.fit(returns)
-    except SkfolioOptimizationError as error:
-        raise OptimizationError(
-            f"{type(estimator).__name__} failed on {returns.shape[0]} periods x "
-            f"{returns.shape[1]} assets ending {returns.index[-1].date()}: {error}"
-        ) from error
-    return pd.Series(estimator.weights_, index=returns.columns)
+        return fit_skfolio(HierarchicalEqualRiskContribution(), returns)
 
 
 # ------------------------------------------------------------------ config declarations

@@ -34,8 +34,7 @@ from dynafolio.forecast.registry import (
 )
 from dynafolio.history import MarketHistory
 from dynafolio.rl.projection import top_k_weights
-from dynafolio.strategies.base import Strategy, estimation_returns, normalise
-from dynafolio.strategies.classical import _fit_skfolio
+from dynafolio.strategies.base import Strategy, estimation_returns, fit_skfolio, normalise
 from dynafolio.strategies.forecast import ForecastStrategy
 from dynafolio.strategies.registry import BuildContext, StrategySpec, register_strategy
 
@@ -389,14 +388,14 @@ class ForecastMeanVarianceStrategy(_SignalRule):
             prior_estimator=EmpiricalPrior(mu_estimator=_FixedMu(expected.to_numpy())),
         )
         try:
-            weights = _fit_skfolio(optimiser, returns)
+            weights = fit_skfolio(optimiser, returns)
         except (OptimizationError, ValueError) as error:
             self.fallbacks_.record(f"the optimiser failed ({str(error)[:80]})")
             return self._minimum_variance(returns, history)
         return _on_all_assets(_clean(weights, self.name, history), history)
 
     def _minimum_variance(self, returns: pd.DataFrame, history: MarketHistory) -> pd.Series:
-        weights = _fit_skfolio(MeanRisk(risk_measure=RiskMeasure.VARIANCE), returns)
+        weights = fit_skfolio(MeanRisk(risk_measure=RiskMeasure.VARIANCE), returns)
         return _on_all_assets(_clean(weights, self.name, history), history)
 
 
@@ -451,7 +450,7 @@ class ForecastHRPStrategy(_SignalRule):
         returns = estimation_returns(
             history, self.window, self.min_coverage, self.min_periods, self.name, chosen
         )
-        weights = _fit_skfolio(HierarchicalRiskParity(), returns)
+        weights = fit_skfolio(HierarchicalRiskParity(), returns)
         return _on_all_assets(_clean(weights, self.name, history), history)
 
 

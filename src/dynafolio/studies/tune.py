@@ -24,55 +24,6 @@ from dynafolio.history import MarketHistory
 from dynafolio.parallel import ExecutorSettings, execute
 
 
-def _univariate(trial: optuna.Trial) -> dict[str, Any]:
-    return {
-        "hidden": trial.suggest_categorical("hidden", [16, 32, 64, 128]),
-        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
-        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-        "lookback": trial.suggest_categorical("lookback", [13, 26, 30, 52]),
-    }
-
-
-def _stacked(trial: optuna.Trial) -> dict[str, Any]:
-    first = trial.suggest_categorical("units_1", [32, 64, 128])
-    second = trial.suggest_categorical("units_2", [16, 32, 64])
-    return {
-        "units": (first, second),
-        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
-        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-        "lookback": trial.suggest_categorical("lookback", [20, 30, 60]),
-    }
-
-
-def _transformer(trial: optuna.Trial) -> dict[str, Any]:
-    return {
-        "d_model": trial.suggest_categorical("d_model", [16, 32, 64]),
-        "n_layers": trial.suggest_int("n_layers", 1, 3),
-        "dropout": trial.suggest_float("dropout", 0.0, 0.3),
-        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-        "lookback": trial.suggest_categorical("lookback", [20, 30, 60]),
-    }
-
-
-def _price(trial: optuna.Trial) -> dict[str, Any]:
-    return {
-        "hidden": trial.suggest_categorical("hidden", [64, 128, 256]),
-        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-        "lookback": trial.suggest_categorical("lookback", [12, 24, 36]),
-    }
-
-
-#: model -> function drawing that model's hyper-parameters for one trial.
-SEARCH_SPACES: dict[str, Callable[[optuna.Trial], dict[str, Any]]] = {
-    "univariate_lstm": _univariate,
-    "stacked_lstm": _stacked,
-    "stacked_gru": _stacked,
-    "transformer": _transformer,
-    "price_lstm": _price,
-    "price_lstm_per_stock": _price,
-}
-
-
 def _forecaster(model: str, params: dict[str, Any], seed: int) -> Forecaster:
     try:
         return forecaster_spec(model, **params).build(seed)
@@ -83,7 +34,7 @@ def _forecaster(model: str, params: dict[str, Any], seed: int) -> Forecaster:
 def tunable_models() -> list[str]:
     """Registered forecasters that have a search space (the choices of ``dynafolio tune``)."""
     discover_forecasters()
-    return [model for model in FORECASTERS if model in SEARCH_SPACES]
+    return [model for model, entry in FORECASTERS.items() if entry.search_space is not None]
 
 
 def _plain(value: Any) -> Any:
@@ -189,7 +140,7 @@ def tune_forecaster(
     Parameters
     ----------
     model : str
-        A key of :data:`SEARCH_SPACES`.
+        A registered forecaster with a search space (:func:`tunable_models`).
     prices : pd.DataFrame, shape (n_dates, n_assets)
         Prepared prices; only the first ``n_train`` rows (the training period) are used.
     n_train : int
@@ -201,8 +152,10 @@ def tune_forecaster(
     executor : ExecutorSettings, optional
         Where trials run (default serial); the result is the same with any executor.
     """
-    if model not in SEARCH_SPACES:
-        raise DataError(f"no search space for model {model!r}; choose from {sorted(SEARCH_SPACES)}")
+    if model not in tunable_models():
+        raise DataError(
+            f"no search space for model {model!r}; choose from {', '.join(tunable_models())}"
+        )
     first_val = int(n_train * (1.0 - val_fraction))
     if first_val < 40 or n_train - first_val < 5:
         raise DataError(
@@ -220,7 +173,7 @@ def tune_forecaster(
         batch = []
         for _ in range(min(TRIAL_BATCH, n_trials - done)):
             trial = study.ask()
-            params = {**SEARCH_SPACES[model](trial), **(fixed_params or {})}
+            params = {**FORECASTERS[model].search_space(trial), **(fixed_params or {})}
             # Keep the constructor form too, so the best trial pastes into a config.
             trial.set_user_attr("forecaster_params", {k: _plain(v) for k, v in params.items()})
             batch.append((trial, _Trial(f"trial-{trial.number}", params)))
