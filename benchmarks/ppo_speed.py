@@ -3,7 +3,7 @@
 What is compared
 ----------------
 Stable-Baselines3 ``PPO("MlpPolicy", VecNormalize(env), ...)`` with the S1 hyper-parameters of
-:class:`dynafolio.rl.agents.PPOSettings` (lr 1e-4, ``n_steps`` 512, batch 128, clip 0.2,
+:class:`dynafolio.rl.settings.PPOSettings` (lr 1e-4, ``n_steps`` 512, batch 128, clip 0.2,
 entropy 0.01, value 0.5, max grad norm 0.5, gamma 0.99, GAE 0.95, 10 epochs, actor and critic
 ``[64, 64]``, ``device="cpu"``) is trained for the same number of timesteps on two
 environments that implement the same MDP:
@@ -69,8 +69,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from dynafolio.data import load_dataset
 from dynafolio.features import prepare_prices
-from dynafolio.rl.agents import PPOSettings
 from dynafolio.rl.env import ACTION_BOUND, RETURN_CLIP, RUIN_REWARD, PortfolioEnv
+from dynafolio.rl.settings import PPOSettings
 from dynafolio.rl.vec_env import BatchedPortfolioVecEnv
 
 TOLERANCE = 1e-9

@@ -268,9 +268,9 @@ def test_ppo_learns_on_the_normalised_vec_env():
     """A known-answer test, not a step count: SB3 PPO on this vec env (normalised, as the
     agents train) finds the planted edge of a tiny foresight market; the untrained policy
     of the same shape does not (tests/test_learnability.py has both PPO policies)."""
-    from dynafolio.rl.agents import PPOSettings
     from dynafolio.rl.learnability import LearnabilityCheck, check_learnability
     from dynafolio.rl.rewards import RewardSettings
+    from dynafolio.rl.settings import PPOSettings
 
     settings = PPOSettings(
         total_timesteps=1024, n_steps=64, batch_size=64, n_envs=4, episode_length=20,

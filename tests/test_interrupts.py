@@ -88,7 +88,8 @@ def test_partial_directories_that_may_be_in_use_are_only_reported(tmp_path):
 
 
 def test_ppo_training_leaves_no_temporary_folders(tmp_path, monkeypatch):
-    from dynafolio.rl.agents import PPOSettings, train_agent
+    from dynafolio.rl.settings import PPOSettings
+    from dynafolio.rl.training import train_agent
 
     scratch = tmp_path / "tmp"
     scratch.mkdir()

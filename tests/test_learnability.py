@@ -10,10 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dynafolio.rl.agents import PPOSettings, build_policy, random_baseline
 from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.learnability import LearnabilityCheck, check_learnability, score_policy
+from dynafolio.rl.policies import build_policy
 from dynafolio.rl.rewards import RewardSettings
+from dynafolio.rl.settings import PPOSettings
+from dynafolio.rl.training import random_baseline
 
 SMALL = PPOSettings(
     total_timesteps=2048,

@@ -13,8 +13,10 @@ from conftest import make_prices
 from dynafolio.backtest import ProportionalCost, run_backtest
 from dynafolio.errors import DataError
 from dynafolio.forecast.base import Forecaster
-from dynafolio.rl.agents import PPOSettings, TrainedAgent, train_agent
+from dynafolio.rl.agent_file import TrainedAgent
 from dynafolio.rl.env import PortfolioEnv
+from dynafolio.rl.settings import PPOSettings
+from dynafolio.rl.training import train_agent
 from dynafolio.strategies.rl import PPOAllocatorStrategy
 
 TINY = PPOSettings(
@@ -237,8 +239,8 @@ def test_validation_early_stopping_is_an_sb3_callback_that_keeps_the_best_policy
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    from dynafolio.rl.agents import ValidationEarlyStopping
     from dynafolio.rl.env import PortfolioEnv
+    from dynafolio.rl.training import ValidationEarlyStopping
 
     returns = _returns(_prices())[:90]
     env = VecNormalize(DummyVecEnv([lambda: PortfolioEnv(returns, lookback=4, k=2)]))

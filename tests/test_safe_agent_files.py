@@ -35,10 +35,11 @@ from typer.testing import CliRunner
 from conftest import make_prices
 from dynafolio.cli import app
 from dynafolio.errors import DataError
-from dynafolio.rl import agents
-from dynafolio.rl.agents import PPOSettings, TrainedAgent, build_policy
-from dynafolio.rl.policies import POLICIES, n_parameters
+from dynafolio.rl import agent_file as agent_file_module
+from dynafolio.rl.agent_file import TrainedAgent
+from dynafolio.rl.policies import POLICIES, build_policy, n_parameters
 from dynafolio.rl.rewards import RewardSettings
+from dynafolio.rl.settings import EnvSettings, PPOSettings
 from test_safe_files import _members, _write_zip, agent_file  # noqa: F401 (a fixture)
 
 HEADER, TENSORS = "dynafolio_agent.json", "policy.safetensors"
@@ -337,7 +338,7 @@ def test_a_hostile_agent_file_is_refused_naming_the_file_and_the_field(crafted, 
         def no_network(*args, **kwargs):
             raise AssertionError("a network was built for a file that cannot be loaded")
 
-        monkeypatch.setattr(agents, "build_policy", no_network)
+        monkeypatch.setattr(agent_file_module, "build_policy", no_network)
     start = time.perf_counter()
     with pytest.raises(DataError) as caught:
         TrainedAgent.load(crafted[name])
@@ -375,7 +376,7 @@ def test_loading_every_crafted_file_stays_within_200_mb(crafted, agent_file):  #
     script = (
         "import json, resource, sys\n"
         "from dynafolio.errors import DataError\n"
-        "from dynafolio.rl.agents import TrainedAgent\n"
+        "from dynafolio.rl.agent_file import TrainedAgent\n"
         "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "TrainedAgent.load(sys.argv[1])\n"
         "base, outcomes = peak(), {}\n"
@@ -447,15 +448,15 @@ def mlp_agent_file(tmp_path_factory) -> Path:
         obs_mean=rng.normal(size=20),
         obs_var=rng.uniform(0.5, 2.0, size=20),
         clip_obs=10.0,
-        env_settings={
-            "lookback": 4,
-            "k": 2,
-            "tau": 0.0,
-            "transaction_cost": 0.001,
-            "lambda_sparse": 0.0,
-            "with_scores": False,
-            "reward": RewardSettings().model_dump(),
-        },  # fmt: skip
+        env_settings=EnvSettings(
+            lookback=4,
+            k=2,
+            tau=0.0,
+            transaction_cost=0.001,
+            lambda_sparse=0.0,
+            with_scores=False,
+            reward=RewardSettings(),
+        ),  # fmt: skip
         settings=PPOSettings(policy="mlp", net_arch=(16,)),
         diagnostics=[{"timesteps": 64, "train/entropy_loss": -1.5}],
     )
@@ -572,7 +573,7 @@ def test_random_mutations_give_the_original_agent_or_a_data_error(
     assert np.isfinite(acted).all()
     if same:
         np.testing.assert_array_equal(acted, original.act(observations))
-        assert loaded.env_settings["lookback"] == original.env_settings["lookback"]
+        assert loaded.env_settings.lookback == original.env_settings.lookback
 
 
 def test_version_2_files_from_before_the_policy_setting_load_as_mlp(tmp_path, mlp_agent_file):

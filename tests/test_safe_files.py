@@ -22,7 +22,9 @@ from typer.testing import CliRunner
 from conftest import make_prices
 from dynafolio.cli import app
 from dynafolio.errors import DataError
-from dynafolio.rl.agents import AGENT_VERSION, PPOSettings, TrainedAgent, train_agent
+from dynafolio.rl.agent_file import AGENT_VERSION, TrainedAgent
+from dynafolio.rl.settings import PPOSettings
+from dynafolio.rl.training import train_agent
 
 TINY = PPOSettings(
     n_steps=32, batch_size=32, n_envs=2, total_timesteps=64, eval_every=64, episode_length=10

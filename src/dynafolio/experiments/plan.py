@@ -245,7 +245,7 @@ def _check_fits_data(spec, strategy: Strategy, universe: pd.DataFrame, where: st
         )
     agent_path = getattr(spec, "agent_path", None)
     if agent_path is not None:
-        from dynafolio.rl.agents import TrainedAgent
+        from dynafolio.rl.agent_file import TrainedAgent
 
         try:
             agent = TrainedAgent.load(agent_path)

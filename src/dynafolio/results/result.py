@@ -14,7 +14,7 @@ from dynafolio.results.steps import AnalysisFailure
 from dynafolio.splits import Split
 
 if TYPE_CHECKING:  # annotations only: these modules import torch
-    from dynafolio.rl.agents import TrainedAgent
+    from dynafolio.rl.agent_file import TrainedAgent
     from dynafolio.rl.learnability import LearnabilityResult
 
 

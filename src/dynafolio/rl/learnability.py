@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from dynafolio.data.markets import KnownMarket, MarketSettings, best_forecast, generate_market
-from dynafolio.rl.agents import PPOSettings, train_agent
 from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.rewards import RewardSettings
+from dynafolio.rl.settings import PPOSettings
+from dynafolio.rl.training import train_agent
 
 __all__ = [
     "PASS_SHARE",
@@ -51,7 +52,7 @@ class LearnabilityCheck:
 
     ``n_periods`` rows of which the first ``train_periods`` train (episodes start at row
     ``start``, as in the real run: after the hybrid's forecaster warm-up) and the rest test.
-    The other fields are the agent's: see :func:`~dynafolio.rl.agents.train_agent`.
+    The other fields are the agent's: see :func:`~dynafolio.rl.training.train_agent`.
     """
 
     n_assets: int

@@ -15,11 +15,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
+from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-__all__ = ["POLICIES", "PerAssetNetwork", "PerAssetPolicy", "n_parameters"]
+from dynafolio.rl.env import ACTION_BOUND
+
+__all__ = [
+    "POLICIES",
+    "PerAssetNetwork",
+    "PerAssetPolicy",
+    "build_policy",
+    "n_parameters",
+    "policy_kwargs",
+]
 
 
 class PerAssetNetwork(nn.Module):
@@ -126,7 +137,7 @@ def n_parameters(
     with_scores: bool,
 ) -> int:
     """Number of parameters (weights, biases, log standard deviations) in the network that
-    :func:`~dynafolio.rl.agents.build_policy` builds, counted from its construction alone,
+    :func:`build_policy` builds, counted from its construction alone,
     so that a saved file's tensors can be checked before anything is allocated.
 
     ``mlp`` (SB3's :class:`ActorCriticPolicy`): separate actor and critic MLPs from the
@@ -151,3 +162,43 @@ def n_parameters(
 def _dense(sizes: Sequence[int]) -> int:
     """Weights and biases of ``nn.Linear`` layers between consecutive ``sizes``."""
     return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def build_policy(
+    observation_size: int,
+    n_assets: int,
+    net_arch: tuple[int, ...],
+    policy: str = "mlp",
+    lookback: int = 1,
+    with_scores: bool = False,
+    ortho_init: bool = True,
+) -> ActorCriticPolicy:
+    """The SB3 actor-critic a PPO agent of the Top-K environment uses.
+
+    ``policy="mlp"``: SB3's MLP (Tanh); ``"per_asset"``: one network shared by all assets
+    (:class:`~dynafolio.rl.policies.PerAssetPolicy`). Observations are already normalised
+    (the caller applies the VecNormalize statistics); actions are ``n_assets`` logits in
+    ±:data:`~dynafolio.rl.env.ACTION_BOUND`. ``ortho_init=False`` skips SB3's orthogonal
+    initialisation (a QR decomposition per layer) for weights that are about to be loaded.
+    """
+    observation_space = spaces.Box(-np.inf, np.inf, shape=(observation_size,), dtype=np.float32)
+    action_space = spaces.Box(-ACTION_BOUND, ACTION_BOUND, shape=(n_assets,), dtype=np.float32)
+    network = POLICIES[policy](
+        observation_space,
+        action_space,
+        lr_schedule=lambda _: 0.0,
+        ortho_init=ortho_init,
+        **policy_kwargs(policy, net_arch, n_assets, lookback, with_scores),
+    )
+    network.set_training_mode(False)
+    return network
+
+
+def policy_kwargs(
+    policy: str, net_arch: tuple[int, ...], n_assets: int, lookback: int, with_scores: bool
+) -> dict:
+    """SB3's ``policy_kwargs`` of ``policy`` (Tanh layers of ``net_arch``)."""
+    kwargs: dict = {"net_arch": list(net_arch), "activation_fn": torch.nn.Tanh}
+    if policy == "per_asset":
+        kwargs.update(n_assets=n_assets, lookback=lookback, with_scores=with_scores)
+    return kwargs

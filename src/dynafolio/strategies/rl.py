@@ -23,11 +23,13 @@ from dynafolio.errors import DataError
 from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.registry import params_model
 from dynafolio.history import MarketHistory
-from dynafolio.rl.agents import PPOSettings, TrainedAgent, train_agent
+from dynafolio.rl.agent_file import TrainedAgent
 from dynafolio.rl.env import RETURN_CLIP, SCORE_CLIP, PortfolioEnv
 from dynafolio.rl.learnability import LearnabilityCheck
 from dynafolio.rl.projection import top_k_weights
 from dynafolio.rl.rewards import RewardSettings
+from dynafolio.rl.settings import PPOSettings
+from dynafolio.rl.training import train_agent
 from dynafolio.splits import RefitSchedule
 from dynafolio.strategies.base import Strategy, StreamSpec
 from dynafolio.strategies.forecast import ForecastStream
@@ -247,7 +249,7 @@ class PPOAllocatorStrategy(Strategy):
         """
         with_scores = self.forecaster is not None
         expected = {"lookback": self.lookback, "k": self.k, "with_scores": with_scores}
-        saved = {key: agent.env_settings.get(key) for key in expected}
+        saved = {key: getattr(agent.env_settings, key) for key in expected}
         size = agent.obs_mean.size
         needed = PortfolioEnv.observation_size(len(assets), self.lookback, with_scores)
         if saved != expected or size != needed:
