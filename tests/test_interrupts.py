@@ -25,7 +25,7 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from dynafolio.cli import _user_errors
+    from dynafolio.cli import user_errors as _user_errors
     from dynafolio.experiments.artifacts import atomic_run_dir
 
     with _user_errors():

@@ -1,115 +1,30 @@
-"""Command-line interface: ``dynafolio run`` and ``dynafolio data``.
-
-The CLI only parses arguments, composes the experiment layer and prints; errors the user
-can fix are printed as one clear message with a non-zero exit code, never a traceback.
-Exit codes: 2 for bad input (nothing ran); 3 when the backtests finished and the run directory
-was written but an analysis step failed (:mod:`dynafolio.results.steps`).
-"""
+"""``dynafolio run`` and ``dynafolio tune``: parse the options, compose the config
+(:func:`dynafolio.studies.compose_config`), run it and print."""
 
 from __future__ import annotations
 
 import os
-import signal
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
 from rich.markup import escape  # noqa: E402
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from dynafolio.cli.common import (  # noqa: E402
+    ANALYSIS_FAILED,
+    console,
+    err_console,
+    prepare_out,
+    progress_bars,
+    set_torch_threads,
+    user_errors,
+)
 from dynafolio.errors import DynafolioError  # noqa: E402
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Dynamic portfolio allocation research: learned and classical allocators, "
-    "one honest engine.",
-)
-data_app = typer.Typer(no_args_is_help=True, help="Embedded datasets: list them and inspect one.")
-app.add_typer(data_app, name="data")
-# Piped output (CI logs, files) gets a wide console so the results table is not squeezed.
-console = Console() if Console().is_terminal else Console(width=220)
-err_console = Console(stderr=True)
-#: Exit code of a run whose backtests were written but whose analysis failed in part.
-ANALYSIS_FAILED = 3
 
-
-def _set_torch_threads(threads: int) -> None:
-    """Small recurrent models train several times faster on one CPU thread than on two
-    (measured: a 34-asset S1 forecaster fit took 6 s on 1 thread and 31 s on 2 while another
-    process shared the cores), so the CLI defaults to one thread."""
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-@contextmanager
-def _user_errors():
-    """Turn the project's exceptions into a one-line message and exit code 2.
-
-    SIGTERM is turned into ``SystemExit(143)`` for the duration, so that a terminated run
-    unwinds like an interrupted one: the partial run directory being written is removed
-    (:func:`~dynafolio.experiments.artifacts.atomic_run_dir`) instead of being left behind.
-    """
-
-    def terminate(signum, frame):
-        raise SystemExit(128 + signum)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, terminate)
-    except ValueError:  # not the main thread: leave signals alone
-        previous = None
-    try:
-        yield
-    except DynafolioError as error:
-        # Escaped: a message may quote text in brackets (a file name, dynafolio[ray]) that
-        # rich would otherwise take for markup and drop.
-        err_console.print(
-            f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
-        )
-        raise typer.Exit(code=2) from None
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def _progress_bars():
-    """A transient display of progress bars; yields ``factory(description, total)`` that
-    opens one bar and returns its ``advance(n)``."""
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-
-        def factory(description: str, total: int):
-            task = bar.add_task(description, total=total)
-            return lambda n: bar.advance(task, n)
-
-        yield factory
-
-
-def _prepare_out(out: Path) -> Path:
-    """Check ``--out`` first (a clear error within a second, not after the run) and clean up
-    partial run directories that killed runs left there."""
-    from dynafolio.paths import prepare_out_dir, sweep_partial_runs
-
-    out = prepare_out_dir(out)
-    for line in sweep_partial_runs(out):
-        console.print(f"[yellow]note:[/] {line}", highlight=False)
-    return out
-
-
-@app.command()
 def run(
     experiment: Annotated[str, typer.Argument(help="Experiment to run (default: s1).")] = "s1",
     config: Annotated[
@@ -192,10 +107,10 @@ def run(
     from dynafolio.report import write_report
     from dynafolio.studies import compose_config, run_experiment, study
 
-    _set_torch_threads(threads)
-    with _user_errors():
+    set_torch_threads(threads)
+    with user_errors():
         study(experiment)  # an unknown name is refused before anything else
-        out = _prepare_out(out)
+        out = prepare_out(out)
         workers = ExecutorSettings(kind=executor, jobs=jobs, ray_address=ray_address)
         if tensorboard:
             require_tensorboard()
@@ -218,7 +133,7 @@ def run(
             f"{prepared.prices.shape[1]} assets, {len(prepared.prices)} periods "
             f"({prepared.prices.index[0].date()}..{prepared.prices.index[-1].date()})"
         )
-        with _progress_bars() as factory, reporting_progress(factory):
+        with progress_bars() as factory, reporting_progress(factory):
             result = run_experiment(cfg, prepared=prepared, progress=factory, executor=workers)
         manifest = build_manifest(cfg, result, prepared.source, prepared.source_sha256)
         written = write_run(result, manifest, out, write_report, tensorboard=tensorboard)
@@ -237,7 +152,6 @@ def run(
         raise typer.Exit(code=ANALYSIS_FAILED)
 
 
-@app.command()
 def tune(
     experiment: Annotated[
         str, typer.Argument(help="Experiment whose data and split to use.")
@@ -283,10 +197,10 @@ def tune(
     from dynafolio.studies import compose_config, study
     from dynafolio.studies.tune import tunable_models, tune_forecaster
 
-    _set_torch_threads(threads)
-    with _user_errors():
+    set_torch_threads(threads)
+    with user_errors():
         study(experiment)
-        out = _prepare_out(out)
+        out = prepare_out(out)
         workers = ExecutorSettings(kind=executor, jobs=jobs, ray_address=ray_address)
         if model not in tunable_models():
             raise DynafolioError(
@@ -298,7 +212,7 @@ def tune(
         test_dates = prepared.prices.index[folds[0].test.start : folds[-1].test.stop]
         n_trials = 3 if quick else trials
         fixed = {"epochs": 3} if quick else {}
-        with _progress_bars() as factory:
+        with progress_bars() as factory:
             result = tune_forecaster(
                 model,
                 prepared.prices,
@@ -388,130 +302,3 @@ def _print_results(result) -> None:
         console.print(f"• {escape(line)}", highlight=False)
     for line in result.notes:
         console.print(f"[dim]note: {escape(line)}[/]", highlight=False)
-
-
-@app.command("strategies")
-def strategies_list(
-    kind: Annotated[
-        str | None, typer.Argument(help="Show one kind's settings (default: list all).")
-    ] = None,
-) -> None:
-    """List the strategy kinds a config may use, or one kind's settings and defaults."""
-    from dynafolio.forecast.registry import FORECASTERS
-    from dynafolio.strategies.kinds import STRATEGY_SPECS
-    from dynafolio.strategies.registry import StrategySpec
-
-    with _user_errors():
-        if kind is not None and kind not in STRATEGY_SPECS:
-            raise DynafolioError(
-                f"unknown strategy kind {kind!r}; available: {', '.join(STRATEGY_SPECS)}"
-            )
-        if kind is None:
-            table = Table(title="Strategy kinds (config: strategies: - kind: ...)")
-            for column in ("kind", "learned", "builds", "what it does"):
-                table.add_column(column)
-            for name, spec in STRATEGY_SPECS.items():
-                doc = " ".join((spec.__doc__ or "").split("\n\n")[0].replace("``", "").split())
-                table.add_row(
-                    name,
-                    "yes" if spec.strategy_class.learned else "",
-                    spec.strategy_class.__name__,
-                    doc,
-                )
-            console.print(table)
-            console.print(
-                "forecaster models: "
-                + ", ".join(f"{m} ({e.label})" for m, e in FORECASTERS.items())
-            )
-            return
-        spec = STRATEGY_SPECS[kind]
-        table = Table(title=f"{kind}: settings ({spec.strategy_class.__name__})")
-        for column in ("setting", "type", "default"):
-            table.add_column(column)
-        common = set(StrategySpec.model_fields)
-        for field_name, info in spec.model_fields.items():
-            if field_name == "kind" or field_name in common:
-                continue
-            table.add_row(field_name, _type_name(info.annotation), _default_text(info))
-        console.print(table)
-        console.print("Every kind also takes: name, universe, constraints, tags.")
-
-
-def _type_name(annotation: Any) -> str:
-    from pydantic import BaseModel
-
-    text = str(annotation)
-    if "forecast.registry" in text:
-        return "forecaster {model, params}" + (" or null" if "None" in text else "")
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "mapping of settings"
-    if isinstance(annotation, type):
-        return annotation.__name__
-    return text.replace("typing.", "").replace("pathlib.", "")
-
-
-def _default_text(info: Any) -> str:
-    from pydantic import BaseModel
-
-    if info.is_required():
-        return "required"
-    value = info.get_default(call_default_factory=True)
-    if isinstance(value, BaseModel):
-        return ", ".join(f"{k}={v!r}" for k, v in value.model_dump().items())
-    return repr(value)
-
-
-@data_app.command("list")
-def data_list() -> None:
-    """List the embedded datasets."""
-    from dynafolio.data import list_datasets, load_dataset
-
-    with _user_errors():
-        table = Table(title="Embedded datasets", title_justify="left")
-        for column in ("Name", "Assets", "From", "To", "Frequency", "Source"):
-            table.add_column(column)
-        for info in list_datasets():
-            prices = load_dataset(info.name)
-            table.add_row(
-                info.name,
-                str(prices.shape[1]),
-                str(prices.index[0].date()),
-                str(prices.index[-1].date()),
-                info.frequency,
-                info.source,
-            )
-        console.print(table)
-
-
-@data_app.command("show")
-def data_show(name: Annotated[str, typer.Argument(help="Dataset name, e.g. multiasset.")]) -> None:
-    """Show a dataset's assets, classes, date ranges and first valid date per asset."""
-    from dynafolio.data import dataset_info, describe_prices, load_dataset
-
-    with _user_errors():
-        info = dataset_info(name)
-        prices = load_dataset(name)
-        described = describe_prices(prices, asset_classes=info.asset_classes)
-        console.print(
-            f"[bold]{info.name}[/]: {info.description}\n"
-            f"Source: {info.source}\nLicense: {info.license}"
-        )
-        table = Table(title_justify="left")
-        table.add_column("Asset", no_wrap=True)
-        for column in described.columns:
-            table.add_column(str(column).replace("_", " "), justify="right")
-        for asset, row in described.iterrows():
-            table.add_row(str(asset), *[_fmt(v) for v in row])
-        console.print(table)
-
-
-def _fmt(value: Any) -> str:
-    if hasattr(value, "date") and callable(value.date):
-        return str(value.date())
-    if isinstance(value, float):
-        return f"{value:,.6g}"
-    return str(value)
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app()
