@@ -24,6 +24,38 @@ TOP_K = (5, 10, 30)
 _ESTIMATED = ("inverse_volatility", "minimum_variance", "max_sharpe", "hrp", "herc")
 
 
+def family(k: int) -> list[dict[str, Any]]:
+    """S1's four Top-K strategies at ``k``: LSTM-only (one LSTM's forecasts through the Top-K
+    projection, refit every 26 weeks on all history so far), PPO-only, the hybrid (PPO whose
+    state holds the same LSTM's forecasts, made out-of-sample on the training period by an
+    inner walk-forward) and chance through the same projection (seeded random logits)."""
+    return [
+        {
+            "kind": "forecast_topk",
+            "name": f"LSTM-only Top-{k}",
+            "tags": {"family": "LSTM-only"},
+            "k": k,
+            "retrain_every": 26,
+            "forecaster": {"model": "univariate_lstm", "params": {}},
+        },
+        {"kind": "ppo_topk", "name": f"PPO-only Top-{k}", "tags": {"family": "PPO-only"}, "k": k},
+        {
+            "kind": "ppo_topk",
+            "name": f"Hybrid LSTM+PPO Top-{k}",
+            "tags": {"family": "Hybrid"},
+            "k": k,
+            "forecaster": {"model": "univariate_lstm", "params": {}},
+            "score_refit_every": 26,
+        },
+        {
+            "kind": "random_topk",
+            "name": f"Random Top-{k}",
+            "tags": {"family": "Random", "role": "control"},
+            "k": k,
+        },
+    ]
+
+
 def default_config() -> dict[str, Any]:
     """The source's settings on the embedded ``multiasset`` data, as a plain dict."""
     strategies: list[dict[str, Any]] = [
@@ -35,51 +67,8 @@ def default_config() -> dict[str, Any]:
     # estimated once on the training period and held (what the S3 source does for MVO).
     strategies += [{"kind": k, "estimation": "rolling", "window": 104} for k in _ESTIMATED]
     strategies += [{"kind": k, "estimation": "static", "window": None} for k in _ESTIMATED]
-    # LSTM-only Top-K: per-asset LSTM forecasts through the Top-K projection, refit every
-    # 26 weeks on all history so far (walk-forward, expanding).
-    strategies += [
-        {
-            "kind": "forecast_topk",
-            "name": f"LSTM-only Top-{k}",
-            "tags": {"family": "LSTM-only"},
-            "k": k,
-            "retrain_every": 26,
-            "forecaster": {"model": "univariate_lstm", "params": {}},
-        }
-        for k in TOP_K
-    ]
-    # PPO-only and the hybrid (PPO whose state includes the same LSTM's forecasts, made
-    # out-of-sample on the training period by an inner walk-forward), one agent per K.
-    for k in TOP_K:
-        strategies.append(
-            {
-                "kind": "ppo_topk",
-                "name": f"PPO-only Top-{k}",
-                "tags": {"family": "PPO-only"},
-                "k": k,
-            }
-        )
-    for k in TOP_K:
-        strategies.append(
-            {
-                "kind": "ppo_topk",
-                "name": f"Hybrid LSTM+PPO Top-{k}",
-                "tags": {"family": "Hybrid"},
-                "k": k,
-                "forecaster": {"model": "univariate_lstm", "params": {}},
-                "score_refit_every": 26,
-            }
-        )
-    # Chance through the same projection: seeded random logits, one control per K.
-    for k in TOP_K:
-        strategies.append(
-            {
-                "kind": "random_topk",
-                "name": f"Random Top-{k}",
-                "tags": {"family": "Random", "role": "control"},
-                "k": k,
-            }
-        )
+    # Each family for every K: all LSTM-only rows first, then PPO-only, hybrid, random.
+    strategies += [family(k)[member] for member in range(4) for k in TOP_K]
     return {
         "name": NAME,
         "analyses": NAME,

@@ -39,36 +39,12 @@ CRISIS_K = 10
 
 
 def _family(k: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "kind": "forecast_topk",
-            "name": f"LSTM-only Top-{k}",
-            "tags": {"family": "LSTM-only"},
-            "k": k,
-            "retrain_every": 26,
-            "forecaster": {"model": "univariate_lstm", "params": {}},
-        },
-        {
-            "kind": "ppo_topk",
-            "name": f"PPO-only Top-{k}",
-            "tags": {"family": "PPO-only", "variant": "default"},
-            "k": k,
-        },
-        {
-            "kind": "ppo_topk",
-            "name": f"Hybrid LSTM+PPO Top-{k}",
-            "tags": {"family": "Hybrid", "variant": "default"},
-            "k": k,
-            "score_refit_every": 26,
-            "forecaster": {"model": "univariate_lstm", "params": {}},
-        },
-        {
-            "kind": "random_topk",
-            "name": f"Random Top-{k}",
-            "tags": {"family": "Random", "role": "control"},
-            "k": k,
-        },
-    ]
+    """S1's Top-K family at ``k``, its PPO rows tagged as the default variant."""
+    entries = s1_hybrid.family(k)
+    for entry in entries:
+        if entry["kind"] == "ppo_topk":
+            entry["tags"] = {**entry["tags"], "variant": "default"}
+    return entries
 
 
 #: K of the PPO variants (training budget, policy, reward, sparsity).
