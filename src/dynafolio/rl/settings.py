@@ -70,6 +70,12 @@ class PPOSettings:
     patience: int | None = 3
     val_fraction: float = 0.2
 
+    def sb3_kwargs(self) -> dict:
+        """The arguments of SB3's ``PPO`` these settings hold."""
+        names = ("learning_rate", "n_steps", "batch_size", "clip_range", "ent_coef", "vf_coef",
+                 "max_grad_norm", "gamma", "gae_lambda", "n_epochs")  # fmt: skip
+        return {name: getattr(self, name) for name in names}
+
 
 class EnvSettings(Settings):
     """The Top-K environment's settings, declared once: the environments

@@ -116,16 +116,7 @@ def train_agent(
     model = PPO(
         POLICIES[settings.policy],
         normalised,
-        learning_rate=settings.learning_rate,
-        n_steps=settings.n_steps,
-        batch_size=settings.batch_size,
-        clip_range=settings.clip_range,
-        ent_coef=settings.ent_coef,
-        vf_coef=settings.vf_coef,
-        max_grad_norm=settings.max_grad_norm,
-        gamma=settings.gamma,
-        gae_lambda=settings.gae_lambda,
-        n_epochs=settings.n_epochs,
+        **settings.sb3_kwargs(),
         policy_kwargs=policy_kwargs(
             settings.policy,
             settings.net_arch,

@@ -93,28 +93,19 @@ def _strategies(foresight: bool) -> list[dict[str, Any]]:
             "forecaster": copy.deepcopy(_LSTM),
         },
     ]
-    for policy, label in _POLICIES:
-        entries.append(
-            {
+    # PPO-only (reads returns) and the hybrid (reads forecasts too), with each policy.
+    for family, reads, hybrid in (("PPO-only", "returns", False), ("Hybrid", "forecasts", True)):
+        for policy, label in _POLICIES:
+            entry = {
                 "kind": "ppo_topk",
-                "name": f"PPO-only Top-{K}{label}",
-                "tags": {"family": "PPO-only", "policy": policy, "reads": "returns"},
+                "name": f"{family} Top-{K}{label}",
+                "tags": {"family": family, "policy": policy, "reads": reads},
                 "k": K,
                 "ppo": {"policy": policy},
             }
-        )
-    for policy, label in _POLICIES:
-        entries.append(
-            {
-                "kind": "ppo_topk",
-                "name": f"Hybrid Top-{K}{label}",
-                "tags": {"family": "Hybrid", "policy": policy, "reads": "forecasts"},
-                "k": K,
-                "ppo": {"policy": policy},
-                "forecaster": copy.deepcopy(scores),
-                "score_refit_every": 26,
-            }
-        )
+            if hybrid:
+                entry.update(forecaster=copy.deepcopy(scores), score_refit_every=26)
+            entries.append(entry)
     return entries
 
 
