@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from dynafolio.backtest.result import BacktestResult
-from dynafolio.report import format_table, plots, write_report
+from dynafolio.report import format_table, plots, style, write_report
 from dynafolio.report.tables import best_by_column
 from dynafolio.results.result import ExperimentResult, StrategyRuns
 
@@ -249,15 +249,15 @@ def test_plot_functions_write_png(result: ExperimentResult, tmp_path) -> None:
 
 
 def test_asset_colours_do_not_depend_on_subset() -> None:
-    full = plots.asset_colors(ASSETS, asset_order=ASSETS)
-    subset = plots.asset_colors(["VNQ", "TLT"], asset_order=ASSETS)
+    full = style.asset_colors(ASSETS, asset_order=ASSETS)
+    subset = style.asset_colors(["VNQ", "TLT"], asset_order=ASSETS)
     assert subset["VNQ"] == full["VNQ"] and subset["TLT"] == full["TLT"]
     assert len({full[a] for a in ASSETS}) == len(ASSETS)
 
 
 def test_strategy_styles_mark_benchmark_and_buy_and_hold() -> None:
     names = ["Equal weight", "SPY buy & hold"] + [f"S{i}" for i in range(18)]
-    styles = plots.strategy_styles(names, "Equal weight", {"SPY buy & hold"})
+    styles = style.strategy_styles(names, "Equal weight", {"SPY buy & hold"})
     assert styles["Equal weight"]["color"] == "black"
     assert styles["SPY buy & hold"]["linestyle"] == "--"
     looks = {
