@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_prices
+from dynafolio.backtest import PortfolioConstraints
 from dynafolio.cli import app
 from dynafolio.errors import ConfigError
 from dynafolio.experiments.config import validate_config
@@ -53,7 +54,9 @@ def test_factory_builds_each_learned_kind_with_its_seed():
             ],
         }
     )
-    built = [spec.build(BuildContext(seed=7)) for spec in config.strategies]
+    # The price rule sells short: it is built only under long-short limits.
+    limits = PortfolioConstraints(long_only=False, max_position=1 / 3, fully_invested=False)
+    built = [spec.build(BuildContext(seed=7, constraints=limits)) for spec in config.strategies]
     assert [type(s).__name__ for s in built] == [
         "TopKForecastStrategy",
         "ForecastHRPStrategy",
@@ -62,6 +65,7 @@ def test_factory_builds_each_learned_kind_with_its_seed():
     ]
     assert built[0].forecaster.seed == 7 and built[1].forecaster.d_model == 8
     assert built[3].lam == 20 and built[3].seed == 7
+    assert built[2].max_position == 1 / 3  # the cap is the limits' max_position
 
 
 def _config(tmp_path, strategies, **backtest):
