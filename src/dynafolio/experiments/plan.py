@@ -141,6 +141,12 @@ def plan_strategies(config: ExperimentConfig, prepared: PreparedData) -> list[Pl
         plan_entry(config, prepared, context, position, spec)
         for position, spec in enumerate(config.strategies)
     ]
+    _check_together(config, planned)
+    return planned
+
+
+def _check_together(config: ExperimentConfig, planned: list[PlannedStrategy]) -> None:
+    """What no entry can check alone: distinct names, and a benchmark that selects one."""
     names = [item.name for item in planned]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -148,7 +154,6 @@ def plan_strategies(config: ExperimentConfig, prepared: PreparedData) -> list[Pl
             f"strategies: {duplicated} appear more than once; give the entries distinct `name`s"
         )
     benchmark_name(config, planned)  # refused here, before anything trains
-    return planned
 
 
 def benchmark_name(config: ExperimentConfig, planned: list[PlannedStrategy]) -> str:
@@ -206,17 +211,21 @@ def drop_misfits(
     more names than the data has assets, a buy-and-hold of an asset it lacks, a composite
     without asset classes), and a note for each: how an experiment's default strategies are
     fitted to a user's data file. The same checks as :func:`plan_strategies`, which refuses
-    such entries in a config the user wrote."""
+    such entries in a config the user wrote; the kept entries are then checked together as
+    it checks them, so the result is a fully planned config."""
     context = _build_context(config, prepared)
-    kept, notes = [], []
+    kept, planned, notes = [], [], []
     for position, spec in enumerate(config.strategies):
         try:
-            plan_entry(config, prepared, context, position, spec)
+            item = plan_entry(config, prepared, context, position, spec)
         except ConfigError as error:
             notes.append(f"{spec.name or spec.kind} skipped: {error}")
         else:
             kept.append(spec)
-    return config.model_copy(update={"strategies": tuple(kept)}), notes
+            planned.append(item)
+    fitted = config.model_copy(update={"strategies": tuple(kept)})
+    _check_together(fitted, planned)
+    return fitted, notes
 
 
 def _build_context(config: ExperimentConfig, prepared: PreparedData) -> BuildContext:

@@ -170,8 +170,10 @@ def compose_config(
         overrides["n_seeds"] = n_seeds
     config = validate_config(merge(settings, overrides), source)
     prepared = load_prices(config)
+    # Every entry is checked against the data here, training nothing.
     if (data_path is not None or dataset is not None) and config_file is None:
         config, dropped = drop_misfits(config, prepared)
         notes += dropped
-    plan_strategies(config, prepared)  # every entry checked against the data, training nothing
+    else:
+        plan_strategies(config, prepared)
     return ComposedRun(config, prepared, tuple(notes))
