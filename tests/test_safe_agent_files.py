@@ -30,17 +30,19 @@ import safetensors.torch
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from conftest import make_prices
-from dynafolio.cli import app
 from dynafolio.errors import DataError
 from dynafolio.rl import agent_file as agent_file_module
 from dynafolio.rl.agent_file import TrainedAgent
 from dynafolio.rl.policies import POLICIES, build_policy, n_parameters
 from dynafolio.rl.rewards import RewardSettings
 from dynafolio.rl.settings import EnvSettings, PPOSettings
-from test_safe_files import _members, _write_zip, agent_file  # noqa: F401 (a fixture)
+from test_safe_files import (  # noqa: F401 (agent_file is a fixture)
+    _members,
+    _write_zip,
+    agent_file,
+    run_with_agent_path,
+)
 
 HEADER, TENSORS = "dynafolio_agent.json", "policy.safetensors"
 Members = dict[str, bytes]
@@ -351,17 +353,7 @@ def test_a_hostile_agent_file_is_refused_naming_the_file_and_the_field(crafted, 
 
 @pytest.mark.parametrize("name", CLI_KINDS)
 def test_a_hostile_agent_path_in_a_config_exits_2_with_one_paragraph(tmp_path, crafted, name):
-    data = tmp_path / "prices.csv"
-    make_prices(n_periods=200, n_assets=4, late=0).to_csv(data, index_label="date")
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        "strategies:\n  - kind: equal_weight\n  - kind: ppo_topk\n    k: 2\n    lookback: 4\n"
-        f"    agent_path: {crafted[name]}\n"
-    )
-    out = tmp_path / "runs"
-    result = CliRunner().invoke(
-        app, ["run", "--config", str(config), "--data", str(data), "--out", str(out)]
-    )
+    result, out = run_with_agent_path(tmp_path, crafted[name])
     assert result.exit_code == 2, result.output
     shown = " ".join(result.output.split())  # the console may wrap long lines
     assert shown.startswith("error: strategies.1.agent_path: "), result.output

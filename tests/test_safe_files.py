@@ -188,12 +188,9 @@ def test_tensors_that_do_not_match_the_header_are_refused(tmp_path, agent_file):
         TrainedAgent.load(path)
 
 
-@pytest.mark.parametrize("kind", ["bare-sb3-zip", "pickle-as-tensors", "version-1-file"])
-def test_a_crafted_agent_path_in_a_config_is_refused_before_any_training(
-    tmp_path, agent_file, kind
-):
-    marker = tmp_path / "ran"
-    path = _crafted(tmp_path, kind, agent_file, marker)
+def run_with_agent_path(tmp_path: Path, path: Path):
+    """``dynafolio run`` on small weekly prices with a PPO entry that loads ``path``; returns
+    the CLI result and the ``--out`` folder."""
     data = tmp_path / "prices.csv"
     make_prices(n_periods=200, n_assets=4, late=0).to_csv(data, index_label="date")
     config = tmp_path / "c.yaml"
@@ -209,6 +206,16 @@ def test_a_crafted_agent_path_in_a_config_is_refused_before_any_training(
     result = CliRunner().invoke(
         app, ["run", "--config", str(config), "--data", str(data), "--out", str(out)]
     )
+    return result, out
+
+
+@pytest.mark.parametrize("kind", ["bare-sb3-zip", "pickle-as-tensors", "version-1-file"])
+def test_a_crafted_agent_path_in_a_config_is_refused_before_any_training(
+    tmp_path, agent_file, kind
+):
+    marker = tmp_path / "ran"
+    path = _crafted(tmp_path, kind, agent_file, marker)
+    result, out = run_with_agent_path(tmp_path, path)
     assert result.exit_code == 2, result.output
     assert "strategies.1.agent_path" in result.output and KINDS[kind] in result.output
     assert "Traceback" not in result.output
