@@ -6,9 +6,9 @@ What is compared
 (30-week lookback, 64 hidden units, dropout 0.2, batch 64, Adam with weight decay) — trained
 two ways on the same data:
 
-* ``batched=True``: :class:`~dynafolio.forecast.lstm.BatchedLSTM` holds every asset's
+* ``batched=True``: :class:`~dynafolio.forecast.stacked.BatchedLSTM` holds every asset's
   weights along a leading dimension and unrolls the recurrence with one ``torch.bmm`` per
-  time step for all assets (:func:`~dynafolio.forecast.training.train_stacked`);
+  time step for all assets (:func:`~dynafolio.forecast.stacked.train_stacked`);
 * ``batched=False``: a plain ``nn.LSTM`` + ``nn.Linear`` per asset, trained one after
   another (:func:`~dynafolio.forecast.training.train_network`).
 

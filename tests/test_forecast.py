@@ -15,14 +15,8 @@ from dynafolio.forecast.linear import ARForecaster
 from dynafolio.forecast.lstm import RecurrentRegressor, UnivariateLSTMForecaster
 from dynafolio.forecast.panel import StackedLSTMForecaster, TransformerForecaster
 from dynafolio.forecast.price import PriceLSTMForecaster
-from dynafolio.forecast.training import (
-    BatchedLSTM,
-    TrainSettings,
-    _LSTMRecurrence,
-    n_validation,
-    train_network,
-    train_stacked,
-)
+from dynafolio.forecast.stacked import BatchedLSTM, _LSTMRecurrence, train_stacked
+from dynafolio.forecast.training import TrainSettings, n_validation, train_network
 from dynafolio.forecast.windows import make_windows, stack_windows
 from dynafolio.history import MarketHistory
 from dynafolio.progress import reporting_progress

@@ -134,7 +134,7 @@ def test_strategy_refuses_a_log_return_forecaster(prices):
 
 def test_strategy_allocate_matches_the_pure_rule(prices):
     history = MarketHistory(prices, prices.pct_change(fill_method=None))
-    strategy = PriceRuleStrategy(MomentumPriceForecaster(), label="LSTM").fit(history)
+    strategy = PriceRuleStrategy(MomentumPriceForecaster(), forecaster_label="LSTM").fit(history)
     assert strategy.name == "LSTM price rule"
     forecast = prices.iloc[-1] * np.array([1.02, 0.99, 1.01, 1.03, 0.97, 1.0])
     weights = strategy.allocate(forecast, history)

@@ -142,12 +142,12 @@ def history() -> MarketHistory:
 
 def test_names_show_family_and_key_parameter():
     lstm = MeanReturnForecaster()
-    assert TopKForecastStrategy(lstm, k=5, label="LSTM").name == "LSTM Top-5"
+    assert TopKForecastStrategy(lstm, k=5, forecaster_label="LSTM").name == "LSTM Top-5"
     assert TopKForecastStrategy(lstm, k=3).name == "MeanReturn Top-3"
-    assert SignalWeightStrategy(lstm, label="GRU").name == "GRU signal"
-    assert SignalInverseVolStrategy(lstm, label="GRU").name == "GRU signal inv-vol"
-    assert ForecastMeanVarianceStrategy(lstm, label="LSTM").name == "LSTM forecast MVO"
-    assert ForecastHRPStrategy(lstm, label="LSTM").name == "LSTM forecast HRP"
+    assert SignalWeightStrategy(lstm, forecaster_label="GRU").name == "GRU signal"
+    assert SignalInverseVolStrategy(lstm, forecaster_label="GRU").name == "GRU signal inv-vol"
+    assert ForecastMeanVarianceStrategy(lstm, forecaster_label="LSTM").name == "LSTM forecast MVO"
+    assert ForecastHRPStrategy(lstm, forecaster_label="LSTM").name == "LSTM forecast HRP"
     assert len(set(IDS)) == len(IDS)
 
 
@@ -212,7 +212,7 @@ def test_signal_weights_hand_example_and_equal_weight_fallback(history):
 
 
 def test_no_tradable_asset_is_a_clear_error(history):
-    strategy = fitted(SignalWeightStrategy(FixedForecaster(), label="LSTM"), history)
+    strategy = fitted(SignalWeightStrategy(FixedForecaster(), forecaster_label="LSTM"), history)
     with pytest.raises(DataError, match="LSTM signal on .* no asset has both a price"):
         strategy.allocate(pd.Series({"A3": 0.1, "A4": np.nan}), history)
 

@@ -28,6 +28,7 @@ from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.registry import register_forecaster
 from dynafolio.forecast.windows import make_windows
 from dynafolio.history import MarketHistory
+from dynafolio.settings import parameters
 
 __all__ = ["ARForecaster", "ar_design", "fit_ols"]
 
@@ -65,6 +66,7 @@ def fit_ols(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(X, y, rcond=None)[0]
 
 
+@parameters
 class ARForecaster(Forecaster):
     """AR(p) with an intercept on each asset's log returns, fitted by ordinary least squares.
 
@@ -99,11 +101,10 @@ class ARForecaster(Forecaster):
         Regression rows of each asset's own in the fit.
     """
 
-    def __init__(self, p: int = 1, pooled: bool = True, min_rows: int = 20, seed: int = 0) -> None:
-        self.p = p
-        self.pooled = pooled
-        self.min_rows = min_rows
-        self.seed = seed
+    p: int = 1
+    pooled: bool = True
+    min_rows: int = 20
+    seed: int = 0
 
     def fit(self, history: MarketHistory) -> Self:
         """Estimate the coefficients from the log returns of ``history.prices``.

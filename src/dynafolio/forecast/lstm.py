@@ -40,16 +40,12 @@ from dynafolio.features import prices_to_returns
 from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.registry import register_forecaster
 from dynafolio.forecast.scaling import ZScoreScaler
-from dynafolio.forecast.training import (
-    BatchedLSTM,
-    TrainSettings,
-    seeded,
-    train_network,
-    train_stacked,
-)
+from dynafolio.forecast.stacked import BatchedLSTM, train_stacked
+from dynafolio.forecast.training import TrainSettings, seeded, train_network
 from dynafolio.forecast.windows import last_window, make_windows, stack_windows
 from dynafolio.history import MarketHistory
 from dynafolio.progress import progress_bar
+from dynafolio.settings import parameters
 
 __all__ = ["RecurrentRegressor", "UnivariateLSTMForecaster"]
 
@@ -95,6 +91,7 @@ class RecurrentRegressor(nn.Module):
         return self.head(x[:, -1])
 
 
+@parameters
 class UnivariateLSTMForecaster(Forecaster):
     """S1: one LSTM per asset, input its own z-scored log returns, output the next one.
 
@@ -130,37 +127,20 @@ class UnivariateLSTMForecaster(Forecaster):
         weeks), while the shared model, seeing twenty times the samples, reaches 0.18-0.19.
     """
 
-    def __init__(
-        self,
-        lookback: int = 30,
-        hidden: int = 64,
-        dropout: float = 0.2,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        batch_size: int = 64,
-        epochs: int = 40,
-        patience: int | None = 5,
-        val_fraction: float = 0.1,
-        grad_clip: float | None = None,
-        min_windows: int = 20,
-        batched: bool = True,
-        shared: bool = True,
-        seed: int = 0,
-    ) -> None:
-        self.lookback = lookback
-        self.hidden = hidden
-        self.dropout = dropout
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.patience = patience
-        self.val_fraction = val_fraction
-        self.grad_clip = grad_clip
-        self.min_windows = min_windows
-        self.batched = batched
-        self.shared = shared
-        self.seed = seed
+    lookback: int = 30
+    hidden: int = 64
+    dropout: float = 0.2
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    epochs: int = 40
+    patience: int | None = 5
+    val_fraction: float = 0.1
+    grad_clip: float | None = None
+    min_windows: int = 20
+    batched: bool = True
+    shared: bool = True
+    seed: int = 0
 
     def fit(self, history: MarketHistory) -> Self:
         check_settings(self, ("lookback", "hidden", "min_windows"), self.dropout)

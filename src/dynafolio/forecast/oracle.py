@@ -22,10 +22,12 @@ from dynafolio.errors import ConfigError, DataError
 from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.registry import register_forecaster
 from dynafolio.history import MarketHistory
+from dynafolio.settings import parameters
 
 __all__ = ["OracleForecaster"]
 
 
+@parameters
 class OracleForecaster(Forecaster):
     """The best forecast of a known-answer market (see the module docstring).
 
@@ -37,9 +39,8 @@ class OracleForecaster(Forecaster):
         Unused (the forecast is deterministic); part of the contract.
     """
 
-    def __init__(self, market: KnownMarket | None = None, seed: int = 0) -> None:
-        self.market = market
-        self.seed = seed
+    market: KnownMarket | None = None
+    seed: int = 0
 
     def fit(self, history: MarketHistory) -> Self:
         if self.market is None:

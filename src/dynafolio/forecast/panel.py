@@ -34,6 +34,7 @@ from dynafolio.forecast.windows import last_window, make_windows
 from dynafolio.history import MarketHistory
 from dynafolio.model_inputs import FeatureName, FeatureSet
 from dynafolio.progress import progress_bar
+from dynafolio.settings import parameters
 
 __all__ = ["StackedLSTMForecaster", "TransformerForecaster"]
 
@@ -160,6 +161,7 @@ class PanelForecaster(Forecaster):
         return pd.Series(forecast, index=self.assets_, dtype=float).reindex(history.assets)
 
 
+@parameters
 class StackedLSTMForecaster(PanelForecaster):
     """S2: ``LSTM(64, full sequence) → Dropout → LSTM(32) → Dropout → Linear(N)``.
 
@@ -187,37 +189,20 @@ class StackedLSTMForecaster(PanelForecaster):
         Training parameters (module docstring); source: 50, 32, 1e-3, 10, 0.1.
     """
 
-    def __init__(
-        self,
-        lookback: int = 30,
-        units: tuple[int, ...] = (64, 32),
-        dropout: float = 0.2,
-        cell: Literal["lstm", "gru"] = "lstm",
-        features: tuple[FeatureName, ...] = ("log_return",),
-        market_asset: str = "SPY",
-        frac_diff_d: float = 0.4,
-        epochs: int = 50,
-        batch_size: int = 32,
-        lr: float = 1e-3,
-        patience: int | None = 10,
-        val_fraction: float = 0.1,
-        grad_clip: float | None = None,
-        seed: int = 0,
-    ) -> None:
-        self.lookback = lookback
-        self.units = units
-        self.dropout = dropout
-        self.cell = cell
-        self.features = features
-        self.market_asset = market_asset
-        self.frac_diff_d = frac_diff_d
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.val_fraction = val_fraction
-        self.grad_clip = grad_clip
-        self.seed = seed
+    lookback: int = 30
+    units: tuple[int, ...] = (64, 32)
+    dropout: float = 0.2
+    cell: Literal["lstm", "gru"] = "lstm"
+    features: tuple[FeatureName, ...] = ("log_return",)
+    market_asset: str = "SPY"
+    frac_diff_d: float = 0.4
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 1e-3
+    patience: int | None = 10
+    val_fraction: float = 0.1
+    grad_clip: float | None = None
+    seed: int = 0
 
     def _features(self) -> FeatureSet | None:
         if tuple(self.features) == ("log_return",):
@@ -237,6 +222,7 @@ class StackedLSTMForecaster(PanelForecaster):
         return RecurrentRegressor(n_inputs, self.units, n_outputs, self.dropout, self.cell)
 
 
+@parameters
 class TransformerForecaster(PanelForecaster):
     """S2 ablation: a small Transformer encoder over the MinMax-scaled log returns.
 
@@ -254,35 +240,19 @@ class TransformerForecaster(PanelForecaster):
         Training parameters (module docstring); as for :class:`StackedLSTMForecaster`.
     """
 
-    def __init__(
-        self,
-        lookback: int = 30,
-        d_model: int = 32,
-        n_heads: int = 4,
-        n_layers: int = 2,
-        dim_feedforward: int = 64,
-        dropout: float = 0.1,
-        epochs: int = 50,
-        batch_size: int = 32,
-        lr: float = 1e-3,
-        patience: int | None = 10,
-        val_fraction: float = 0.1,
-        grad_clip: float | None = None,
-        seed: int = 0,
-    ) -> None:
-        self.lookback = lookback
-        self.d_model = d_model
-        self.n_heads = n_heads
-        self.n_layers = n_layers
-        self.dim_feedforward = dim_feedforward
-        self.dropout = dropout
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.val_fraction = val_fraction
-        self.grad_clip = grad_clip
-        self.seed = seed
+    lookback: int = 30
+    d_model: int = 32
+    n_heads: int = 4
+    n_layers: int = 2
+    dim_feedforward: int = 64
+    dropout: float = 0.1
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 1e-3
+    patience: int | None = 10
+    val_fraction: float = 0.1
+    grad_clip: float | None = None
+    seed: int = 0
 
     def _network(self, n_inputs: int, n_outputs: int) -> nn.Module:
         sizes = ("lookback", "d_model", "n_heads", "n_layers", "dim_feedforward")

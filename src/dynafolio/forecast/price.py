@@ -6,7 +6,7 @@ Forecaster                         Model
 UnivariatePriceLSTMForecaster      the source's model: one 2-layer LSTM(256) per stock on its own
                                    24-week price window (x_t ∈ R), early-stopped per stock;
                                    trained batched across stocks (:class:`~dynafolio.forecast.
-                                   training.BatchedLSTM`)
+                                   stacked.BatchedLSTM`)
 PriceLSTMForecaster                one 2-layer LSTM(256) over all stocks' MinMax-scaled prices
                                    (multi-output)
 =================================  ==============================================================
@@ -33,16 +33,19 @@ from dynafolio.forecast.lstm import RecurrentRegressor, check_settings
 from dynafolio.forecast.panel import PanelForecaster
 from dynafolio.forecast.registry import register_forecaster
 from dynafolio.forecast.scaling import MinMaxScaler
-from dynafolio.forecast.training import BatchedLSTM, TrainSettings, seeded, train_stacked
+from dynafolio.forecast.stacked import BatchedLSTM, train_stacked
+from dynafolio.forecast.training import TrainSettings, seeded
 from dynafolio.forecast.windows import make_windows, stack_windows
 from dynafolio.history import MarketHistory
 from dynafolio.progress import progress_bar
+from dynafolio.settings import parameters
 
 __all__ = ["PriceLSTMForecaster", "UnivariatePriceLSTMForecaster"]
 
 PriceScaling = Literal["minmax", "window"]
 
 
+@parameters
 class UnivariatePriceLSTMForecaster(Forecaster):
     """S4 as the source describes it: one univariate price model per stock.
 
@@ -69,35 +72,19 @@ class UnivariatePriceLSTMForecaster(Forecaster):
 
     target: ClassVar[Literal["log_return", "price"]] = "price"
 
-    def __init__(
-        self,
-        lookback: int = 24,
-        hidden: int = 256,
-        n_layers: int = 2,
-        dropout: float = 0.0,
-        scaling: PriceScaling = "minmax",
-        epochs: int = 100,
-        batch_size: int = 16,
-        lr: float = 1e-3,
-        patience: int | None = 10,
-        val_fraction: float = 0.1,
-        grad_clip: float | None = None,
-        min_windows: int = 20,
-        seed: int = 0,
-    ) -> None:
-        self.lookback = lookback
-        self.hidden = hidden
-        self.n_layers = n_layers
-        self.dropout = dropout
-        self.scaling = scaling
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.val_fraction = val_fraction
-        self.grad_clip = grad_clip
-        self.min_windows = min_windows
-        self.seed = seed
+    lookback: int = 24
+    hidden: int = 256
+    n_layers: int = 2
+    dropout: float = 0.0
+    scaling: PriceScaling = "minmax"
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 1e-3
+    patience: int | None = 10
+    val_fraction: float = 0.1
+    grad_clip: float | None = None
+    min_windows: int = 20
+    seed: int = 0
 
     def fit(self, history: MarketHistory) -> Self:
         check_settings(self, ("lookback", "hidden", "n_layers", "min_windows"), self.dropout)
@@ -163,6 +150,7 @@ class UnivariatePriceLSTMForecaster(Forecaster):
         return forecast.reindex(history.assets)
 
 
+@parameters
 class PriceLSTMForecaster(PanelForecaster):
     """S4: next-period prices of all assets from MinMax-scaled price windows.
 
@@ -185,31 +173,17 @@ class PriceLSTMForecaster(PanelForecaster):
     target: ClassVar[Literal["log_return", "price"]] = "price"
     extra_rows: ClassVar[int] = 0
 
-    def __init__(
-        self,
-        lookback: int = 24,
-        hidden: int = 256,
-        n_layers: int = 2,
-        dropout: float = 0.0,
-        epochs: int = 100,
-        batch_size: int = 16,
-        lr: float = 1e-3,
-        patience: int | None = 10,
-        val_fraction: float = 0.1,
-        grad_clip: float | None = None,
-        seed: int = 0,
-    ) -> None:
-        self.lookback = lookback
-        self.hidden = hidden
-        self.n_layers = n_layers
-        self.dropout = dropout
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.val_fraction = val_fraction
-        self.grad_clip = grad_clip
-        self.seed = seed
+    lookback: int = 24
+    hidden: int = 256
+    n_layers: int = 2
+    dropout: float = 0.0
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 1e-3
+    patience: int | None = 10
+    val_fraction: float = 0.1
+    grad_clip: float | None = None
+    seed: int = 0
 
     def _values(self, prices: pd.DataFrame) -> pd.DataFrame:
         return prices.astype(np.float64)

@@ -10,8 +10,6 @@ before any data is loaded or any model trains.
 from __future__ import annotations
 
 import inspect
-import sys
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
@@ -20,7 +18,7 @@ from pydantic import BaseModel, Field, create_model
 
 from dynafolio.errors import ConfigError
 from dynafolio.forecast.base import Forecaster
-from dynafolio.settings import Settings
+from dynafolio.settings import Settings, params_model, publish
 
 __all__ = [
     "FORECASTERS",
@@ -32,39 +30,6 @@ __all__ = [
     "params_model",
     "register_forecaster",
 ]
-
-
-def params_model(
-    function: Callable[..., Any],
-    name: str,
-    module: str,
-    exclude: set[str] | frozenset[str] = frozenset(),
-) -> type[BaseModel]:
-    """A frozen pydantic model of ``function``'s keyword parameters (minus ``exclude``).
-
-    Types come from the annotations, defaults from the signature; unknown keys are refused.
-    The class is published as ``module.name`` so that configs pickle (worker processes).
-    """
-    signature = inspect.signature(function)
-    hints = typing.get_type_hints(function)
-    fields: dict[str, Any] = {}
-    for parameter in signature.parameters.values():
-        if parameter.name in ("self", *exclude) or parameter.kind in (
-            parameter.VAR_POSITIONAL,
-            parameter.VAR_KEYWORD,
-        ):
-            continue
-        default = ... if parameter.default is parameter.empty else parameter.default
-        fields[parameter.name] = (hints.get(parameter.name, Any), default)
-    model = create_model(name, __base__=Settings, __module__=module, **fields)
-    _publish(model, module)
-    return model
-
-
-def _publish(model: type, module: str) -> None:
-    model.__module__ = module
-    model.__qualname__ = model.__name__
-    setattr(sys.modules[module], model.__name__, model)
 
 
 #: ``trial -> parameters``: one draw of a forecaster's hyper-parameters for tuning.
@@ -152,7 +117,7 @@ def register_forecaster(
         model=(Literal[model], model),  # type: ignore[valid-type]
         params=(params, Field(default_factory=params)),
     )
-    _publish(spec, __name__)
+    publish(spec, __name__)
     _SPECS[model] = spec
     return entry
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from dynafolio.errors import DataError, OptimizationError
 from dynafolio.history import MarketHistory
+from dynafolio.settings import parameters
 
 try:  # skfolio raises its own error type when cvxpy's solver fails
     from skfolio.exceptions import OptimizationError as SkfolioOptimizationError
@@ -18,6 +20,10 @@ except ImportError:  # pragma: no cover - older skfolio
     SkfolioOptimizationError = RuntimeError  # type: ignore[assignment,misc]
 
 Estimation = Literal["static", "rolling", "expanding"]
+#: Top-K's ``k``: the assets a Top-K rule holds.
+TopK = Annotated[int, Field(ge=1, description="assets held")]
+#: Top-K's ``tau``: the weight left spread over the other tradable assets (0: none).
+TopKTau = Annotated[float, Field(ge=0.0, lt=1.0, description="weight spread beyond the top k")]
 
 
 class Strategy(ABC):
@@ -158,7 +164,38 @@ def estimation_returns(
     return returns
 
 
-class EstimatedStrategy(Strategy):
+@parameters
+class EstimationWindow:
+    """The window of past returns an estimate reads (:func:`estimation_returns`).
+
+    Parameters
+    ----------
+    window : int, optional
+        Periods in the estimation window (rolling; also trims a static fit if given).
+    min_coverage : float
+        Assets with valid returns on fewer than this fraction of the window are left out of
+        an estimate (see :meth:`MarketHistory.window_returns`).
+    min_periods : int
+        Fewest complete rows an estimate may use; fewer raises :class:`DataError`.
+    """
+
+    window: Annotated[
+        int | None, Field(ge=2, description="estimation window in periods (rolling)")
+    ] = 104
+    min_coverage: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    min_periods: Annotated[int, Field(ge=2)] = 26
+
+    def estimation_sample(
+        self, history: MarketHistory, name: str, assets: pd.Index | None = None
+    ) -> pd.DataFrame:
+        """The window's complete returns of ``assets`` (default: all) at ``history.date``."""
+        return estimation_returns(
+            history, self.window, self.min_coverage, self.min_periods, name, assets
+        )
+
+
+@parameters
+class EstimatedStrategy(EstimationWindow, Strategy):
     """A strategy whose weights come from an estimate on a window of past returns.
 
     Parameters
@@ -168,26 +205,11 @@ class EstimatedStrategy(Strategy):
         assets that later lose their price are dropped and the rest renormalised);
         ``rolling``: re-estimated at every rebalance on the last ``window`` periods;
         ``expanding``: re-estimated at every rebalance on all history so far.
-    window : int, optional
-        Periods in the estimation window (rolling; also trims the static fit if given).
-    min_coverage : float
-        Assets with valid returns on fewer than this fraction of the window are left out of
-        an estimate (see :meth:`MarketHistory.window_returns`).
-    min_periods : int
-        Fewest complete rows an estimate may use; fewer raises :class:`DataError`.
+    window, min_coverage, min_periods
+        The estimation window (:class:`EstimationWindow`).
     """
 
-    def __init__(
-        self,
-        estimation: Estimation = "rolling",
-        window: int | None = 104,
-        min_coverage: float = 0.9,
-        min_periods: int = 26,
-    ) -> None:
-        self.estimation = estimation
-        self.window = window
-        self.min_coverage = min_coverage
-        self.min_periods = min_periods
+    estimation: Estimation = "rolling"
 
     @property
     def name(self) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import model_validator
 from skfolio import RiskMeasure
 from skfolio.optimization import (
     HierarchicalEqualRiskContribution,
@@ -22,8 +22,14 @@ from skfolio.optimization import (
 
 from dynafolio.errors import ConfigError, DataError, OptimizationError
 from dynafolio.history import MarketHistory
-from dynafolio.strategies.base import EstimatedStrategy, Estimation, Strategy, fit_skfolio
-from dynafolio.strategies.registry import BuildContext, StrategySpec, register_strategy
+from dynafolio.settings import parameters
+from dynafolio.strategies.base import EstimatedStrategy, Strategy, fit_skfolio
+from dynafolio.strategies.registry import (
+    BuildContext,
+    StrategySpec,
+    register_strategy,
+    spec_fields,
+)
 
 
 class EqualWeightStrategy(Strategy):
@@ -36,13 +42,13 @@ class EqualWeightStrategy(Strategy):
         return available.astype(float) / available.sum()
 
 
+@parameters
 class BuyAndHoldStrategy(Strategy):
     """All-in on one asset (an index ETF by default) bought once and held."""
 
     rebalances = False
 
-    def __init__(self, asset: str = "SPY") -> None:
-        self.asset = asset
+    asset: str = "SPY"
 
     @property
     def name(self) -> str:
@@ -63,6 +69,7 @@ class BuyAndHoldStrategy(Strategy):
         return pd.Series({self.asset: 1.0})
 
 
+@parameters
 class AssetClassCompositeStrategy(Strategy):
     """Equal weight per asset class, equal weight within each class, rebalanced.
 
@@ -75,8 +82,7 @@ class AssetClassCompositeStrategy(Strategy):
 
     label = "Asset-class composite"
 
-    def __init__(self, asset_classes: Mapping[str, str]) -> None:
-        self.asset_classes = asset_classes
+    asset_classes: Mapping[str, str]
 
     def fit(self, history: MarketHistory) -> AssetClassCompositeStrategy:
         super().fit(history)
@@ -115,6 +121,7 @@ class MinimumVarianceStrategy(EstimatedStrategy):
         return fit_skfolio(MeanRisk(risk_measure=RiskMeasure.VARIANCE), returns)
 
 
+@parameters
 class MaxSharpeStrategy(EstimatedStrategy):
     """Markowitz long-only maximum Sharpe ratio (skfolio ``MeanRisk``, ratio objective).
 
@@ -131,16 +138,7 @@ class MaxSharpeStrategy(EstimatedStrategy):
 
     label = "Max Sharpe (MVO)"
 
-    def __init__(
-        self,
-        estimation: Estimation = "rolling",
-        window: int | None = 104,
-        min_coverage: float = 0.9,
-        min_periods: int = 26,
-        risk_free_rate: float = 0.0,
-    ) -> None:
-        super().__init__(estimation, window, min_coverage, min_periods)
-        self.risk_free_rate = risk_free_rate
+    risk_free_rate: float = 0.0
 
     def fit(self, history: MarketHistory) -> MaxSharpeStrategy:
         self.n_fallbacks_ = 0
@@ -202,20 +200,13 @@ class EqualWeightSpec(StrategySpec):
     kind: Literal["equal_weight"]
     strategy_class: ClassVar = EqualWeightStrategy
 
-    def build(self, context: BuildContext) -> Strategy:
-        return EqualWeightStrategy()
-
 
 @register_strategy
-class BuyAndHoldSpec(StrategySpec):
+class BuyAndHoldSpec(spec_fields(BuyAndHoldStrategy)):
     """``buy_and_hold``: one asset (the index), bought once."""
 
     kind: Literal["buy_and_hold"]
-    asset: str = "SPY"
     strategy_class: ClassVar = BuyAndHoldStrategy
-
-    def build(self, context: BuildContext) -> Strategy:
-        return BuyAndHoldStrategy(asset=self.asset)
 
 
 @register_strategy
@@ -231,33 +222,17 @@ class CompositeSpec(StrategySpec):
                 "asset_class_composite needs asset classes, which only embedded datasets "
                 "provide; remove it when using --data FILE"
             )
-        return AssetClassCompositeStrategy(dict(context.asset_classes))
+        return super().build(context)
 
 
-class EstimatedSpec(StrategySpec):
+class EstimatedSpec(spec_fields(EstimatedStrategy)):
     """Settings of the optimisers estimated on a window of past returns."""
-
-    estimation: Literal["static", "rolling", "expanding"] = "rolling"
-    window: int | None = Field(104, ge=2, description="estimation window in periods (rolling)")
-    min_coverage: float = Field(0.9, gt=0.0, le=1.0)
-    min_periods: int = Field(26, ge=2)
 
     @model_validator(mode="after")
     def _rolling_needs_window(self) -> EstimatedSpec:
         if self.estimation == "rolling" and self.window is None:
             raise ValueError("a rolling estimate needs `window` (periods)")
         return self
-
-    def estimated(self) -> dict:
-        return dict(
-            estimation=self.estimation,
-            window=self.window,
-            min_coverage=self.min_coverage,
-            min_periods=self.min_periods,
-        )
-
-    def build(self, context: BuildContext) -> Strategy:
-        return self.strategy_class(**self.estimated())
 
 
 @register_strategy
@@ -279,13 +254,11 @@ class MinimumVarianceSpec(EstimatedSpec):
 @register_strategy
 class MaxSharpeSpec(EstimatedSpec):
     """``max_sharpe``: skfolio ``MeanRisk`` maximum Sharpe ratio, with the minimum-variance
-    fallback when every expected return is below the risk-free rate."""
+    fallback when every expected return is below the risk-free rate (the run's
+    ``backtest.risk_free_rate``, per period)."""
 
     kind: Literal["max_sharpe"]
     strategy_class: ClassVar = MaxSharpeStrategy
-
-    def build(self, context: BuildContext) -> Strategy:
-        return MaxSharpeStrategy(**self.estimated(), risk_free_rate=context.risk_free_per_period)
 
 
 @register_strategy

@@ -21,7 +21,7 @@ paper fed min-max-scaled returns in ``[0, 1]`` into the loss, so ``max(0, −R_p
 from __future__ import annotations
 
 import copy
-from typing import ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
@@ -31,14 +31,14 @@ from torch import nn
 
 from dynafolio.early_stopping import EarlyStopping, n_validation
 from dynafolio.errors import ConfigError, DataError
-from dynafolio.forecast.registry import params_model
 from dynafolio.forecast.scaling import MinMaxScaler
 from dynafolio.history import MarketHistory
 from dynafolio.model_inputs import S3_FEATURES, FeatureName, FeatureSet
 from dynafolio.progress import progress_bar
+from dynafolio.settings import parameters, params_model
 from dynafolio.splits import RefitSchedule
 from dynafolio.strategies.base import Strategy
-from dynafolio.strategies.registry import BuildContext, StrategySpec, register_strategy
+from dynafolio.strategies.registry import BuildContext, register_strategy, spec_fields
 
 __all__ = [
     "DrawdownLSTMAllocator",
@@ -168,6 +168,7 @@ class _AllocationNet(nn.Module):
         return torch.softmax(logits.masked_fill(~tradable, float("-inf")), dim=-1)
 
 
+@parameters
 class DrawdownLSTMAllocator(Strategy):
     """End-to-end LSTM allocator trained on a drawdown-sensitive loss (system S3).
 
@@ -214,37 +215,20 @@ class DrawdownLSTMAllocator(Strategy):
     label: ClassVar[str] = "E2E drawdown LSTM"
     learned: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        lam: float = 10.0,
-        lookback: int = 30,
-        hidden: int = 64,
-        lr: float = 5e-4,
-        epochs: int = 50,
-        batch_size: int = 64,
-        grad_clip: float = 1.0,
-        cost_in_loss: float = 0.0,
-        val_fraction: float = 0.1,
-        patience: int = 10,
-        retrain_every: int | None = None,
-        features: tuple[FeatureName, ...] = S3_FEATURES,
-        market_asset: str = "SPY",
-        seed: int = 0,
-    ) -> None:
-        self.lam = lam
-        self.lookback = lookback
-        self.hidden = hidden
-        self.lr = lr
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.grad_clip = grad_clip
-        self.cost_in_loss = cost_in_loss
-        self.val_fraction = val_fraction
-        self.patience = patience
-        self.retrain_every = retrain_every
-        self.features = features
-        self.market_asset = market_asset
-        self.seed = seed
+    lam: Annotated[float, Field(ge=0.0)] = 10.0
+    lookback: int = 30
+    hidden: int = 64
+    lr: float = 5e-4
+    epochs: int = 50
+    batch_size: int = 64
+    grad_clip: float = 1.0
+    cost_in_loss: float = 0.0
+    val_fraction: float = 0.1
+    patience: int = 10
+    retrain_every: Annotated[int | None, Field(ge=1)] = None
+    features: tuple[FeatureName, ...] = S3_FEATURES
+    market_asset: str = "SPY"
+    seed: int = 0
 
     @property
     def name(self) -> str:
@@ -432,7 +416,7 @@ class DrawdownLSTMAllocator(Strategy):
 
 # ------------------------------------------------------------------ config declarations
 DrawdownLSTMParams = params_model(
-    DrawdownLSTMAllocator.__init__,
+    DrawdownLSTMAllocator,
     "DrawdownLSTMParams",
     __name__,
     exclude={"lam", "retrain_every", "seed"},
@@ -440,19 +424,14 @@ DrawdownLSTMParams = params_model(
 
 
 @register_strategy
-class DrawdownAllocatorSpec(StrategySpec):
+class DrawdownAllocatorSpec(
+    spec_fields(DrawdownLSTMAllocator, exclude=set(DrawdownLSTMParams.model_fields))
+):
     """``e2e_drawdown`` (S3): an LSTM → softmax allocator trained on the drawdown loss."""
 
     kind: Literal["e2e_drawdown"]
-    lam: float = Field(10.0, ge=0.0)
-    retrain_every: int | None = Field(None, ge=1)
     params: DrawdownLSTMParams = Field(default_factory=DrawdownLSTMParams)  # type: ignore[valid-type]
     strategy_class: ClassVar = DrawdownLSTMAllocator
 
-    def build(self, context: BuildContext) -> Strategy:
-        return DrawdownLSTMAllocator(
-            **self.params.model_dump(),
-            lam=self.lam,
-            retrain_every=self.retrain_every,
-            seed=context.seed,
-        )
+    def arguments(self, context: BuildContext) -> dict[str, Any]:
+        return {**super().arguments(context), **self.params.model_dump()}

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 from abc import abstractmethod
 from collections import OrderedDict
-from typing import ClassVar, Self
+from typing import Annotated, ClassVar, Self
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from dynafolio.forecast.base import Forecaster
 from dynafolio.history import MarketHistory
+from dynafolio.settings import parameters
 from dynafolio.splits import RefitSchedule
 from dynafolio.strategies.base import Strategy, StreamSpec, normalise
 
@@ -96,6 +98,7 @@ def compute_stream(
     return out
 
 
+@parameters
 class ForecastStrategy(Strategy):
     """Base of every forecast-driven strategy: walk-forward forecasts + an allocation rule.
 
@@ -114,6 +117,8 @@ class ForecastStrategy(Strategy):
         Decisions between refits; None fits once on the training period.
     train_window : int, optional
         Periods of history per fit (rolling); None uses all history (expanding).
+    forecaster_label : str, optional
+        Model family shown in the name ("LSTM", "GRU"); default from the forecaster's class.
     """
 
     learned: ClassVar[bool] = True
@@ -122,15 +127,24 @@ class ForecastStrategy(Strategy):
     #: report counts such decisions. Rules that may hold cash set this to False.
     equal_weight_without_forecast: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        forecaster: Forecaster,
-        retrain_every: int | None = None,
-        train_window: int | None = None,
-    ) -> None:
-        self.forecaster = forecaster
-        self.retrain_every = retrain_every
-        self.train_window = train_window
+    forecaster: Forecaster
+    retrain_every: Annotated[
+        int | None,
+        Field(ge=1, description="decisions between walk-forward refits (None: fit once)"),
+    ] = None
+    train_window: Annotated[
+        int | None, Field(ge=10, description="periods of history per fit (None: expanding)")
+    ] = None
+    forecaster_label: str | None = None
+
+    @property
+    def family(self) -> str:
+        """The forecaster's family in display names: ``forecaster_label`` (its registered
+        label, "LSTM", "GRU") or else its class name without "Forecaster"."""
+        if self.forecaster_label:
+            return self.forecaster_label
+        name = type(self.forecaster).__name__
+        return name.removesuffix("Forecaster") or name
 
     @property
     def schedule(self) -> RefitSchedule:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import pandas as pd
 from pydantic import Field, model_validator
 
 from dynafolio.history import MarketHistory
+from dynafolio.settings import parameters
 from dynafolio.strategies.base import Strategy
-from dynafolio.strategies.registry import BuildContext, StrategySpec, register_strategy
+from dynafolio.strategies.registry import register_strategy, spec_fields
 
 
+@parameters
 class MomentumStrategy(Strategy):
     """Hold the ``top`` assets with the highest return over the last ``lookback`` periods,
     skipping the most recent ``skip`` (the classic 12-1 rule on monthly data), equally.
@@ -22,10 +24,9 @@ class MomentumStrategy(Strategy):
 
     label = "Momentum"
 
-    def __init__(self, lookback: int = 52, skip: int = 4, top: int = 5) -> None:
-        self.lookback = lookback
-        self.skip = skip
-        self.top = top
+    lookback: Annotated[int, Field(ge=2, description="periods of the trailing return")] = 52
+    skip: Annotated[int, Field(ge=0, description="most recent periods left out of it")] = 4
+    top: Annotated[int, Field(ge=1, description="assets held")] = 5
 
     @property
     def name(self) -> str:
@@ -46,13 +47,10 @@ class MomentumStrategy(Strategy):
 
 
 @register_strategy
-class MomentumSpec(StrategySpec):
+class MomentumSpec(spec_fields(MomentumStrategy)):
     """``momentum``: equal weight on the top assets by trailing return (skipping the latest)."""
 
     kind: Literal["momentum"]
-    lookback: int = Field(52, ge=2, description="periods of the trailing return")
-    skip: int = Field(4, ge=0, description="most recent periods left out of it")
-    top: int = Field(5, ge=1, description="assets held")
     strategy_class: ClassVar = MomentumStrategy
 
     @model_validator(mode="after")
@@ -60,6 +58,3 @@ class MomentumSpec(StrategySpec):
         if self.skip >= self.lookback:
             raise ValueError(f"skip ({self.skip}) must be shorter than lookback ({self.lookback})")
         return self
-
-    def build(self, context: BuildContext) -> Strategy:
-        return MomentumStrategy(lookback=self.lookback, skip=self.skip, top=self.top)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
@@ -10,10 +10,12 @@ from pydantic import Field
 
 from dynafolio.history import MarketHistory
 from dynafolio.rl.projection import top_k_weights
-from dynafolio.strategies.base import Strategy
-from dynafolio.strategies.registry import BuildContext, StrategySpec, register_strategy
+from dynafolio.settings import parameters
+from dynafolio.strategies.base import Strategy, TopK, TopKTau
+from dynafolio.strategies.registry import register_strategy, spec_fields
 
 
+@parameters
 class RandomTopKStrategy(Strategy):
     """Seeded random logits through the Top-K projection — what a Top-K policy earns by luck.
 
@@ -31,11 +33,10 @@ class RandomTopKStrategy(Strategy):
     label = "Random"
     seeded: ClassVar[bool] = True
 
-    def __init__(self, k: int = 5, tau: float = 0.0, hold: int = 1, seed: int = 0) -> None:
-        self.k = k
-        self.tau = tau
-        self.hold = hold
-        self.seed = seed
+    k: TopK = 5
+    tau: TopKTau = 0.0
+    hold: Annotated[int, Field(ge=1, description="decisions each random draw is kept")] = 1
+    seed: int = 0
 
     @property
     def name(self) -> str:
@@ -64,14 +65,8 @@ class RandomTopKStrategy(Strategy):
 
 
 @register_strategy
-class RandomTopKSpec(StrategySpec):
+class RandomTopKSpec(spec_fields(RandomTopKStrategy)):
     """``random_topk``: seeded random logits through the Top-K projection (a chance control)."""
 
     kind: Literal["random_topk"]
-    k: int = Field(5, ge=1)
-    tau: float = Field(0.0, ge=0.0, lt=1.0)
-    hold: int = Field(1, ge=1, description="decisions each random draw is kept")
     strategy_class: ClassVar = RandomTopKStrategy
-
-    def build(self, context: BuildContext) -> Strategy:
-        return RandomTopKStrategy(k=self.k, tau=self.tau, hold=self.hold, seed=context.seed)

@@ -11,8 +11,17 @@ A strategy kind is a pydantic *spec* â€” the settings a config entry may hold â€
         kind: Literal["equal_weight"]
         strategy_class: ClassVar = EqualWeightStrategy
 
-        def build(self, context: BuildContext) -> Strategy:
-            return EqualWeightStrategy()
+A strategy with parameters derives its spec from the class (:func:`spec_fields`), so each
+parameter is declared once, on the class::
+
+    @register_strategy
+    class MomentumSpec(spec_fields(MomentumStrategy)):
+        kind: Literal["momentum"]
+        strategy_class: ClassVar = MomentumStrategy
+
+:meth:`StrategySpec.build` passes the entry's values and what the run supplies (seed,
+transaction cost, risk-free rate, asset classes) to the class; a kind overrides it only to
+check or convert something.
 
 The experiment config accepts every registered kind (:func:`strategy_spec_union`), validates
 each entry completely before anything runs, and builds it with :meth:`StrategySpec.build`.
@@ -21,6 +30,7 @@ Forecasters are registered the same way (:mod:`dynafolio.forecast.registry`).
 
 from __future__ import annotations
 
+import inspect
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,8 +39,9 @@ from typing import Annotated, Any, ClassVar, Union
 from pydantic import AfterValidator, Field
 
 from dynafolio.backtest.constraints import PortfolioConstraints
+from dynafolio.forecast.registry import ForecasterSpec
 from dynafolio.paths import name_problem
-from dynafolio.settings import Settings
+from dynafolio.settings import Settings, params_model
 from dynafolio.strategies.base import Strategy
 
 __all__ = [
@@ -39,7 +50,9 @@ __all__ = [
     "ConstraintsSpec",
     "DisplayName",
     "StrategySpec",
+    "RUN_ARGUMENTS",
     "register_strategy",
+    "spec_fields",
     "strategy_spec_union",
 ]
 
@@ -138,8 +151,34 @@ class StrategySpec(Settings):
         """Whether the entry runs once per seed (learned strategies and random controls)."""
         return self.strategy_class.learned or self.strategy_class.seeded
 
-    def build(self, context: BuildContext) -> Strategy:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def build(self, context: BuildContext) -> Strategy:
+        """The strategy this entry declares, for the run's ``context``."""
+        return self.strategy_class(**self.arguments(context))
+
+    def arguments(self, context: BuildContext, cls: type[Strategy] | None = None) -> dict[str, Any]:
+        """The constructor arguments of ``cls`` (default ``strategy_class``): this entry's
+        value of each parameter it has, plus what the run supplies (:data:`RUN_ARGUMENTS`).
+
+        A forecaster spec is built for the context's seed and market, and its registered
+        label goes to the parameter ``<name>_label`` where the class has one."""
+        accepted = inspect.signature(cls or self.strategy_class).parameters
+        arguments = {}
+        for name in type(self).model_fields:
+            if name in accepted:
+                value = getattr(self, name)
+                if isinstance(value, ForecasterSpec):
+                    if f"{name}_label" in accepted:
+                        arguments[f"{name}_label"] = value.label
+                    value = value.build(context.seed, context.market)
+                arguments[name] = value
+        supplied = {
+            "seed": context.seed,
+            "transaction_cost": context.transaction_cost,
+            "risk_free_rate": context.risk_free_per_period,
+            "asset_classes": dict(context.asset_classes),
+        }
+        arguments.update({name: v for name, v in supplied.items() if name in accepted})
+        return arguments
 
     def all_tags(self) -> dict[str, str | int | float]:
         """The entry's tags: ``kind`` (and ``k``, ``model`` where the kind has them) plus
@@ -152,6 +191,27 @@ class StrategySpec(Settings):
         if forecaster is not None:
             tags["model"] = forecaster.model
         return {**tags, **self.tags}
+
+
+#: Constructor parameters a run supplies from its :class:`BuildContext`, never a config:
+#: ``seed``, ``transaction_cost``, ``risk_free_rate`` (per period) and ``asset_classes``.
+RUN_ARGUMENTS = frozenset({"seed", "transaction_cost", "risk_free_rate", "asset_classes"})
+
+
+def spec_fields(
+    cls: type[Strategy], exclude: set[str] | frozenset[str] = frozenset()
+) -> type[StrategySpec]:
+    """A :class:`StrategySpec` with one field per constructor parameter of ``cls`` (its
+    name, type, ``Annotated`` bounds and default), less :data:`RUN_ARGUMENTS` and
+    ``exclude``: the base a kind's spec derives from, so a parameter is declared once, on
+    the strategy class (:func:`dynafolio.settings.parameters`)."""
+    return params_model(
+        cls,
+        f"{cls.__name__}Settings",
+        cls.__module__,
+        exclude={*RUN_ARGUMENTS, *exclude},
+        base=StrategySpec,
+    )
 
 
 #: kind -> spec class, in registration order.

@@ -10,8 +10,9 @@ the standardised forecasts.
 
 from __future__ import annotations
 
+from dataclasses import field
 from pathlib import Path
-from typing import ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,6 @@ from dynafolio.backtest.costs import ProportionalCost
 from dynafolio.backtest.engine import rebalance_step
 from dynafolio.errors import DataError
 from dynafolio.forecast.base import Forecaster
-from dynafolio.forecast.registry import params_model
 from dynafolio.history import MarketHistory
 from dynafolio.rl.agent_file import TrainedAgent
 from dynafolio.rl.env import RETURN_CLIP, SCORE_CLIP, PortfolioEnv
@@ -30,15 +30,17 @@ from dynafolio.rl.projection import top_k_weights
 from dynafolio.rl.rewards import RewardSettings
 from dynafolio.rl.settings import PPOSettings
 from dynafolio.rl.training import train_agent
+from dynafolio.settings import parameters, params_model
 from dynafolio.splits import RefitSchedule
-from dynafolio.strategies.base import Strategy, StreamSpec
+from dynafolio.strategies.base import Strategy, StreamSpec, TopK, TopKTau
 from dynafolio.strategies.forecast import ForecastStream
-from dynafolio.strategies.registry import BuildContext, StrategySpec, register_strategy
+from dynafolio.strategies.registry import BuildContext, register_strategy, spec_fields
 from dynafolio.strategies.signal import ForecasterUnion, cross_sectional_zscore
 
 _NO_COST = ProportionalCost(0.0)
 
 
+@parameters
 class PPOAllocatorStrategy(Strategy):
     """PPO-only Top-K allocator; with a ``forecaster`` it becomes the hybrid LSTM+PPO.
 
@@ -71,33 +73,21 @@ class PPOAllocatorStrategy(Strategy):
     #: the holdings the previous block left (:meth:`hold_from`), not from cash.
     carries_holdings: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        k: int = 5,
-        tau: float = 0.0,
-        lookback: int = 30,
-        transaction_cost: float = 0.001,
-        lambda_sparse: float = 0.0,
-        settings: PPOSettings | None = None,
-        forecaster: Forecaster | None = None,
-        score_refit_every: int = 26,
-        score_initial_window: int = 104,
-        agent_path: str | None = None,
-        seed: int = 0,
-        reward: RewardSettings | None = None,
-    ) -> None:
-        self.k = k
-        self.tau = tau
-        self.lookback = lookback
-        self.transaction_cost = transaction_cost
-        self.lambda_sparse = lambda_sparse
-        self.settings = settings
-        self.forecaster = forecaster
-        self.score_refit_every = score_refit_every
-        self.score_initial_window = score_initial_window
-        self.agent_path = agent_path
-        self.seed = seed
-        self.reward = reward
+    k: TopK = 5
+    tau: TopKTau = 0.0
+    lookback: Annotated[int, Field(ge=1)] = 30
+    transaction_cost: float = 0.001
+    lambda_sparse: Annotated[float, Field(ge=0.0)] = 0.0
+    settings: PPOSettings = field(default_factory=PPOSettings)
+    forecaster: Forecaster | None = None
+    score_refit_every: Annotated[int, Field(ge=1)] = 26
+    score_initial_window: Annotated[int, Field(ge=10)] = 104
+    agent_path: str | None = None
+    seed: int = 0
+    reward: Annotated[
+        RewardSettings,
+        Field(description="log_return (default), differential_sharpe (eta) or downside (lam)"),
+    ] = field(default_factory=RewardSettings)
 
     @property
     def name(self) -> str:
@@ -275,47 +265,26 @@ def _standardise(forecast: pd.Series) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ config declarations
-PPOParams = params_model(PPOSettings.__init__, "PPOParams", __name__)
+PPOParams = params_model(PPOSettings, "PPOParams", __name__)
 
 
 @register_strategy
-class PPOSpec(StrategySpec):
+class PPOSpec(spec_fields(PPOAllocatorStrategy, exclude={"settings", "forecaster", "agent_path"})):
     """``ppo_topk`` (S1): a PPO Top-K allocator; with a ``forecaster`` the hybrid LSTM+PPO."""
 
     kind: Literal["ppo_topk"]
-    k: int = Field(5, ge=1)
-    tau: float = Field(0.0, ge=0.0, lt=1.0)
-    lookback: int = Field(30, ge=1)
-    lambda_sparse: float = Field(0.0, ge=0.0)
     ppo: PPOParams = Field(  # type: ignore[valid-type]
         default_factory=PPOParams, description="PPO hyper-parameters and training budget"
     )
     forecaster: ForecasterUnion | None = Field(None, description="hybrid: forecasts in the state")
-    score_refit_every: int = Field(26, ge=1)
-    score_initial_window: int = Field(104, ge=10)
     agent_path: Path | None = Field(None, description="load a saved agent instead of training")
-    reward: RewardSettings = Field(
-        default_factory=RewardSettings,
-        description="log_return (default), differential_sharpe (eta) or downside (lam)",
-    )
     strategy_class: ClassVar = PPOAllocatorStrategy
 
-    def build(self, context: BuildContext) -> Strategy:
+    def arguments(self, context: BuildContext) -> dict[str, Any]:
         settings = self.ppo.model_dump()
         settings["net_arch"] = tuple(settings["net_arch"])
-        return PPOAllocatorStrategy(
-            k=self.k,
-            tau=self.tau,
-            lookback=self.lookback,
-            transaction_cost=context.transaction_cost,
-            lambda_sparse=self.lambda_sparse,
-            settings=PPOSettings(**settings),
-            forecaster=None
-            if self.forecaster is None
-            else self.forecaster.build(context.seed, context.market),
-            score_refit_every=self.score_refit_every,
-            score_initial_window=self.score_initial_window,
-            agent_path=None if self.agent_path is None else str(self.agent_path),
-            seed=context.seed,
-            reward=self.reward,
-        )
+        return {
+            **super().arguments(context),
+            "settings": PPOSettings(**settings),
+            "agent_path": None if self.agent_path is None else str(self.agent_path),
+        }

@@ -22,18 +22,13 @@ import pandas as pd
 from pydantic import Field
 
 from dynafolio.errors import ConfigError
-from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.registry import forecaster_spec
 from dynafolio.history import MarketHistory
+from dynafolio.settings import parameters
 from dynafolio.strategies.base import Strategy
 from dynafolio.strategies.forecast import ForecastStrategy
-from dynafolio.strategies.registry import BuildContext, register_strategy
-from dynafolio.strategies.signal import (
-    ForecastDrivenSpec,
-    ForecasterUnion,
-    cross_sectional_zscore,
-    forecaster_family,
-)
+from dynafolio.strategies.registry import BuildContext, register_strategy, spec_fields
+from dynafolio.strategies.signal import FORECASTER, ForecasterUnion, cross_sectional_zscore
 
 
 def cap_positions(weights: np.ndarray, max_position: float) -> np.ndarray:
@@ -136,6 +131,7 @@ def rule_weights(
     return cap_positions(raw / gross, max_position)
 
 
+@parameters
 class PriceRuleStrategy(ForecastStrategy):
     """S4 weekly long-short rule on next-period price forecasts (see :func:`rule_weights`).
 
@@ -151,32 +147,21 @@ class PriceRuleStrategy(ForecastStrategy):
     forecaster : Forecaster
         Predicts next-period prices.
     max_position : float
-        Cap on ``|w_i|``.
-    label : str, optional
-        Model family shown in the name ("LSTM").
-    retrain_every, train_window
-        Walk-forward refitting, see :class:`ForecastStrategy`.
+        Cap on ``|w_i|`` (from a config: the entry's ``constraints.max_position``, the cap
+        the engine checks).
+    retrain_every, train_window, forecaster_label
+        Walk-forward refitting and the family's name, see :class:`ForecastStrategy`.
     """
 
     label = "Price rule"
     # Without forecasts the rule holds cash (its weights are 0), so no equal-weight fallback.
     equal_weight_without_forecast = False
 
-    def __init__(
-        self,
-        forecaster: Forecaster,
-        max_position: float = 1 / 3,
-        label: str | None = None,
-        retrain_every: int | None = None,
-        train_window: int | None = None,
-    ) -> None:
-        super().__init__(forecaster, retrain_every, train_window)
-        self.max_position = max_position
-        self.forecaster_label = label
+    max_position: float = 1 / 3
 
     @property
     def name(self) -> str:
-        return f"{forecaster_family(self.forecaster, self.forecaster_label)} price rule"
+        return f"{self.family} price rule"
 
     def fit(self, history: MarketHistory) -> Self:
         # Checked before training: a wrong target would otherwise surface only as nonsense
@@ -199,7 +184,7 @@ class PriceRuleStrategy(ForecastStrategy):
 
 # ------------------------------------------------------------------ config declarations
 @register_strategy
-class PriceRuleSpec(ForecastDrivenSpec):
+class PriceRuleSpec(spec_fields(PriceRuleStrategy, exclude=FORECASTER | {"max_position"})):
     """``price_rule`` (S4): buy the predicted risers, sell the predicted fallers."""
 
     kind: Literal["price_rule"]
@@ -226,8 +211,4 @@ class PriceRuleSpec(ForecastDrivenSpec):
                 f"price_rule caps each position at constraints.max_position, which is "
                 f"{limits.max_position}; set it to at most 1 (the source uses 1/3)"
             )
-        return PriceRuleStrategy(
-            self.forecaster.build(context.seed, context.market),
-            max_position=limits.max_position,
-            **self.walk(),
-        )
+        return PriceRuleStrategy(**self.arguments(context), max_position=limits.max_position)

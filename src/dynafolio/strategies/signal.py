@@ -26,7 +26,6 @@ from skfolio.optimization import HierarchicalRiskParity, MeanRisk, ObjectiveFunc
 from skfolio.prior import EmpiricalPrior
 
 from dynafolio.errors import DataError, OptimizationError
-from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.registry import (
     discover_forecasters,
     forecaster_spec,
@@ -34,9 +33,17 @@ from dynafolio.forecast.registry import (
 )
 from dynafolio.history import MarketHistory
 from dynafolio.rl.projection import top_k_weights
-from dynafolio.strategies.base import Strategy, estimation_returns, fit_skfolio, normalise
+from dynafolio.settings import parameters
+from dynafolio.strategies.base import (
+    EstimationWindow,
+    Strategy,
+    TopK,
+    TopKTau,
+    fit_skfolio,
+    normalise,
+)
 from dynafolio.strategies.forecast import ForecastStrategy
-from dynafolio.strategies.registry import BuildContext, StrategySpec, register_strategy
+from dynafolio.strategies.registry import BuildContext, register_strategy, spec_fields
 
 discover_forecasters()
 #: Any registered forecaster, chosen by ``model``.
@@ -66,17 +73,6 @@ def cross_sectional_zscore(values: np.ndarray, rtol: float = 1e-9) -> np.ndarray
     if values.size == 0 or np.ptp(values) <= rtol * np.abs(values).max():
         return np.zeros_like(values)
     return (values - values.mean()) / values.std()
-
-
-def forecaster_family(forecaster: Forecaster, label: str | None = None) -> str:
-    """Display name of the model family: ``label`` if given, else the class name.
-
-    ``LSTMForecaster`` becomes ``"LSTM"``, so strategy names read "LSTM Top-5".
-    """
-    if label:
-        return label
-    name = type(forecaster).__name__
-    return name.removesuffix("Forecaster") or name
 
 
 @dataclass
@@ -139,6 +135,7 @@ def _on_all_assets(weights: pd.Series, history: MarketHistory) -> pd.Series:
     return weights.reindex(history.assets, fill_value=0.0).astype(float)
 
 
+@parameters
 class TopKForecastStrategy(ForecastStrategy):
     """S1 "LSTM-only": Top-K softmax of standardised forecasts.
 
@@ -160,31 +157,18 @@ class TopKForecastStrategy(ForecastStrategy):
         Number of assets held (at most).
     tau : float
         Minimum weight kept after the softmax, in ``[0, 1)``.
-    label : str, optional
-        Model family shown in the name ("LSTM", "GRU"); default from the forecaster's class.
-    retrain_every, train_window
-        Walk-forward refitting, see :class:`ForecastStrategy`.
+    retrain_every, train_window, forecaster_label
+        Walk-forward refitting and the family's name, see :class:`ForecastStrategy`.
     """
 
     label = "Signal Top-K"
 
-    def __init__(
-        self,
-        forecaster: Forecaster,
-        k: int = 5,
-        tau: float = 0.0,
-        label: str | None = None,
-        retrain_every: int | None = None,
-        train_window: int | None = None,
-    ) -> None:
-        super().__init__(forecaster, retrain_every, train_window)
-        self.k = k
-        self.tau = tau
-        self.forecaster_label = label
+    k: TopK = 5
+    tau: TopKTau = 0.0
 
     @property
     def name(self) -> str:
-        family = forecaster_family(self.forecaster, self.forecaster_label)
+        family = self.family
         return f"{family} Top-{self.k}" + (f" (tau {self.tau:g})" if self.tau else "")
 
     def fit(self, history: MarketHistory) -> Self:
@@ -203,6 +187,7 @@ class TopKForecastStrategy(ForecastStrategy):
         return pd.Series(weights, index=history.assets)
 
 
+@parameters
 class _SignalRule(ForecastStrategy):
     """What the S2 allocation rules share: the forecaster's family in the display name
     (``"{family} {suffix}"``), and a fallback that a rule records, and reports, on each
@@ -213,19 +198,9 @@ class _SignalRule(ForecastStrategy):
     #: What the rule does instead when the forecasts give it nothing to act on.
     fallback: ClassVar[str]
 
-    def __init__(
-        self,
-        forecaster: Forecaster,
-        label: str | None = None,
-        retrain_every: int | None = None,
-        train_window: int | None = None,
-    ) -> None:
-        super().__init__(forecaster, retrain_every, train_window)
-        self.forecaster_label = label
-
     @property
     def name(self) -> str:
-        return f"{forecaster_family(self.forecaster, self.forecaster_label)} {self.suffix}"
+        return f"{self.family} {self.suffix}"
 
     def fit(self, history: MarketHistory) -> Self:
         self.fallbacks_ = _Fallbacks(self.fallback)
@@ -244,7 +219,7 @@ class SignalWeightStrategy(_SignalRule):
 
     Parameters
     ----------
-    forecaster, label, retrain_every, train_window
+    forecaster, retrain_every, train_window, forecaster_label
         As for :class:`TopKForecastStrategy`.
     """
 
@@ -260,6 +235,7 @@ class SignalWeightStrategy(_SignalRule):
         return _on_all_assets(normalise(scores), history)
 
 
+@parameters
 class SignalInverseVolStrategy(_SignalRule):
     """S2 signal-scaled inverse volatility: ``w ∝ clip(forecast, 0) / σ``.
 
@@ -272,7 +248,7 @@ class SignalInverseVolStrategy(_SignalRule):
 
     Parameters
     ----------
-    forecaster, label, retrain_every, train_window
+    forecaster, retrain_every, train_window, forecaster_label
         As for :class:`TopKForecastStrategy`.
     vol_window : int
         Periods in the volatility window (63 ≈ a quarter of trading days).
@@ -284,18 +260,8 @@ class SignalInverseVolStrategy(_SignalRule):
     suffix = "signal inv-vol"
     fallback = "plain inverse volatility"
 
-    def __init__(
-        self,
-        forecaster: Forecaster,
-        vol_window: int = 63,
-        min_periods: int = 10,
-        label: str | None = None,
-        retrain_every: int | None = None,
-        train_window: int | None = None,
-    ) -> None:
-        super().__init__(forecaster, label, retrain_every, train_window)
-        self.vol_window = vol_window
-        self.min_periods = min_periods
+    vol_window: int = 63
+    min_periods: int = 10
 
     def fit(self, history: MarketHistory) -> Self:
         if self.vol_window < 2:
@@ -322,7 +288,8 @@ class SignalInverseVolStrategy(_SignalRule):
         return _on_all_assets(normalise(sized), history)
 
 
-class ForecastMeanVarianceStrategy(_SignalRule):
+@parameters
+class ForecastMeanVarianceStrategy(EstimationWindow, _SignalRule):
     """S2 forecasts as expected returns of a long-only maximum-Sharpe portfolio (skfolio).
 
     Expected simple returns are the forecasts converted from log returns, ``exp(f) − 1``;
@@ -337,14 +304,11 @@ class ForecastMeanVarianceStrategy(_SignalRule):
 
     Parameters
     ----------
-    forecaster, label, retrain_every, train_window
+    forecaster, retrain_every, train_window, forecaster_label
         As for :class:`TopKForecastStrategy`.
-    window : int, optional
-        Periods of returns for the covariance; None uses all history.
-    min_coverage : float
-        Assets with valid returns on fewer than this fraction of the window are left out.
-    min_periods : int
-        Fewest complete rows the covariance may use; fewer raises :class:`DataError`.
+    window, min_coverage, min_periods
+        The covariance's estimation window (:class:`~dynafolio.strategies.base.EstimationWindow`,
+        the tradable assets with ``min_coverage`` of it; None: all history).
     risk_free_rate : float
         Per-period risk-free rate (simple, same frequency as the data).
     """
@@ -353,28 +317,11 @@ class ForecastMeanVarianceStrategy(_SignalRule):
     suffix = "forecast MVO"
     fallback = "minimum variance"
 
-    def __init__(
-        self,
-        forecaster: Forecaster,
-        window: int | None = 104,
-        min_coverage: float = 0.9,
-        min_periods: int = 26,
-        risk_free_rate: float = 0.0,
-        label: str | None = None,
-        retrain_every: int | None = None,
-        train_window: int | None = None,
-    ) -> None:
-        super().__init__(forecaster, label, retrain_every, train_window)
-        self.window = window
-        self.min_coverage = min_coverage
-        self.min_periods = min_periods
-        self.risk_free_rate = risk_free_rate
+    risk_free_rate: float = 0.0
 
     def allocate(self, forecast: pd.Series, history: MarketHistory) -> pd.Series:
         scores = _tradable_forecast(forecast, history, self.name)
-        returns = estimation_returns(
-            history, self.window, self.min_coverage, self.min_periods, self.name, scores.index
-        )
+        returns = self.estimation_sample(history, self.name, scores.index)
         expected = np.expm1(scores[returns.columns])
         if returns.shape[1] == 1:
             return _on_all_assets(pd.Series(1.0, index=returns.columns), history)
@@ -399,7 +346,8 @@ class ForecastMeanVarianceStrategy(_SignalRule):
         return _on_all_assets(_clean(weights, self.name, history), history)
 
 
-class ForecastHRPStrategy(_SignalRule):
+@parameters
+class ForecastHRPStrategy(EstimationWindow, _SignalRule):
     """S2 forecasts fed into HRP: Hierarchical Risk Parity over the assets forecast to rise.
 
     The forecast selects, HRP sizes: the candidates are the tradable assets with
@@ -410,7 +358,7 @@ class ForecastHRPStrategy(_SignalRule):
 
     Parameters
     ----------
-    forecaster, label, retrain_every, train_window
+    forecaster, retrain_every, train_window, forecaster_label
         As for :class:`TopKForecastStrategy`.
     window, min_coverage, min_periods
         Estimation window, as for :class:`ForecastMeanVarianceStrategy`.
@@ -420,26 +368,9 @@ class ForecastHRPStrategy(_SignalRule):
     suffix = "forecast HRP"
     fallback = "HRP over every tradable asset"
 
-    def __init__(
-        self,
-        forecaster: Forecaster,
-        window: int | None = 104,
-        min_coverage: float = 0.9,
-        min_periods: int = 26,
-        label: str | None = None,
-        retrain_every: int | None = None,
-        train_window: int | None = None,
-    ) -> None:
-        super().__init__(forecaster, label, retrain_every, train_window)
-        self.window = window
-        self.min_coverage = min_coverage
-        self.min_periods = min_periods
-
     def allocate(self, forecast: pd.Series, history: MarketHistory) -> pd.Series:
         scores = _tradable_forecast(forecast, history, self.name)
-        candidates = estimation_returns(
-            history, self.window, self.min_coverage, self.min_periods, self.name, scores.index
-        ).columns
+        candidates = self.estimation_sample(history, self.name, scores.index).columns
         chosen = candidates[(scores[candidates] > 0).to_numpy()]
         if chosen.empty:
             self.fallbacks_.record("no forecast was positive")
@@ -447,9 +378,7 @@ class ForecastHRPStrategy(_SignalRule):
         if len(chosen) == 1:
             return _on_all_assets(pd.Series(1.0, index=chosen), history)
         # Re-read the window for the chosen assets only: fewer columns, fewer dropped rows.
-        returns = estimation_returns(
-            history, self.window, self.min_coverage, self.min_periods, self.name, chosen
-        )
+        returns = self.estimation_sample(history, self.name, chosen)
         weights = fit_skfolio(HierarchicalRiskParity(), returns)
         return _on_all_assets(_clean(weights, self.name, history), history)
 
@@ -462,38 +391,19 @@ def _clean(weights: pd.Series, name: str, history: MarketHistory) -> pd.Series:
 
 
 # ------------------------------------------------------------------ config declarations
-class ForecastDrivenSpec(StrategySpec):
-    """Walk-forward settings shared by the forecast-driven kinds."""
-
-    retrain_every: int | None = Field(
-        None, ge=1, description="decisions between walk-forward refits (None: fit once)"
-    )
-    train_window: int | None = Field(
-        None, ge=10, description="periods of history per fit (None: expanding)"
-    )
-
-    def walk(self) -> dict:
-        return {"retrain_every": self.retrain_every, "train_window": self.train_window}
+#: A forecaster parameter comes from a config's ``forecaster`` entry (built per seed, its
+#: registered label naming the family); the rest of a forecast-driven class's parameters
+#: are the entry's own.
+FORECASTER = frozenset({"forecaster", "forecaster_label"})
 
 
 @register_strategy
-class TopKSpec(ForecastDrivenSpec):
+class TopKSpec(spec_fields(TopKForecastStrategy, exclude=FORECASTER)):
     """``forecast_topk`` (S1 LSTM-only): forecasts through the Top-K softmax projection."""
 
     kind: Literal["forecast_topk"]
-    k: int = Field(5, ge=1)
-    tau: float = Field(0.0, ge=0.0, lt=1.0)
     forecaster: ForecasterUnion = Field(default_factory=lambda: forecaster_spec("univariate_lstm"))
     strategy_class: ClassVar = TopKForecastStrategy
-
-    def build(self, context: BuildContext) -> Strategy:
-        return TopKForecastStrategy(
-            self.forecaster.build(context.seed, context.market),
-            k=self.k,
-            tau=self.tau,
-            label=self.forecaster.label,
-            **self.walk(),
-        )
 
 
 _ALLOCATIONS = {
@@ -505,7 +415,7 @@ _ALLOCATIONS = {
 
 
 @register_strategy
-class SignalSpec(ForecastDrivenSpec):
+class SignalSpec(spec_fields(ForecastStrategy, exclude=FORECASTER)):
     """``forecast_signal`` (S2): long-only weights from forecasts — ``clip`` (w ∝ max(f, 0)),
     ``inverse_vol`` (signal × inverse volatility), ``mean_variance`` (forecasts as expected
     returns, skfolio) or ``hrp`` (HRP over the assets forecast to rise)."""
@@ -516,11 +426,5 @@ class SignalSpec(ForecastDrivenSpec):
     strategy_class: ClassVar = SignalWeightStrategy  # every allocation is learned alike
 
     def build(self, context: BuildContext) -> Strategy:
-        extra = {"risk_free_rate": context.risk_free_per_period}
         cls = _ALLOCATIONS[self.allocation]
-        return cls(
-            self.forecaster.build(context.seed, context.market),
-            label=self.forecaster.label,
-            **(extra if cls is ForecastMeanVarianceStrategy else {}),
-            **self.walk(),
-        )
+        return cls(**self.arguments(context, cls))
