@@ -69,8 +69,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from dynafolio.data import load_dataset
 from dynafolio.features import prepare_prices
-from dynafolio.rl.env import ACTION_BOUND, RETURN_CLIP, RUIN_REWARD, PortfolioEnv
+from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.settings import PPOSettings
+from dynafolio.rl.task import ACTION_BOUND, RETURN_CLIP, RUIN_REWARD
 from dynafolio.rl.vec_env import BatchedPortfolioVecEnv
 
 TOLERANCE = 1e-9

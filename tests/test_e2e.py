@@ -13,8 +13,8 @@ from dynafolio.backtest import run_backtest
 from dynafolio.errors import DataError
 from dynafolio.features import rolling_volatility, rsi
 from dynafolio.history import MarketHistory
-from dynafolio.strategies.e2e import (
-    DrawdownLSTMAllocator,
+from dynafolio.strategies.e2e import DrawdownLSTMAllocator
+from dynafolio.strategies.e2e_model import (
     drawdown_loss,
     features_for_allocation,
     net_portfolio_returns,

@@ -12,7 +12,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from dynafolio.backtest.costs import ProportionalCost
 from dynafolio.backtest.engine import simulate
 from dynafolio.errors import DataError
-from dynafolio.rl.env import RUIN_REWARD, PortfolioEnv
+from dynafolio.rl.env import PortfolioEnv
+from dynafolio.rl.task import RUIN_REWARD
 from dynafolio.rl.vec_env import BatchedPortfolioVecEnv
 
 N_PERIODS, N_ASSETS, LATE = 90, 6, 25

@@ -88,6 +88,8 @@ def test_partial_directories_that_may_be_in_use_are_only_reported(tmp_path):
 
 
 def test_ppo_training_leaves_no_temporary_folders(tmp_path, monkeypatch):
+    import torch._dynamo  # noqa: F401 - its import makes torch's own cache folder in the temp dir
+
     from dynafolio.rl.settings import PPOSettings
     from dynafolio.rl.training import train_agent
 

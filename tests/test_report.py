@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from dynafolio.backtest.result import BacktestResult
-from dynafolio.report import format_table, plots, style, write_report
+from dynafolio.report import format_table, plots, style, weight_plots, write_report
 from dynafolio.report.tables import best_by_column
 from dynafolio.results.result import ExperimentResult, StrategyRuns
 
@@ -240,8 +240,10 @@ def test_plot_functions_write_png(result: ExperimentResult, tmp_path) -> None:
     paths = [
         plots.plot_equity_curves(result, tmp_path / "eq.png"),
         plots.plot_drawdowns(result, tmp_path / "dd.png"),
-        plots.plot_weights_over_time(runs, tmp_path / "w.png", max_assets=3, asset_order=ASSETS),
-        plots.plot_average_weights(runs, tmp_path / "avg.png"),
+        weight_plots.plot_weights_over_time(
+            runs, tmp_path / "w.png", max_assets=3, asset_order=ASSETS
+        ),
+        weight_plots.plot_average_weights(runs, tmp_path / "avg.png"),
         plots.plot_metric_bars(result, tmp_path / "cagr.png", metric="cagr"),
     ]
     for path in paths:
@@ -289,3 +291,28 @@ def test_interactive_charts_render_in_headless_chromium_without_a_network(result
     for chart in ("chart-equity", "chart-drawdowns", "chart-sharpe"):
         block = dom.split(f'id="{chart}"', 1)[1][:20000]
         assert 'class="main-svg"' in block, chart
+
+
+def test_analysis_tables_hold_numbers_until_the_report_formats_them(tmp_path):
+    from dynafolio.report.tables import format_analysis
+    from dynafolio.results.tables import analysis_table
+
+    frame = analysis_table(
+        {
+            ("noise", "A"): {"Sharpe": 1.234, "Sharpe sd": 0.1, "Δ": 0.5, "Δ low": -0.1,
+                             "Δ high": 1.2, "p": 0.0004, "verdict": "learns"},
+            ("noise", "B"): {"Sharpe": -0.5, "Sharpe sd": np.nan, "Δ": np.nan, "Δ low": np.nan,
+                             "Δ high": np.nan, "p": 0.2, "verdict": "reference"},
+        },
+        index_name=("market", "strategy"),
+        formats={"Δ": "signed", "Δ low": "signed", "Δ high": "signed", "p": "p"},
+        intervals={"95% CI of Δ": ("Δ low", "Δ high")},
+        spreads={"Sharpe": "Sharpe sd"},
+    )  # fmt: skip
+    frame.to_csv(tmp_path / "t.csv")
+    back = pd.read_csv(tmp_path / "t.csv", index_col=[0, 1])
+    assert back["p"].tolist() == [0.0004, 0.2]  # the file keeps the numbers
+    shown = format_analysis(frame)
+    assert list(shown.columns) == ["Sharpe", "Δ", "95% CI of Δ", "p", "verdict"]
+    assert shown.iloc[0].tolist() == ["1.23 ± 0.10", "+0.50", "[-0.10, +1.20]", "<0.001", "learns"]
+    assert shown.iloc[1].tolist() == ["-0.50", "–", "–", "0.200", "reference"]

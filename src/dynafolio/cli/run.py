@@ -134,7 +134,7 @@ def run(
             f"({prepared.prices.index[0].date()}..{prepared.prices.index[-1].date()})"
         )
         with progress_bars() as factory, reporting_progress(factory):
-            result = run_experiment(cfg, prepared=prepared, progress=factory, executor=workers)
+            result = run_experiment(composed.context, progress=factory, executor=workers)
         manifest = build_manifest(cfg, result, prepared.source, prepared.source_sha256)
         written = write_run(result, manifest, out, write_report, tensorboard=tensorboard)
     _print_results(result)

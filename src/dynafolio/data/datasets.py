@@ -12,8 +12,9 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from dynafolio.data.io import DATE_UNIT, read_prices
+from dynafolio.data.io import read_prices
 from dynafolio.data.markets import MARKET_KINDS, KnownMarket, generate_market
+from dynafolio.data.parsing import DATE_UNIT
 from dynafolio.data.validate import validate_prices
 from dynafolio.errors import DataError
 

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from dynafolio.data.io import DATE_UNIT
+from dynafolio.data.parsing import DATE_UNIT
 from dynafolio.settings import Settings
 
 __all__ = ["MARKET_KINDS", "KnownMarket", "MarketSettings", "best_forecast", "generate_market"]

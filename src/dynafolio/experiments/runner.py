@@ -52,7 +52,7 @@ Analyse = Callable[[ExperimentResult, AnalysisContext], dict[str, pd.DataFrame]]
 
 
 def run_experiment(
-    config: ExperimentConfig,
+    config: ExperimentConfig | RunContext,
     *,
     prepared: PreparedData | None = None,
     progress: ProgressFactory | None = None,
@@ -60,6 +60,9 @@ def run_experiment(
     analyse: Analyse | None = None,
 ) -> ExperimentResult:
     """Backtest every strategy of ``config`` on the test period and score them.
+
+    ``config`` may be an already planned run (:meth:`RunContext.build`, as
+    :func:`dynafolio.studies.compose_config` gives it), which is then not planned again.
 
     The work is a graph of tasks (:mod:`dynafolio.experiments.tasks`) run by ``executor``
     (default: in this process); the result is the same whatever runs it. ``analyse`` adds
@@ -72,7 +75,7 @@ def run_experiment(
 
 
 def run_experiments(
-    configs: list[ExperimentConfig],
+    configs: list[ExperimentConfig | RunContext],
     *,
     prepared: list[PreparedData | None] | None = None,
     progress: ProgressFactory | None = None,
@@ -85,10 +88,13 @@ def run_experiments(
     prepared = prepared or [None] * len(configs)
     contexts = []
     for config, data in zip(configs, prepared, strict=True):
-        data = data or load_prices(config)
-        context = RunContext.build(config, data)
+        if isinstance(config, RunContext):
+            context, data = config, config.prepared
+        else:
+            data = data or load_prices(config)
+            context = RunContext.build(config, data)
         check_history(data.prices.loc[context.folds[0].train_dates], 2, data.source)
-        check_n_assets(data.prices.shape[1], 1, f"experiment {config.name!r}")
+        check_n_assets(data.prices.shape[1], 1, f"experiment {context.config.name!r}")
         contexts.append(context)
     graphs = [build_tasks(context) for context in contexts]
     if len(contexts) == 1:

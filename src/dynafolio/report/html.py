@@ -18,11 +18,12 @@ from markupsafe import Markup
 import dynafolio
 from dynafolio.metrics import METRIC_INFO
 from dynafolio.paths import file_stem
-from dynafolio.report import interactive, plots
+from dynafolio.report import interactive, plots, weight_plots
 from dynafolio.report.tables import (
     COLUMN_LABELS,
     MISSING,
     best_by_column,
+    format_analysis,
     format_cell,
     format_table,
     format_value,
@@ -218,14 +219,14 @@ def _make_plots(result: ExperimentResult, plot_dir: Path) -> dict[str, Any]:
         images["panels"] = _data_uri(path)
     for i, runs in enumerate(r for r in result.strategies if r.learned):
         path = plot_dir / f"average_weights_{i:02d}_{file_stem(runs.name)}.png"
-        plots.plot_average_weights(runs, path, asset_order=asset_order)
+        weight_plots.plot_average_weights(runs, path, asset_order=asset_order)
         images["average_weights"].append({"name": runs.name, "uri": _data_uri(path)})
     if "sharpe" in result.table.columns and len(result.table):
         path = plots.plot_metric_bars(result, plot_dir / "sharpe.png", metric="sharpe")
         images["sharpe"] = _data_uri(path)
     for i, runs in enumerate(result.strategies):
         path = plot_dir / f"weights_{i:02d}_{file_stem(runs.name)}.png"
-        plots.plot_weights_over_time(runs, path, asset_order=asset_order)
+        weight_plots.plot_weights_over_time(runs, path, asset_order=asset_order)
         images["weights"].append({"name": runs.name, "uri": _data_uri(path)})
     return images
 
@@ -258,6 +259,8 @@ def _extra_tables(result: ExperimentResult) -> list[dict[str, Any]]:
                 ):
                     shown[column] = frame[column].map(lambda v: f"{v:,.3g}")
             frame = shown
+        else:
+            frame = format_analysis(frame)
         html = frame.to_html(
             classes="extra",
             border=0,

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import (
     FixedLocator,
@@ -26,9 +25,9 @@ from matplotlib.ticker import (
 
 from dynafolio.report.style import (
     BENCHMARK_COLOR,
-    DPI,
-    OTHER_COLOR,
-    asset_colors,
+    LEGEND,
+    date_axis,
+    save_figure,
     strategy_styles,
 )
 from dynafolio.report.tables import COLUMN_LABELS, PERCENT_COLUMNS, format_value
@@ -36,29 +35,10 @@ from dynafolio.results.result import ExperimentResult, StrategyRuns
 
 __all__ = [
     "fold_starts",
-    "plot_average_weights",
     "plot_drawdowns",
     "plot_equity_curves",
     "plot_metric_bars",
-    "plot_weights_over_time",
 ]
-
-_LEGEND = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": 8, "frameon": False}
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
-    # A bare Figure is not registered with pyplot, so clearing it is all the closing it needs.
-    fig.clear()
-    return path
-
-
-def _date_axis(ax) -> None:
-    locator = AutoDateLocator(minticks=4, maxticks=10)
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
 
 
 def _equity(runs: StrategyRuns) -> pd.Series:
@@ -96,10 +76,10 @@ def _line_chart(result: ExperimentResult, series: dict[str, pd.Series], ax) -> N
     styles = strategy_styles(list(series), result.benchmark, indices)
     for name, values in series.items():
         ax.plot(values.index, values.to_numpy(dtype=float), label=name, **styles[name])
-    _date_axis(ax)
+    date_axis(ax)
     ax.grid(True, which="major", alpha=0.3)
     ax.margins(x=0.01)
-    ax.legend(**_LEGEND)
+    ax.legend(**LEGEND)
 
 
 def fold_starts(result: ExperimentResult) -> list[pd.Timestamp]:
@@ -148,7 +128,7 @@ def plot_equity_curves(result: ExperimentResult, path: str | Path) -> Path:
     ax.set_ylabel("Net equity (start = 1, log scale)")
     period = _mark_folds(result, ax)
     ax.set_title(f"Equity curves, {period} (net of costs, mean over seeds)", loc="left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_drawdowns(result: ExperimentResult, path: str | Path) -> Path:
@@ -174,7 +154,7 @@ def plot_drawdowns(result: ExperimentResult, path: str | Path) -> Path:
     ax.set_ylabel("Drawdown from peak")
     period = _mark_folds(result, ax)
     ax.set_title(f"Drawdowns, {period} (net of costs, mean over seeds)", loc="left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_drawdown_panels(
@@ -201,155 +181,7 @@ def plot_drawdown_panels(
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
         ax.set_title(title, loc="left")
         ax.set_ylabel("Drawdown")
-    return _save(fig, path)
-
-
-def _top_assets(weights: pd.DataFrame, max_assets: int) -> tuple[pd.DataFrame, bool]:
-    """Keep the ``max_assets`` largest average weights; sum the rest into ``other``."""
-    mean = weights.mean(axis=0).sort_values(ascending=False, kind="stable")
-    keep = list(mean.index[:max_assets])
-    shown = weights[keep].copy()
-    rest = [c for c in weights.columns if c not in keep]
-    has_other = bool(rest) and bool((weights[rest].abs() > 1e-12).to_numpy().any())
-    if has_other:
-        shown["other"] = weights[rest].sum(axis=1)
-    return shown, has_other
-
-
-def plot_weights_over_time(
-    runs: StrategyRuns,
-    path: str | Path,
-    max_assets: int = 12,
-    asset_order: Sequence[str] | None = None,
-) -> Path:
-    """Stacked area of the held weights (mean over seeds) through the test period.
-
-    Parameters
-    ----------
-    runs : StrategyRuns
-        The strategy; weights are ``runs.mean_weights()``, held from each decision date until
-        the next, so the areas are drawn as steps.
-    path : str or Path
-        Where to write the PNG.
-    max_assets : int, default 12
-        The assets with the highest average weight are shown; the others are summed into a
-        grey "other" band.
-    asset_order : sequence of str, optional
-        Universe order fixing each asset's colour across strategies (see :func:`asset_colors`).
-
-    Returns
-    -------
-    Path
-    """
-    weights = runs.mean_weights().astype(float).fillna(0.0)
-    fig = Figure(figsize=(6.4, 3.0))
-    ax = fig.subplots()
-    if weights.empty:
-        ax.text(0.5, 0.5, "no weights recorded", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(runs.name, loc="left", fontsize=10)
-        return _save(fig, path)
-    shown, has_other = _top_assets(weights, max_assets)
-    colors = asset_colors(list(weights.columns), asset_order)
-    colors["other"] = OTHER_COLOR
-    # Extend the last holding to the end of its period so the final step is visible.
-    x = list(weights.index)
-    end = runs.first.ledger.index[-1] if len(runs.first.ledger) else None
-    if end is not None and end > x[-1]:
-        x.append(end)
-        shown = pd.concat([shown, shown.iloc[[-1]]])
-    x_values = pd.DatetimeIndex(x)
-    if (shown.to_numpy() < -1e-12).any():
-        # Stacking is meaningless with short positions: draw each weight as its own line.
-        for col in shown.columns:
-            ax.step(
-                x_values,
-                shown[col].to_numpy(),
-                where="post",
-                color=colors[col],
-                linewidth=1.0,
-                label=col,
-            )
-        ax.axhline(0.0, color="grey", linewidth=0.8)
-    else:
-        base = np.zeros(len(shown))
-        for col in shown.columns:
-            top = base + shown[col].to_numpy()
-            ax.fill_between(
-                x_values, base, top, step="post", color=colors[col], linewidth=0, label=col
-            )
-            base = top
-        ax.set_ylim(0, max(1.0, float(base.max())) * 1.0)
-    _date_axis(ax)
-    ax.tick_params(labelsize=8)
-    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
-    ax.margins(x=0)
-    ax.set_title(runs.name, loc="left", fontsize=10)
-    # Reverse so the legend reads top-to-bottom in the same order as the stacked bands.
-    handles, labels = ax.get_legend_handles_labels()
-    ax.legend(
-        handles[::-1],
-        labels[::-1],
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1.0),
-        fontsize=7,
-        frameon=False,
-        ncols=1 if len(labels) <= 13 else 2,
-    )
-    if has_other:
-        ax.text(
-            1.0,
-            -0.16,
-            f"other = {weights.shape[1] - max_assets} smaller assets",
-            transform=ax.transAxes,
-            ha="right",
-            va="top",
-            fontsize=7,
-            color="dimgrey",
-        )
-    return _save(fig, path)
-
-
-def plot_average_weights(
-    runs: StrategyRuns, path: str | Path, asset_order: Sequence[str] | None = None
-) -> Path:
-    """Horizontal bars of the average held weight per asset (non-zero ones, largest on top).
-
-    Parameters
-    ----------
-    runs : StrategyRuns
-        Weights are ``runs.mean_weights()`` averaged over time.
-    path : str or Path
-        Where to write the PNG.
-    asset_order : sequence of str, optional
-        Universe order fixing colours (see :func:`asset_colors`).
-
-    Returns
-    -------
-    Path
-    """
-    mean = runs.mean_weights().astype(float).mean(axis=0)
-    mean = mean[mean.abs() > 1e-6].sort_values(ascending=True, kind="stable")
-    colors = asset_colors(list(mean.index), asset_order)
-    fig = Figure(figsize=(6.4, max(1.6, 0.28 * len(mean) + 0.9)))
-    ax = fig.subplots()
-    ax.barh(list(mean.index), mean.to_numpy(), color=[colors[a] for a in mean.index])
-    for y, value in enumerate(mean.to_numpy()):
-        ax.annotate(
-            f"{value:.1%}",
-            (value, y),
-            xytext=(3 if value >= 0 else -3, 0),
-            textcoords="offset points",
-            va="center",
-            ha="left" if value >= 0 else "right",
-            fontsize=7,
-        )
-    ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
-    ax.axvline(0.0, color="grey", linewidth=0.8)
-    ax.tick_params(labelsize=8)
-    ax.margins(x=0.12)
-    ax.grid(True, axis="x", alpha=0.3)
-    ax.set_title(f"{runs.name}: average held weight", loc="left", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_metric_bars(result: ExperimentResult, path: str | Path, metric: str = "sharpe") -> Path:
@@ -431,4 +263,4 @@ def plot_metric_bars(result: ExperimentResult, path: str | Path, metric: str = "
     else:
         suffix = " (error bars: ±1 std over seeds)" if (errors > 0).any() else ""
     ax.set_title(f"{label} by strategy, test period{suffix}", loc="left")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,14 +1,26 @@
-"""How the report draws strategies and assets: line styles, colours and the figure
-resolution, identical in every chart of one report (PNG and interactive)."""
+"""How the report draws strategies and assets: line styles, colours, the legend, date axes and
+the figure resolution, identical in every chart of one report (PNG and interactive)."""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Collection, Sequence
+from pathlib import Path
 
 import matplotlib
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
 
-__all__ = ["BENCHMARK_COLOR", "DPI", "OTHER_COLOR", "asset_colors", "strategy_styles"]
+__all__ = [
+    "BENCHMARK_COLOR",
+    "DPI",
+    "LEGEND",
+    "OTHER_COLOR",
+    "asset_colors",
+    "date_axis",
+    "save_figure",
+    "strategy_styles",
+]
 
 DPI = 110
 BENCHMARK_COLOR = "black"
@@ -102,3 +114,23 @@ def asset_colors(assets: Sequence[str], asset_order: Sequence[str] | None = None
             # crc32 rather than hash(): Python's str hash is salted per process.
             colors[asset] = palette[zlib.crc32(str(asset).encode()) % len(palette)]
     return colors
+
+
+LEGEND = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": 8, "frameon": False}
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at the report's resolution (creating the folder) and free it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    # A bare Figure is not registered with pyplot, so clearing it is all the closing it needs.
+    fig.clear()
+    return path
+
+
+def date_axis(ax) -> None:
+    """Concise date ticks, 4 to 10 of them, on ``ax``'s x axis."""
+    locator = AutoDateLocator(minticks=4, maxticks=10)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))

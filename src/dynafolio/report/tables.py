@@ -1,8 +1,9 @@
-"""Turn metric tables into the strings a reader sees (HTML report and terminal alike).
+"""Turn metric and analysis tables into the strings a reader sees (HTML report and terminal).
 
 Nothing here computes a metric: the numbers arrive in ``ExperimentResult.table`` (one row per
-strategy, ``<metric>`` = mean over seeds, ``<metric>_std`` = standard deviation over seeds) and
-this module only decides how they are printed and which value of a column is the best.
+strategy, ``<metric>`` = mean over seeds, ``<metric>_std`` = standard deviation over seeds)
+and in the studies' analysis tables (:func:`dynafolio.results.tables.analysis_table`), and this
+module only decides how they are printed and which value of a column is the best.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from dynafolio.metrics import METRIC_INFO, METRICS
+from dynafolio.results.tables import ColumnFormat, column_formats
 
 __all__ = [
     "COLUMN_LABELS",
@@ -20,6 +22,7 @@ __all__ = [
     "LOWER_IS_BETTER",
     "PERCENT_COLUMNS",
     "best_by_column",
+    "format_analysis",
     "format_cell",
     "format_table",
     "format_value",
@@ -171,3 +174,64 @@ def best_by_column(table: pd.DataFrame, keys: Iterable[str] | None = None) -> di
         shown = values.map(lambda v, k=key: format_value(k, v))
         best[key] = set(shown.index[shown == format_value(key, target)])
     return best
+
+
+def format_number(value: object, kind: ColumnFormat) -> str:
+    """One analysis-table cell as text (:data:`~dynafolio.results.tables.ColumnFormat`)."""
+    if kind == "text":
+        return (
+            MISSING
+            if value is None or (isinstance(value, float) and math.isnan(value))
+            else str(value)
+        )
+    if _is_missing(value):
+        return MISSING
+    number = float(value)  # type: ignore[arg-type]
+    if kind == "signed":
+        return f"{number:+.2f}"
+    if kind == "percent":
+        return f"{number:.0%}"
+    if kind == "signed_percent":
+        return f"{number:+.1%}"
+    if kind == "weight":
+        return f"{number:.1%}"
+    if kind == "p":
+        return "<0.001" if number < 0.001 else f"{number:.3f}"
+    if kind == "count":
+        return f"{round(number):d}"
+    return f"{number:.2f}"
+
+
+def format_analysis(frame: pd.DataFrame) -> pd.DataFrame:
+    """An analysis table's numbers as display strings: each column in its declared format,
+    an interval's two ends as one ``[low, high]`` column and a mean with its spread over
+    seeds as ``mean ± sd`` (:func:`~dynafolio.results.tables.analysis_table`)."""
+    kinds = column_formats(frame)
+    spreads = frame.attrs.get("spreads", {})
+    lows = {low: (label, high) for label, (low, high) in frame.attrs.get("intervals", {}).items()}
+    hidden = set(spreads.values()) | {high for _, high in lows.values()}
+    out: dict = {}
+    for column in frame.columns:
+        if column in hidden:
+            continue
+        kind = kinds[column]
+        cells = [format_number(v, kind) for v in frame[column]]
+        if column in lows:
+            label, high = lows[column]
+            ends = [format_number(v, kind) for v in frame[high]]
+            out[label] = [
+                MISSING if a == b == MISSING else f"[{a}, {b}]"
+                for a, b in zip(cells, ends, strict=True)
+            ]
+            continue
+        if column in spreads:
+            spread_kind: ColumnFormat = "number" if kind == "signed" else kind
+            spread = [format_number(v, spread_kind) for v in frame[spreads[column]]]
+            cells = [
+                c if c == MISSING or s == MISSING else f"{c} ± {s}"
+                for c, s in zip(cells, spread, strict=True)
+            ]
+        out[column] = cells
+    shown = pd.DataFrame(out, index=frame.index, dtype=object)
+    shown.index.name = frame.index.name
+    return shown

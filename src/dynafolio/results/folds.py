@@ -13,6 +13,7 @@ import pandas as pd
 
 from dynafolio import metrics
 from dynafolio.results.result import ExperimentResult
+from dynafolio.results.tables import analysis_table
 
 
 def _span(dates: pd.DatetimeIndex) -> str:
@@ -65,37 +66,54 @@ def _fold_summary(result: ExperimentResult, sharpe: pd.DataFrame) -> pd.DataFram
             np.mean([(1 + r.net_returns.loc[fold.test_dates]).prod() - 1 for r in bench_runs.runs])
         )
         rows[label] = {
-            "models fitted on": f"{_span(fold.train_dates)} ({len(fold.train_dates)})",
-            "test block": f"{_span(fold.test_dates)} ({len(fold.test_dates)})",
-            f"{benchmark} return": f"{bench_return:+.1%}",
-            f"{benchmark} Sharpe": f"{sharpe.loc[benchmark, label]:.2f}",
-            "highest Sharpe": f"{best} ({column.max():.2f})" if len(column) else "—",
+            "models fitted on": _span(fold.train_dates),
+            "training periods": len(fold.train_dates),
+            "test block": _span(fold.test_dates),
+            "test periods": len(fold.test_dates),
+            f"{benchmark} return": bench_return,
+            f"{benchmark} Sharpe": float(sharpe.loc[benchmark, label]),
+            "highest Sharpe": float(column.max()) if len(column) else np.nan,
+            "strategy with the highest Sharpe": best,
         }
-    table = pd.DataFrame(rows).T
-    table.index.name = "fold"
-    table.attrs["caption"] = (
-        "One row per walk-forward fold: every model, scaler and optimiser is refit on the data "
-        "before its test block (periods in brackets); the blocks join into the out-of-sample "
-        "record scored in the main table. The first trade of a block starts from the holdings "
-        "the previous block left, and pays for the change; a PPO agent's state at that first "
-        "decision holds those drifted holdings too."
+    return analysis_table(
+        rows,
+        index_name="fold",
+        formats={
+            "training periods": "count",
+            "test periods": "count",
+            f"{benchmark} return": "signed_percent",
+        },
+        caption=(
+            "One row per walk-forward fold: every model, scaler and optimiser is refit on the "
+            "data before its test block; the blocks join into the out-of-sample record scored "
+            "in the main table. The first trade of a block starts from the holdings the "
+            "previous block left, and pays for the change; a PPO agent's state at that first "
+            "decision holds those drifted holdings too."
+        ),
     )
-    return table
 
 
 def _by_fold(result: ExperimentResult, sharpe: pd.DataFrame) -> pd.DataFrame:
-    table = sharpe.map(lambda v: "—" if not np.isfinite(v) else f"{v:.2f}")
     wins = (sharpe.gt(sharpe.loc[result.benchmark], axis=1)).sum(axis=1)
-    table[f"blocks above {result.benchmark}"] = [
-        "—" if name == result.benchmark else f"{n}/{sharpe.shape[1]}" for name, n in wins.items()
-    ]
-    table.attrs["caption"] = (
-        "Annualised Sharpe ratio within each test block (mean over seeds). A block is "
-        f"{len(result.folds[0].test_dates)} periods: each number alone is noisy (a Sharpe "
-        "ratio over half a year has a standard error near 1.4), so read the pattern, and the "
-        "main table for the record as a whole."
+    above = f"blocks above {result.benchmark} (of {sharpe.shape[1]})"
+    rows = {
+        name: {
+            **sharpe.loc[name].to_dict(),
+            above: np.nan if name == result.benchmark else int(wins[name]),
+        }
+        for name in sharpe.index
+    }
+    return analysis_table(
+        rows,
+        index_name=sharpe.index.name,
+        formats={above: "count"},
+        caption=(
+            "Annualised Sharpe ratio within each test block (mean over seeds). A block is "
+            f"{len(result.folds[0].test_dates)} periods: each number alone is noisy (a Sharpe "
+            "ratio over half a year has a standard error near 1.4), so read the pattern, and "
+            "the main table for the record as a whole."
+        ),
     )
-    return table
 
 
 def _ranks(result: ExperimentResult, sharpe: pd.DataFrame) -> pd.DataFrame:
@@ -106,11 +124,15 @@ def _ranks(result: ExperimentResult, sharpe: pd.DataFrame) -> pd.DataFrame:
     chosen = [r.name for r in result.strategies if r.learned or r.tags.get("kind") == "random_topk"]
     if not chosen:
         return pd.DataFrame()
-    table = ranks.loc[chosen].map(lambda v: "—" if not np.isfinite(v) else f"{int(v)}")
-    table["median rank"] = ranks.loc[chosen].median(axis=1).map(lambda v: f"{v:.1f}")
-    table["best – worst"] = [
-        f"{int(ranks.loc[name].min())} – {int(ranks.loc[name].max())}" for name in chosen
-    ]
+    rows = {
+        name: {
+            **ranks.loc[name].to_dict(),
+            "median rank": float(ranks.loc[name].median()),
+            "best rank": float(ranks.loc[name].min()),
+            "worst rank": float(ranks.loc[name].max()),
+        }
+        for name in chosen
+    }
     # Does a strategy that ranks high in one block rank high in the next? Spearman correlation
     # of consecutive blocks' ranks over all strategies, averaged.
     consecutive = [
@@ -118,9 +140,17 @@ def _ranks(result: ExperimentResult, sharpe: pd.DataFrame) -> pd.DataFrame:
         for i in range(ranks.shape[1] - 1)
     ]
     persistence = float(np.nanmean(consecutive)) if consecutive else float("nan")
-    table.attrs["caption"] = (
-        f"Rank by Sharpe ratio among all {n} strategies in each block (1 = best). The mean "
-        f"rank correlation between consecutive blocks is {persistence:+.2f}: near 0, this "
-        "block's ranking says little about the next one's."
+    return analysis_table(
+        rows,
+        index_name=ranks.index.name,
+        formats={
+            **dict.fromkeys(ranks.columns, "count"),
+            "best rank": "count",
+            "worst rank": "count",
+        },
+        caption=(
+            f"Rank by Sharpe ratio among all {n} strategies in each block (1 = best). The mean "
+            f"rank correlation between consecutive blocks is {persistence:+.2f}: near 0, this "
+            "block's ranking says little about the next one's."
+        ),
     )
-    return table

@@ -21,9 +21,10 @@ from pydantic import Field, ValidationError
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from dynafolio.errors import DataError
-from dynafolio.rl.env import ACTION_BOUND, PortfolioEnv
+from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.policies import POLICIES, build_policy, n_parameters
 from dynafolio.rl.settings import MAX_ASSETS, EnvSettings, PPOSettings
+from dynafolio.rl.task import ACTION_BOUND
 from dynafolio.safe_files import Limits, SafeZip, load_json, safetensors_layout, short_repr
 from dynafolio.safe_files import validation_error as _validation_error
 from dynafolio.settings import Settings

@@ -21,7 +21,7 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-from dynafolio.rl.env import ACTION_BOUND
+from dynafolio.rl.task import ACTION_BOUND
 
 __all__ = [
     "POLICIES",
@@ -178,7 +178,7 @@ def build_policy(
     ``policy="mlp"``: SB3's MLP (Tanh); ``"per_asset"``: one network shared by all assets
     (:class:`~dynafolio.rl.policies.PerAssetPolicy`). Observations are already normalised
     (the caller applies the VecNormalize statistics); actions are ``n_assets`` logits in
-    ±:data:`~dynafolio.rl.env.ACTION_BOUND`. ``ortho_init=False`` skips SB3's orthogonal
+    ±:data:`~dynafolio.rl.task.ACTION_BOUND`. ``ortho_init=False`` skips SB3's orthogonal
     initialisation (a QR decomposition per layer) for weights that are about to be loaded.
     """
     observation_space = spaces.Box(-np.inf, np.inf, shape=(observation_size,), dtype=np.float32)

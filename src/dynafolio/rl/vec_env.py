@@ -2,7 +2,7 @@
 
 ``DummyVecEnv([PortfolioEnv] * n)`` loops over the envs in Python every step; here the
 observations, the Top-K projection and the engine's accounting run once for the whole batch.
-The rules are :class:`~dynafolio.rl.env.PortfolioTask`'s, the same object
+The rules are :class:`~dynafolio.rl.task.PortfolioTask`'s, the same object
 :class:`~dynafolio.rl.env.PortfolioEnv` uses, so env ``i`` behaves exactly like a
 ``PortfolioEnv`` seeded with ``seed + i`` (tested step for step).
 """
@@ -17,7 +17,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
-from dynafolio.rl.env import PortfolioTask
+from dynafolio.rl.task import PortfolioTask
 
 
 class BatchedPortfolioVecEnv(VecEnv):

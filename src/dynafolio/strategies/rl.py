@@ -24,18 +24,19 @@ from dynafolio.errors import DataError
 from dynafolio.forecast.base import Forecaster
 from dynafolio.history import MarketHistory
 from dynafolio.rl.agent_file import TrainedAgent
-from dynafolio.rl.env import RETURN_CLIP, SCORE_CLIP, PortfolioEnv
+from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.learnability import LearnabilityCheck
 from dynafolio.rl.projection import top_k_weights
 from dynafolio.rl.rewards import RewardSettings
 from dynafolio.rl.settings import PPOSettings
+from dynafolio.rl.task import RETURN_CLIP, SCORE_CLIP
 from dynafolio.rl.training import train_agent
 from dynafolio.settings import parameters, params_model
 from dynafolio.splits import RefitSchedule
-from dynafolio.strategies.base import Strategy, StreamSpec, TopK, TopKTau
+from dynafolio.strategies.base import Strategy, StreamSpec, TopK, TopKTau, cross_sectional_zscore
 from dynafolio.strategies.forecast import ForecastStream
 from dynafolio.strategies.registry import BuildContext, register_strategy, spec_fields
-from dynafolio.strategies.signal import ForecasterUnion, cross_sectional_zscore
+from dynafolio.strategies.signal import ForecasterUnion
 
 _NO_COST = ProportionalCost(0.0)
 

@@ -25,10 +25,10 @@ from dynafolio.errors import ConfigError
 from dynafolio.forecast.registry import forecaster_spec
 from dynafolio.history import MarketHistory
 from dynafolio.settings import parameters
-from dynafolio.strategies.base import Strategy
+from dynafolio.strategies.base import Strategy, cross_sectional_zscore
 from dynafolio.strategies.forecast import ForecastStrategy
 from dynafolio.strategies.registry import BuildContext, register_strategy, spec_fields
-from dynafolio.strategies.signal import FORECASTER, ForecasterUnion, cross_sectional_zscore
+from dynafolio.strategies.signal import FORECASTER, ForecasterUnion
 
 
 def cap_positions(weights: np.ndarray, max_position: float) -> np.ndarray:

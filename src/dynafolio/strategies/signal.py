@@ -39,6 +39,7 @@ from dynafolio.strategies.base import (
     Strategy,
     TopK,
     TopKTau,
+    cross_sectional_zscore,
     fit_skfolio,
     normalise,
 )
@@ -48,31 +49,6 @@ from dynafolio.strategies.registry import BuildContext, register_strategy, spec_
 discover_forecasters()
 #: Any registered forecaster, chosen by ``model``.
 ForecasterUnion = forecaster_spec_union()
-
-
-def cross_sectional_zscore(values: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
-    """Standardise scores across assets: ``(x − mean(x)) / std(x)``, population std.
-
-    Parameters
-    ----------
-    values : ndarray, shape (n_assets,)
-        Finite scores of the assets being compared (e.g. the tradable assets' forecasts).
-    rtol : float
-        Scores whose spread ``max − min`` is at most ``rtol · max|x|`` count as equal and
-        map to zeros. Without this, rounding noise between "equal" values (say 1.01 computed
-        two ways) would be blown up to z-scores of order one and read as a signal.
-
-    Returns
-    -------
-    ndarray, shape (n_assets,)
-        Z-scores (mean 0, std 1), or zeros when the scores are (numerically) equal.
-    """
-    values = np.asarray(values, dtype=float)
-    if not np.isfinite(values).all():
-        raise ValueError("cross_sectional_zscore needs finite values; drop NaN/inf first")
-    if values.size == 0 or np.ptp(values) <= rtol * np.abs(values).max():
-        return np.zeros_like(values)
-    return (values - values.mean()) / values.std()
 
 
 @dataclass

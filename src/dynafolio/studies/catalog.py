@@ -24,7 +24,8 @@ from dynafolio.experiments.config import (
     merge,
     validate_config,
 )
-from dynafolio.experiments.plan import PreparedData, drop_misfits, load_prices, plan_strategies
+from dynafolio.experiments.plan import PreparedData, drop_misfits, load_prices
+from dynafolio.experiments.tasks import RunContext
 from dynafolio.parallel import ExecutorSettings
 from dynafolio.progress import ProgressFactory
 from dynafolio.results.result import ExperimentResult
@@ -68,7 +69,7 @@ def analyse(result: ExperimentResult, context: runner.AnalysisContext) -> dict[s
 
 
 def run_experiment(
-    config: ExperimentConfig,
+    config: ExperimentConfig | RunContext,
     *,
     prepared: PreparedData | None = None,
     progress: ProgressFactory | None = None,
@@ -82,7 +83,7 @@ def run_experiment(
 
 
 def run_experiments(
-    configs: list[ExperimentConfig],
+    configs: list[ExperimentConfig | RunContext],
     *,
     prepared: list[PreparedData | None] | None = None,
     progress: ProgressFactory | None = None,
@@ -96,12 +97,20 @@ def run_experiments(
 
 @dataclass(frozen=True)
 class ComposedRun:
-    """A run's validated config, its prepared prices, and notes for the user (what
-    ``--quick`` changed, default strategies dropped because the data cannot carry them)."""
+    """A run planned once: its validated config, prepared prices and planned strategies
+    (``context``, what :func:`run_experiment` runs), and notes for the user (what ``--quick``
+    changed, default strategies dropped because the data cannot carry them)."""
 
-    config: ExperimentConfig
-    prepared: PreparedData
+    context: RunContext
     notes: tuple[str, ...] = ()
+
+    @property
+    def config(self) -> ExperimentConfig:
+        return self.context.config
+
+    @property
+    def prepared(self) -> PreparedData:
+        return self.context.prepared
 
 
 def compose_config(
@@ -174,6 +183,4 @@ def compose_config(
     if (data_path is not None or dataset is not None) and config_file is None:
         config, dropped = drop_misfits(config, prepared)
         notes += dropped
-    else:
-        plan_strategies(config, prepared)
-    return ComposedRun(config, prepared, tuple(notes))
+    return ComposedRun(RunContext.build(config, prepared), tuple(notes))

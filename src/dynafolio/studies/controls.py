@@ -31,6 +31,7 @@ from dynafolio.experiments.config import ExperimentConfig, validate_config
 from dynafolio.experiments.runner import AnalysisContext, run_experiments
 from dynafolio.results.inference import LEVEL
 from dynafolio.results.result import ExperimentResult
+from dynafolio.results.tables import analysis_table
 
 NAME = "controls"
 TITLE = (
@@ -199,11 +200,11 @@ def verdict(market: str, reads: str, share: float, difference: float, p: float) 
 def controls_table(markets: list[tuple[str, ExperimentResult]]) -> pd.DataFrame:
     """One row per (market, strategy): Sharpe, share of the oracle, the paired test against
     the random control, and the verdict for learners."""
-    rows = []
+    rows = {}
     for market, result in markets:
         table = result.table
-        oracle = float(table.loc[f"Oracle Top-{K}", "sharpe"])
-        random_name = f"Random Top-{K}"
+        oracle = float(table.loc[result.select(role="oracle")[0].name, "sharpe"])
+        random_name = result.select(role="control")[0].name
         tests = {
             c.strategy: c.test for c in (result.inference.controls if result.inference else ())
         }
@@ -211,32 +212,32 @@ def controls_table(markets: list[tuple[str, ExperimentResult]]) -> pd.DataFrame:
             row = table.loc[runs.name]
             sharpe = float(row["sharpe"])
             entry = {
-                "market": market,
-                "strategy": runs.name,
-                "Sharpe": _mean_sd(row),
-                "oracle Sharpe": f"{oracle:.2f}",
-                "share of oracle": f"{sharpe / oracle:.0%}"
-                if oracle > 0 and market != "noise"
-                else "–",
-                "random Sharpe": f"{float(table.loc[random_name, 'sharpe']):.2f}",
-                "Δ vs random [CI]": "–",
-                "p vs random": "–",
+                "Sharpe": sharpe,
+                "Sharpe sd": float(row.get("sharpe_std", np.nan)),
+                "oracle Sharpe": oracle,
+                "share of oracle": sharpe / oracle if oracle > 0 and market != "noise" else np.nan,
+                "random Sharpe": float(table.loc[random_name, "sharpe"]),
+                "Δ vs random": np.nan,
+                "Δ low": np.nan,
+                "Δ high": np.nan,
+                "p vs random": np.nan,
                 "verdict": "reference",
             }
             test = tests.get(runs.name)
             reads = runs.tags.get("reads")
             if test is not None and runs.tags.get("role") != "oracle":
-                entry["Δ vs random [CI]"] = (
-                    f"{test.difference:+.2f} [{test.ci_low:+.2f}, {test.ci_high:+.2f}]"
-                )
-                entry["p vs random"] = "<0.001" if test.p_value < 0.001 else f"{test.p_value:.3f}"
+                entry.update({
+                    "Δ vs random": test.difference,
+                    "Δ low": test.ci_low,
+                    "Δ high": test.ci_high,
+                    "p vs random": test.p_value,
+                })  # fmt: skip
                 if reads is not None:
                     share = sharpe / oracle if oracle > 0 else float("nan")
                     entry["verdict"] = verdict(market, str(reads), share, test.difference,
                                                test.p_value)  # fmt: skip
-            rows.append(entry)
-    out = pd.DataFrame(rows).set_index(["market", "strategy"])
-    out.attrs["caption"] = (
+            rows[(market, runs.name)] = entry
+    caption = (
         f"Every learner against the oracle (the Top-{K} rule on the market's best forecast), "
         f"its random control (paired test over dates and seeds) and equal weight; Sharpe mean ± "
         f"sd over seeds, net of costs. Verdict: a learner LEARNS a market with an edge when it "
@@ -247,21 +248,27 @@ def controls_table(markets: list[tuple[str, ExperimentResult]]) -> pd.DataFrame:
         "and on foresight nothing from returns alone (its edge is in the forecasts): a "
         f"learner that beats chance there at p < {ALPHA} shows a false edge."
     )
-    return out
-
-
-def _mean_sd(row: pd.Series) -> str:
-    sd = row.get("sharpe_std")
-    if sd is None or not np.isfinite(sd):
-        return f"{row['sharpe']:.2f}"
-    return f"{row['sharpe']:.2f} ± {sd:.2f}"
+    return analysis_table(
+        rows,
+        index_name=("market", "strategy"),
+        caption=caption,
+        formats={
+            "share of oracle": "percent",
+            "Δ vs random": "signed",
+            "Δ low": "signed",
+            "Δ high": "signed",
+            "p vs random": "p",
+        },
+        spreads={"Sharpe": "Sharpe sd"},
+        intervals={"95% CI of Δ": ("Δ low", "Δ high")},
+    )
 
 
 def pair_table(
     markets: list[tuple[str, ExperimentResult]], pairs: list[tuple[dict, dict]], caption: str
 ) -> pd.DataFrame:
     """Paired Sharpe differences (over dates and seeds) between tagged strategies per market."""
-    rows = []
+    rows = {}
     for market, result in markets:
         for a_tags, b_tags in pairs:
             a, b = result.select(**a_tags), result.select(**b_tags)
@@ -273,20 +280,28 @@ def pair_table(
             )
             sa = float(result.table.loc[a.name, "sharpe"])
             sb = float(result.table.loc[b.name, "sharpe"])
-            rows.append(
-                {
-                    "market": market,
-                    "comparison": f"{a.name} − {b.name}",
-                    "Sharpe": f"{sa:.2f} vs {sb:.2f}",
-                    "ratio": f"{sa / sb:.0%}" if sb > 0 else "–",
-                    "Δ Sharpe [CI]": f"{test.difference:+.2f} [{test.ci_low:+.2f}, "
-                    f"{test.ci_high:+.2f}]",
-                    "p": "<0.001" if test.p_value < 0.001 else f"{test.p_value:.3f}",
-                }
-            )
-    out = pd.DataFrame(rows).set_index(["market", "comparison"]) if rows else pd.DataFrame()
-    out.attrs["caption"] = caption
-    return out
+            rows[(market, f"{a.name} − {b.name}")] = {
+                "first Sharpe": sa,
+                "second Sharpe": sb,
+                "ratio": sa / sb if sb > 0 else np.nan,
+                "Δ Sharpe": test.difference,
+                "Δ low": test.ci_low,
+                "Δ high": test.ci_high,
+                "p": test.p_value,
+            }
+    return analysis_table(
+        rows,
+        index_name=("market", "comparison"),
+        caption=caption,
+        formats={
+            "ratio": "percent",
+            "Δ Sharpe": "signed",
+            "Δ low": "signed",
+            "Δ high": "signed",
+            "p": "p",
+        },
+        intervals={"95% CI of Δ": ("Δ low", "Δ high")},
+    )
 
 
 def analyse(result: ExperimentResult, context: AnalysisContext) -> dict[str, pd.DataFrame]:

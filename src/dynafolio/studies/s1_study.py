@@ -24,6 +24,7 @@ from dynafolio.experiments.plan import load_prices
 from dynafolio.experiments.runner import AnalysisContext, run_experiment
 from dynafolio.history import carried_returns
 from dynafolio.results.result import ExperimentResult, StrategyRuns
+from dynafolio.results.tables import analysis_table
 from dynafolio.studies import s1_hybrid
 
 NAME = "s1-study"
@@ -200,7 +201,7 @@ def analyse(result: ExperimentResult, context: AnalysisContext) -> dict[str, pd.
         f"PPO variants at K = {VARIANT_K}: budget, policy, reward, sparsity": _variant_table(
             result
         ),
-        "K sensitivity (Sharpe [95% CI], p vs benchmark)": _k_sweep(result),
+        "K sensitivity (Sharpe, 95% CI, p vs benchmark)": _k_sweep(result),
         "Cost stress: the same decisions at higher costs (Sharpe)": _cost_stress(result),
         **crisis_tables(context),
     }
@@ -221,22 +222,32 @@ def _ablation(result: ExperimentResult) -> pd.DataFrame:
         test = stats.sharpe_difference_test(
             hybrid.net_return_matrix(), ppo.net_return_matrix(), result.periods_per_year, seed=k
         )
-        rows[f"K = {k}"] = {
-            "Hybrid Sharpe": f"{result.table.loc[hybrid.name, 'sharpe']:.2f}",
-            "PPO-only Sharpe": f"{result.table.loc[ppo.name, 'sharpe']:.2f}",
-            "Δ (hybrid − PPO)": f"{test.difference:+.2f}",
-            "95% CI of Δ": f"[{test.ci_low:+.2f}, {test.ci_high:+.2f}]",
-            "p-value": f"{test.p_value:.3f}",
+        rows[k] = {
+            "Hybrid Sharpe": float(result.table.loc[hybrid.name, "sharpe"]),
+            "PPO-only Sharpe": float(result.table.loc[ppo.name, "sharpe"]),
+            "Δ (hybrid − PPO)": test.difference,
+            "Δ low": test.ci_low,
+            "Δ high": test.ci_high,
+            "p-value": test.p_value,
             "different at 5%": "yes" if test.p_value < 0.05 else "no",
         }
-    table = pd.DataFrame(rows).T
-    table.attrs["caption"] = (
-        "Paired test of equal Sharpe ratios on the same dates (dynafolio.stats."
-        "sharpe_difference_test): a block bootstrap over the test dates that also redraws each "
-        "strategy's seeds, so the interval and p-value cover both sources of luck. Not "
-        "adjusted for testing several K."
+    return analysis_table(
+        rows,
+        index_name="K",
+        formats={
+            "Δ (hybrid − PPO)": "signed",
+            "Δ low": "signed",
+            "Δ high": "signed",
+            "p-value": "p",
+        },  # fmt: skip
+        intervals={"95% CI of Δ": ("Δ low", "Δ high")},
+        caption=(
+            "Paired test of equal Sharpe ratios on the same dates (dynafolio.stats."
+            "sharpe_difference_test): a block bootstrap over the test dates that also redraws "
+            "each strategy's seeds, so the interval and p-value cover both sources of luck. "
+            "Not adjusted for testing several K."
+        ),
     )
-    return table
 
 
 def _variant_table(result: ExperimentResult) -> pd.DataFrame:
@@ -248,11 +259,11 @@ def _variant_table(result: ExperimentResult) -> pd.DataFrame:
     rows = {}
     ppy = result.periods_per_year
 
-    def test(a: StrategyRuns, b: StrategyRuns) -> str:
+    def test(label: str, a: StrategyRuns, b: StrategyRuns) -> dict[str, float]:
         t = stats.sharpe_difference_test(
             a.net_return_matrix(), b.net_return_matrix(), ppy, seed=VARIANT_K
         )
-        return f"{t.difference:+.2f} (p = {t.p_value:.2f})"
+        return {label: t.difference, f"p ({label})": t.p_value}
 
     for variant in variants:
         ppo = _one(result, family="PPO-only", k=VARIANT_K, variant=variant)
@@ -260,50 +271,61 @@ def _variant_table(result: ExperimentResult) -> pd.DataFrame:
         if ppo is None or hybrid is None:
             continue
         row = {
-            "PPO-only Sharpe": f"{result.table.loc[ppo.name, 'sharpe']:.2f}",
-            "Hybrid Sharpe": f"{result.table.loc[hybrid.name, 'sharpe']:.2f}",
-            "hybrid − PPO-only": test(hybrid, ppo),
+            "PPO-only Sharpe": float(result.table.loc[ppo.name, "sharpe"]),
+            "Hybrid Sharpe": float(result.table.loc[hybrid.name, "sharpe"]),
+            **test("hybrid − PPO-only", hybrid, ppo),
         }
         if control is not None:
-            row["PPO-only − random"] = test(ppo, control)
-            row["hybrid − random"] = test(hybrid, control)
+            row.update(test("PPO-only − random", ppo, control))
+            row.update(test("hybrid − random", hybrid, control))
         rows[variant] = row
-    table = pd.DataFrame(rows).T
-    table.index.name = "variant"
+    differences = ("hybrid − PPO-only", "PPO-only − random", "hybrid − random")
     control_text = (
         f"{control.name}, Sharpe {result.table.loc[control.name, 'sharpe']:.2f}"
         if control
         else "none"
     )
-    table.attrs["caption"] = (
-        "One change at a time from the default (40,960 timesteps, per-asset policy, log-return "
-        "reward, no sparsity penalty); Sharpe differences with paired p-values over dates and "
-        f"seeds. Random control: {control_text}. Not adjusted for the number of variants."
+    return analysis_table(
+        rows,
+        index_name="variant",
+        formats={
+            **dict.fromkeys(differences, "signed"),
+            **dict.fromkeys((f"p ({label})" for label in differences), "p"),
+        },
+        caption=(
+            "One change at a time from the default (40,960 timesteps, per-asset policy, "
+            "log-return reward, no sparsity penalty); Sharpe differences with paired p-values "
+            f"over dates and seeds. Random control: {control_text}. Not adjusted for the number "
+            "of variants."
+        ),
     )
-    return table
 
 
 def _k_sweep(result: ExperimentResult) -> pd.DataFrame:
-    table = {}
+    rows = {}
     for family in ("LSTM-only", "PPO-only", "Hybrid", "Random"):
-        column = {}
         for k in K_SWEEP:
             tags = {} if family in ("LSTM-only", "Random") else {"variant": "default"}
             runs = _one(result, family=family, k=k, **tags)
             if runs is not None:
                 row = result.table.loc[runs.name]
-                column[f"K = {k}"] = (
-                    f"{row['sharpe']:.2f} [{row['sharpe_ci_low']:.2f}, "
-                    f"{row['sharpe_ci_high']:.2f}] p={row['sharpe_p_vs_benchmark']:.2f}"
-                )
-        table[family] = column
-    frame = pd.DataFrame(table)
+                rows[(family, k)] = {
+                    "Sharpe": float(row["sharpe"]),
+                    "CI low": float(row["sharpe_ci_low"]),
+                    "CI high": float(row["sharpe_ci_high"]),
+                    f"p vs {result.benchmark}": float(row["sharpe_p_vs_benchmark"]),
+                }
     base = result.table.loc[result.benchmark]
-    frame.attrs["caption"] = (
-        f"Sharpe ratio [95% CI over dates and seeds] and the paired p-value against "
-        f"{result.benchmark} (Sharpe {base['sharpe']:.2f}), per family and K."
+    return analysis_table(
+        rows,
+        index_name=("family", "K"),
+        formats={f"p vs {result.benchmark}": "p"},
+        intervals={"95% CI": ("CI low", "CI high")},
+        caption=(
+            f"Sharpe ratio [95% CI over dates and seeds] and the paired p-value against "
+            f"{result.benchmark} (Sharpe {base['sharpe']:.2f}), per family and K."
+        ),
     )
-    return frame
 
 
 def _cost_stress(result: ExperimentResult) -> pd.DataFrame:
@@ -321,11 +343,13 @@ def _cost_stress(result: ExperimentResult) -> pd.DataFrame:
                     forward, run.weights.to_numpy(), run.rebalanced.to_numpy(), ProportionalCost(tc)
                 )
                 sharpes.append(metrics.sharpe_ratio(sim.net, result.periods_per_year))
-            row[f"tc = {tc:.3f}"] = f"{np.mean(sharpes):.2f}"
+            row[f"tc = {tc:.3f}"] = float(np.mean(sharpes))
         rows[runs.name] = row
-    table = pd.DataFrame(rows).T
-    table.attrs["caption"] = (
-        "Each strategy's target weights replayed through the engine with a higher cost per unit "
-        "of turnover; high-turnover policies lose most."
+    return analysis_table(
+        rows,
+        index_name="strategy",
+        caption=(
+            "Each strategy's target weights replayed through the engine with a higher cost per "
+            "unit of turnover; high-turnover policies lose most."
+        ),
     )
-    return table

@@ -142,24 +142,9 @@ def _feature_ablation(result: ExperimentResult) -> dict[str, pd.DataFrame]:
     test = stats.sharpe_difference_test(
         a.net_return_matrix(), b.net_return_matrix(), result.periods_per_year, seed=0
     )
-    rows = {}
-    for label, runs in (("LSTM + features", a), ("LSTM on returns only", b)):
-        row = result.table.loc[runs.name]
-        rows[label] = {
-            "Sharpe": f"{row['sharpe']:.2f} ± {row['sharpe_std']:.2f}"
-            if pd.notna(row.get("sharpe_std"))
-            else f"{row['sharpe']:.2f}",
-            "95% CI": f"[{row['sharpe_ci_low']:.2f}, {row['sharpe_ci_high']:.2f}]",
-            "CAGR": f"{row['cagr']:.1%}",
-            "max drawdown": f"{row['max_drawdown']:.1%}",
-        }
-    rows["difference"] = {
-        "Sharpe": f"{test.difference:+.2f}",
-        "95% CI": f"[{test.ci_low:+.2f}, {test.ci_high:+.2f}]",
-        "CAGR": "",
-        "max drawdown": f"p = {test.p_value:.3f}",
-    }
-    table = pd.DataFrame(rows).T
+    columns = ["sharpe", "sharpe_ci_low", "sharpe_ci_high", "cagr", "max_drawdown"]
+    table = result.metric_table([a.name, b.name], columns)
+    table.index = pd.Index(["LSTM + features", "LSTM on returns only"], name="forecaster")
     verdict = (
         "the features change the Sharpe ratio at the 5% level"
         if test.p_value < 0.05
@@ -168,6 +153,7 @@ def _feature_ablation(result: ExperimentResult) -> dict[str, pd.DataFrame]:
     table.attrs["caption"] = (
         f"The same LSTM and clip rule, reading {', '.join(S2_FEATURES)} instead of log returns "
         f"only; paired test of equal Sharpe ratios on the same dates over dates and seeds "
-        f"(dynafolio.stats.sharpe_difference_test): {verdict} (p = {test.p_value:.3f})."
+        f"(dynafolio.stats.sharpe_difference_test): difference {test.difference:+.2f} "
+        f"[{test.ci_low:+.2f}, {test.ci_high:+.2f}], {verdict} (p = {test.p_value:.3f})."
     )
     return {"Ablation: LSTM + features vs LSTM on returns only": table}

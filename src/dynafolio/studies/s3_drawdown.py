@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from dynafolio.results.result import ExperimentResult
+from dynafolio.results.tables import analysis_table
 
 NAME = "s3"
 TITLE = "S3 — end-to-end LSTM allocator with drawdown-sensitive loss (BTC, ETH, SPY, GLD, NVDA)"
@@ -117,23 +118,30 @@ def _alpha_vs(result: ExperimentResult, reference: str) -> pd.DataFrame:
             y, x = returns.iloc[w].to_numpy(), base.iloc[w].to_numpy()
             beta = np.cov(y, x, ddof=1)[0, 1] / np.var(x, ddof=1)
             alpha = result.periods_per_year * (y.mean() - beta * x.mean())
-            row[(label, "alpha (ann.)")] = f"{alpha:+.1%}"
-            row[(label, "beta")] = f"{beta:.2f}"
+            row[f"{label} alpha (ann.)"] = float(alpha)
+            row[f"{label} beta"] = float(beta)
         rows[name] = row
-    table = pd.DataFrame(rows).T
-    table.columns = pd.MultiIndex.from_tuples(table.columns)
-    table.attrs["caption"] = (
-        f"Test period cut into three equal, non-overlapping windows; alpha = "
-        f"{result.periods_per_year}·(mean(r) − β·mean(r_MVO)) of net daily returns."
+    alphas = [column for row in rows.values() for column in row if column.endswith("alpha (ann.)")]
+    return analysis_table(
+        rows,
+        index_name="strategy",
+        formats=dict.fromkeys(alphas, "signed_percent"),
+        caption=(
+            f"Test period cut into three equal, non-overlapping windows; alpha = "
+            f"{result.periods_per_year}·(mean(r) − β·mean(r_MVO)) of net daily returns."
+        ),
     )
-    return table
 
 
 def _final_weights(result: ExperimentResult) -> pd.DataFrame:
     last = {runs.name: runs.mean_weights().iloc[-1] for runs in result.strategies}
-    table = pd.DataFrame(last).T.fillna(0.0).map(lambda w: f"{w:.1%}")
-    table.index.name = "strategy"
-    table.attrs["caption"] = (
-        f"Weights held after the last rebalance ({result.test_dates[-2].date()}), mean over seeds."
+    table = pd.DataFrame(last).T.fillna(0.0)
+    return analysis_table(
+        table.to_dict(orient="index"),
+        index_name="strategy",
+        formats=dict.fromkeys(table.columns, "weight"),
+        caption=(
+            f"Weights held after the last rebalance ({result.test_dates[-2].date()}), mean over "
+            "seeds."
+        ),
     )
-    return table

@@ -14,6 +14,7 @@ import pandas as pd
 
 from dynafolio import stats
 from dynafolio.results.result import ExperimentResult
+from dynafolio.results.tables import analysis_table
 
 NAME = "s4"
 TITLE = "S4 — weekly LSTM price-forecast rule strategy (long-short, |w| ≤ 1/3)"
@@ -126,6 +127,7 @@ def _variant_table(result: ExperimentResult, risk_free: float) -> dict[str, pd.D
     if not source:
         return {}
     rows = {}
+    delta = f"Δ vs {source[0].name}"
     for runs in result.strategies:
         variant = runs.tags.get("variant")
         if variant is None or variant == "source":
@@ -135,17 +137,23 @@ def _variant_table(result: ExperimentResult, risk_free: float) -> dict[str, pd.D
             risk_free=risk_free, seed=0,
         )  # fmt: skip
         rows[runs.name] = {
-            "Sharpe": f"{result.table.loc[runs.name, 'sharpe']:.2f}",
-            f"Δ vs {source[0].name}": f"{test.difference:+.2f}",
-            "95% CI of Δ": f"[{test.ci_low:+.2f}, {test.ci_high:+.2f}]",
-            "p-value": f"{test.p_value:.3f}",
+            "Sharpe": float(result.table.loc[runs.name, "sharpe"]),
+            delta: test.difference,
+            "Δ low": test.ci_low,
+            "Δ high": test.ci_high,
+            "p-value": test.p_value,
         }
     if not rows:
         return {}
-    table = pd.DataFrame(rows).T
-    table.attrs["caption"] = (
-        f"The same rule on other forecasters, against the source's per-stock model "
-        f"({source[0].name}, Sharpe {result.table.loc[source[0].name, 'sharpe']:.2f}): paired "
-        "test of equal Sharpe ratios over the same weeks and the seeds."
+    table = analysis_table(
+        rows,
+        index_name="strategy",
+        formats={delta: "signed", "Δ low": "signed", "Δ high": "signed", "p-value": "p"},
+        intervals={"95% CI of Δ": ("Δ low", "Δ high")},
+        caption=(
+            f"The same rule on other forecasters, against the source's per-stock model "
+            f"({source[0].name}, Sharpe {result.table.loc[source[0].name, 'sharpe']:.2f}): "
+            "paired test of equal Sharpe ratios over the same weeks and the seeds."
+        ),
     )
     return {"Forecaster variants vs the source's per-stock model": table}

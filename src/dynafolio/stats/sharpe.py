@@ -1,56 +1,22 @@
-"""Statistics a referee would accept: Sharpe-ratio intervals, paired tests, multiple testing.
-
-Every function takes *per-period simple returns* (1-D array-likes, shape ``(n_periods,)``,
-0.01 = +1 %) and reports the **annualised** Sharpe ratio exactly as
-:func:`dynafolio.metrics.sharpe_ratio` defines it: ``sqrt(P) · mean(excess) / std(excess,
-ddof=1)`` with ``P`` periods per year. Risk-free rates are annual, as in :mod:`dynafolio.metrics`.
-
-Bootstraps resample *blocks* of consecutive periods (returns are autocorrelated and volatility
-clusters) with the stationary bootstrap of Politis & Romano (1994) from :mod:`arch.bootstrap`;
-the expected block length is chosen by the rule of Politis & White (2004, with the correction
-of Patton, Politis & White 2009), :func:`block_length`. Bootstraps are seeded: the same inputs
-and seed give the same interval.
-
-What is hand-written, and why: the HAC delta-method standard error of the Sharpe ratio (Lo
-2002) and of a Sharpe difference (Ledoit & Wolf 2008), the Jobson–Korkie/Memmel test, the
-probabilistic and deflated Sharpe ratios (Bailey & López de Prado 2012, 2014) — no well-kept
-library implements them; the long-run covariance itself comes from statsmodels.
-"""
+"""The Sharpe ratio's sampling error: HAC standard errors, block-bootstrap intervals, the paired
+difference test, and the probabilistic and deflated Sharpe ratios (see :mod:`dynafolio.stats`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import pandas as pd
-from arch.bootstrap import SPA, StationaryBootstrap, optimal_block_length
+from arch.bootstrap import StationaryBootstrap, optimal_block_length
 from scipy import stats as sps
 from statsmodels.stats.sandwich_covariance import S_hac_simple
-
-__all__ = [
-    "EULER_GAMMA",
-    "MultipleComparison",
-    "SharpeDifference",
-    "beat_benchmark_test",
-    "block_length",
-    "bootstrap_indices",
-    "deflated_sharpe_ratio",
-    "expected_max_sharpe",
-    "probabilistic_sharpe_ratio",
-    "sharpe_ci",
-    "sharpe_difference_test",
-    "sharpe_se",
-    "seed_time_difference",
-    "sharpe_table",
-]
 
 #: Euler–Mascheroni constant (expected maximum of normal draws, Bailey & López de Prado 2014).
 EULER_GAMMA = 0.5772156649015329
 
 
-def _returns(x, name: str = "returns") -> np.ndarray:
+def as_returns(x, name: str = "returns") -> np.ndarray:
     values = np.asarray(x, dtype=float).reshape(-1)
     if values.size < 3:
         raise ValueError(f"{name}: need at least 3 periods, got {values.size}")
@@ -60,10 +26,10 @@ def _returns(x, name: str = "returns") -> np.ndarray:
 
 
 def _excess(x, periods_per_year: int, risk_free: float) -> np.ndarray:
-    return _returns(x) - ((1.0 + risk_free) ** (1.0 / periods_per_year) - 1.0)
+    return as_returns(x) - ((1.0 + risk_free) ** (1.0 / periods_per_year) - 1.0)
 
 
-def _sr(x: np.ndarray, axis: int = -1) -> np.ndarray:
+def sharpe_of(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Per-period Sharpe ratio along ``axis`` (NaN for a constant series)."""
     sd = x.std(axis=axis, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -84,11 +50,11 @@ def block_length(*series) -> float:
     """
     lengths = []
     for values in series:
-        values = _returns(values)
+        values = as_returns(values)
         if np.std(values) == 0:
             continue
         lengths.append(float(optimal_block_length(values)["stationary"].iloc[0]))
-    n = len(_returns(series[0]))
+    n = len(as_returns(series[0]))
     length = float(np.mean(lengths)) if lengths else 1.0
     return float(np.clip(length, 1.0, max(1.0, n / 4.0)))
 
@@ -152,7 +118,7 @@ def sharpe_ci(
         raise ValueError(f"level must be in (0, 1), got {level}")
     x = _excess(returns, periods_per_year, risk_free)
     ann = np.sqrt(periods_per_year)
-    estimate = float(ann * _sr(x))
+    estimate = float(ann * sharpe_of(x))
     if method == "analytic":
         z = sps.norm.ppf(0.5 + level / 2.0)
         se = sharpe_se(x, periods_per_year)
@@ -160,7 +126,7 @@ def sharpe_ci(
     if method != "bootstrap":
         raise ValueError(f"method must be 'bootstrap' or 'analytic', got {method!r}")
     index = bootstrap_indices(x.size, n_boot, block or block_length(x), seed)
-    replicates = ann * _sr(x[index])
+    replicates = ann * sharpe_of(x[index])
     alpha = (1.0 - level) / 2.0
     low, high = np.nanquantile(replicates, [alpha, 1.0 - alpha])
     return float(low), float(high)
@@ -222,10 +188,10 @@ def sharpe_difference_test(
         raise ValueError(f"a and b must cover the same dates: {x.size} vs {y.size} periods")
     ann = np.sqrt(periods_per_year)
     n = x.size
-    diff = float(_sr(x) - _sr(y))
+    diff = float(sharpe_of(x) - sharpe_of(y))
     z_level = sps.norm.ppf(0.5 + level / 2.0)
     if method == "analytic":
-        sa, sb = _sr(x), _sr(y)
+        sa, sb = sharpe_of(x), sharpe_of(y)
         rho = float(np.corrcoef(x, y)[0, 1])
         var = (2.0 * (1.0 - rho) + 0.5 * (sa**2 + sb**2 - 2.0 * sa * sb * rho**2)) / n
         se = float(np.sqrt(max(var, 0.0)))
@@ -243,7 +209,7 @@ def sharpe_difference_test(
     for i, rows in enumerate(index):
         xb, yb = x[rows], y[rows]
         se_b = _difference_se(xb, yb, lags)
-        studentised[i] = abs(float(_sr(xb) - _sr(yb)) - diff) / se_b
+        studentised[i] = abs(float(sharpe_of(xb) - sharpe_of(yb)) - diff) / se_b
     studentised = studentised[np.isfinite(studentised)]
     observed = abs(diff) / se
     p = float((1 + np.sum(studentised >= observed)) / (1 + studentised.size))
@@ -314,86 +280,7 @@ def deflated_sharpe_ratio(
     return probabilistic_sharpe_ratio(sharpe, n_obs, periods_per_year, skew, kurt, benchmark)
 
 
-@dataclass(frozen=True)
-class MultipleComparison:
-    """``Does any strategy beat the benchmark?`` allowing for how many were tried.
-
-    ``spa_p_value``: Hansen's (2005) SPA test (consistent p-value) of ``H0: none beats the
-    benchmark``; ``survivors``: the strategies Romano & Wolf's (2005) StepM finds better than
-    the benchmark at ``size`` (family-wise error rate controlled); ``n_tried``.
-    """
-
-    spa_p_value: float
-    survivors: tuple[str, ...]
-    n_tried: int
-    size: float
-
-
-def beat_benchmark_test(
-    returns: Mapping[str, Sequence[float]] | pd.DataFrame,
-    benchmark: Sequence[float],
-    periods_per_year: int,
-    size: float = 0.05,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> MultipleComparison:
-    """SPA (``arch.bootstrap``) and StepM (its steps over the same SPA, :func:`_step_down`) on
-    the Sharpe ratio against a benchmark.
-
-    arch's tests compare mean *losses*; to compare Sharpe ratios each strategy's returns are
-    first scaled to the benchmark's volatility (the M² of Modigliani & Modigliani 1997), so
-    that a higher mean scaled return is a higher Sharpe ratio; the losses are the negated
-    scaled returns. The scaling uses the full-sample volatilities (their estimation error is
-    not resampled — a stated approximation). Stationary bootstrap, studentised, block length
-    :func:`block_length`.
-    """
-    frame = pd.DataFrame(returns)
-    base = _returns(benchmark, "benchmark")
-    if len(frame) != base.size:
-        raise ValueError("returns and benchmark must cover the same dates")
-    scale = base.std(ddof=1) / frame.std(ddof=1).replace(0.0, np.nan)
-    scaled = frame.mul(scale, axis=1).dropna(axis=1, how="all")
-    if scaled.shape[1] == 0:
-        return MultipleComparison(float("nan"), (), 0, size)
-    block = block_length(base, *[scaled[c].to_numpy() for c in scaled.columns])
-    bench_loss = pd.Series(-base, index=scaled.index)
-    model_loss = -scaled
-    spa = SPA(bench_loss, model_loss, block_size=int(round(block)), reps=n_boot, seed=seed)
-    spa.compute()
-    spa_p_value = float(spa.pvalues["consistent"])
-    superior = set(_step_down(spa, size))
-    survivors = tuple(str(c) for i, c in enumerate(scaled.columns) if i in superior)
-    return MultipleComparison(spa_p_value, survivors, scaled.shape[1], size)
-
-
-def _step_down(spa: SPA, size: float) -> list[int]:
-    """Romano & Wolf's (2005) StepM on a computed ``spa``: the column indices of the models
-    found superior, each step re-running the SPA on the models not yet found.
-
-    The steps are those of ``arch.bootstrap.StepM.compute`` (same SPA, bootstrap and
-    consistent critical values, so the same survivors) with one difference: arch stops when
-    a step finds nothing or when *that step* finds all ``k`` models, so when every model is
-    superior but found over two or more steps it re-runs the SPA on an empty set, which
-    raises "zero-size array to reduction operation maximum". Here the steps stop when no
-    model is left: all are superior.
-    """
-    remaining = np.ones(spa.k, dtype=bool)
-    superior: list[int] = []
-    while remaining.any():
-        # better_models indexes the full set of models, whatever the subset.
-        spa.subset(remaining)
-        spa.compute()
-        found = [int(i) for i in spa.better_models(size)]
-        if not found:
-            break
-        superior.extend(found)
-        remaining[found] = False
-    spa.subset(np.ones(spa.k, dtype=bool))
-    spa.compute()
-    return sorted(superior)
-
-
-def _seed_time_replicates(
+def seed_time_replicates(
     data: Mapping[str, np.ndarray], periods_per_year: int, n_boot: int, seed: int
 ) -> tuple[dict[str, float], dict[str, np.ndarray], float]:
     """Estimates (mean over seeds of the annualised Sharpe) and bootstrap replicates of each
@@ -407,15 +294,15 @@ def _seed_time_replicates(
     estimates, replicates = {}, {}
     for name, values in data.items():
         n_seeds = values.shape[1]
-        estimates[name] = float(np.mean(root * _sr(values, axis=0)))
+        estimates[name] = float(np.mean(root * sharpe_of(values, axis=0)))
         drawn = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
         # per_seed[b, s]: Sharpe of seed s on replicate b's dates.
-        per_seed = root * _sr(values[index], axis=1)
+        per_seed = root * sharpe_of(values[index], axis=1)
         replicates[name] = np.nanmean(np.take_along_axis(per_seed, drawn, axis=1), axis=1)
     return estimates, replicates, block
 
 
-def _centred_p(diff: float, replicate_diffs: np.ndarray) -> float:
+def centred_p(diff: float, replicate_diffs: np.ndarray) -> float:
     """Two-sided bootstrap p-value of ``H0: difference = 0`` from centred replicates."""
     centred = replicate_diffs - diff
     centred = centred[np.isfinite(centred)]
@@ -425,7 +312,7 @@ def _centred_p(diff: float, replicate_diffs: np.ndarray) -> float:
     return float((1 + np.sum(extreme)) / (1 + centred.size))
 
 
-def _as_runs(values, periods_per_year: int, risk_free: float) -> np.ndarray:
+def as_runs(values, periods_per_year: int, risk_free: float) -> np.ndarray:
     array = np.asarray(values, dtype=float)
     array = array.reshape(len(array), -1)
     if not np.isfinite(array).all():
@@ -449,59 +336,17 @@ def seed_time_difference(
     differences, two-sided p-value from the centred replicates.
     """
     data = {
-        "a": _as_runs(a, periods_per_year, risk_free),
-        "b": _as_runs(b, periods_per_year, risk_free),
+        "a": as_runs(a, periods_per_year, risk_free),
+        "b": as_runs(b, periods_per_year, risk_free),
     }
     if len(data["a"]) != len(data["b"]):
         raise ValueError("a and b must cover the same dates")
-    estimates, replicates, _ = _seed_time_replicates(data, periods_per_year, n_boot, seed)
+    estimates, replicates, _ = seed_time_replicates(data, periods_per_year, n_boot, seed)
     diff = estimates["a"] - estimates["b"]
     replicate_diffs = replicates["a"] - replicates["b"]
     alpha = (1.0 - level) / 2.0
     low, high = np.nanquantile(replicate_diffs, [alpha, 1.0 - alpha])
     return SharpeDifference(
-        diff, float(low), float(high), _centred_p(diff, replicate_diffs),
+        diff, float(low), float(high), centred_p(diff, replicate_diffs),
         "seed-and-time bootstrap",
     )  # fmt: skip
-
-
-def sharpe_table(
-    runs: Mapping[str, np.ndarray],
-    benchmark: str,
-    periods_per_year: int,
-    level: float = 0.95,
-    risk_free: float = 0.0,
-    n_boot: int = 2000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Interval and paired p-value of every strategy's Sharpe ratio, over time **and** seeds.
-
-    ``runs`` maps each strategy to its net returns, shape ``(n_periods, n_seeds)`` on the
-    same dates (one column for a deterministic rule). Each bootstrap replicate draws one set
-    of time blocks (stationary bootstrap, :func:`block_length` of the seed-averaged series),
-    applied to every strategy so comparisons stay paired, and for each strategy a resample of
-    its seeds (with replacement); the statistic is the mean over the drawn seeds of the Sharpe
-    ratio on the drawn dates — the table's "mean over seeds". Returns one row per strategy:
-    ``sharpe_ci_low``, ``sharpe_ci_high`` (percentile interval) and
-    ``sharpe_p_vs_benchmark``, the two-sided bootstrap p-value of ``H0: same Sharpe as the
-    benchmark`` (centred replicates of the difference; NaN for the benchmark itself).
-    """
-    if benchmark not in runs:
-        raise ValueError(f"benchmark {benchmark!r} is not among the strategies")
-    data = {name: _as_runs(values, periods_per_year, risk_free) for name, values in runs.items()}
-    if len({len(values) for values in data.values()}) != 1:
-        raise ValueError("every strategy must cover the same dates")
-    estimates, replicates, block = _seed_time_replicates(data, periods_per_year, n_boot, seed)
-    alpha = (1.0 - level) / 2.0
-    rows = {}
-    for name in data:
-        low, high = np.nanquantile(replicates[name], [alpha, 1.0 - alpha])
-        p = float("nan")
-        if name != benchmark:
-            diff = estimates[name] - estimates[benchmark]
-            p = _centred_p(diff, replicates[name] - replicates[benchmark])
-        rows[name] = {"sharpe_ci_low": low, "sharpe_ci_high": high, "sharpe_p_vs_benchmark": p}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.attrs["block_length"] = block
-    table.attrs["n_boot"] = n_boot
-    return table
