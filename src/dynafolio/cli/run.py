@@ -297,8 +297,26 @@ def _print_results(result) -> None:
         style = "bold" if name == result.benchmark else None
         table.add_row(escape(str(name)), *[str(v) for v in row], style=style)
     console.print(table)
+    if result.forecasts is not None:
+        _print_forecasts(result.forecasts)
     # Names are the user's text: escaped, so brackets in them are printed, not read as markup.
     for line in result.findings:
         console.print(f"• {escape(line)}", highlight=False)
     for line in result.notes:
         console.print(f"[dim]note: {escape(line)}[/]", highlight=False)
+
+
+def _print_forecasts(evaluation) -> None:
+    """The forecast skill table, short: IC, rank IC, R² against the historical mean, DM p."""
+    from dynafolio.report.tables import format_analysis
+
+    skill = next(iter(evaluation.tables().values()))
+    shown = format_analysis(skill)
+    columns = ["IC", "IC 95% CI", "Rank IC", "R² vs historical mean", "R² 95% CI", "DM p"]
+    table = Table(title="Forecasts (out of sample, next-period log return)", title_justify="left")
+    table.add_column("Forecaster", no_wrap=True)
+    for column in columns:
+        table.add_column(column, justify="right", no_wrap=True)
+    for name, row in shown.iterrows():
+        table.add_row(escape(str(name)), *[str(row[c]) for c in columns])
+    console.print(table)

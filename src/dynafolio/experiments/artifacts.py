@@ -25,6 +25,7 @@ import pandas as pd
 from dynafolio.errors import ConfigError
 from dynafolio.experiments.config import ExperimentConfig
 from dynafolio.paths import PARTIAL_MARKER, file_stem, unique_stems, write_partial_marker
+from dynafolio.results.forecasts import BENCHMARK, FORECAST_MEASURES, ForecastEvaluation
 from dynafolio.results.result import ExperimentResult
 from dynafolio.results.steps import AnalysisFailure, AnalysisSteps
 
@@ -261,6 +262,34 @@ def _inference(result: ExperimentResult) -> dict[str, Any] | None:
     }
 
 
+def _write_forecasts(evaluation: ForecastEvaluation, run_dir: Path) -> None:
+    """``forecasts.csv``/``.json`` (one row per forecaster × seed, and per fold),
+    ``forecast_ic.csv`` (each forecaster's IC per decision date, seeds averaged) and
+    ``forecasts/`` (each forecaster's forecasts per seed)."""
+    evaluation.table.to_csv(run_dir / "forecasts.csv", index=False)
+    evaluation.ic.to_csv(run_dir / "forecast_ic.csv", index_label="date")
+    # The forecasts themselves (next-period log returns), one file per forecaster and seed.
+    folder = run_dir / "forecasts"
+    folder.mkdir()
+    stems = unique_stems([run.name for run in evaluation.runs])
+    for run in evaluation.runs:
+        for seed, frame in zip(run.seeds, run.forecasts, strict=True):
+            tag = stems[run.name] + (f"-seed{seed}" if len(run.forecasts) > 1 else "")
+            frame.to_csv(folder / f"{tag}.csv", index_label="date", float_format="%.8g")
+    (run_dir / "forecasts.json").write_text(
+        json.dumps(
+            {
+                "target": "next-period log return ln(P[t+1]/P[t]) of each asset",
+                "benchmark": BENCHMARK,
+                "measures": FORECAST_MEASURES,
+                "rows": json.loads(evaluation.table.to_json(orient="records")),
+                "findings": list(evaluation.findings),
+            },
+            indent=2,
+        )
+    )
+
+
 def _write_tables(
     result: ExperimentResult, run_dir: Path, failures: tuple[AnalysisFailure, ...] = ()
 ) -> None:
@@ -294,6 +323,8 @@ def _write_tables(
         )
     )
     per_seed.to_csv(run_dir / "metrics_per_seed.csv", index=False)
+    if result.forecasts is not None:
+        _write_forecasts(result.forecasts, run_dir)
     if not result.stress.empty:
         result.stress.to_csv(run_dir / "stress.csv", index=False)
     if not result.rolling.empty:

@@ -19,6 +19,7 @@ from dynafolio import metrics
 from dynafolio.backtest import ProportionalCost, chain_backtests
 from dynafolio.data.validate import check_history, check_n_assets
 from dynafolio.experiments.config import ExperimentConfig
+from dynafolio.experiments.forecasts import baseline_runs, forecast_runs
 from dynafolio.experiments.learnability import (
     collect_learnability,
     learnability_findings,
@@ -30,6 +31,7 @@ from dynafolio.features import periods_per_year
 from dynafolio.parallel import ExecutorSettings, execute
 from dynafolio.progress import ProgressFactory
 from dynafolio.results.folds import fold_tables
+from dynafolio.results.forecasts import ForecastEvaluation, ForecastRecord, evaluate_forecasts
 from dynafolio.results.inference import findings, infer
 from dynafolio.results.result import ExperimentResult, StrategyRuns
 from dynafolio.results.steps import AnalysisSteps
@@ -152,6 +154,27 @@ class JointContext:
         return {task.id: results[self._id(run, task.id)] for task in graph}
 
 
+def _evaluate_forecasts(
+    context: RunContext, records: dict[tuple[str, int, int], tuple[ForecastRecord, ...]]
+) -> ForecastEvaluation | None:
+    """The forecast table of the run's forecasters and the baselines (None without any)."""
+    prices = context.prepared.prices
+    learned = forecast_runs(records, prices)
+    if not learned:
+        return None
+    folds = context.folds
+    first_rows = {f: fold.train.start for f, fold in enumerate(folds)}
+    runs = learned + baseline_runs(learned, records, prices, first_rows)
+    n_assets = learned[0].forecasts[0].shape[1]
+    return evaluate_forecasts(
+        runs,
+        prices,
+        [fold.test_dates[0] for fold in folds],
+        k=max(1, min(5, n_assets // 2)),
+        seed=context.config.seed,
+    )
+
+
 def _assemble(
     context: RunContext,
     tasks: list[Task],
@@ -185,6 +208,12 @@ def _assemble(
                     agents[(item.name, seed, fold if len(folds) > 1 else None)] = part.agent
         all_runs.append(StrategyRuns(item.name, tuple(runs), item.seeds, item.learned, item.tags))
 
+    records = {
+        (item.name, seed, fold): outcomes[(entry, seed, fold)].forecasts
+        for entry, item in enumerate(context.plan)
+        for seed in item.seeds
+        for fold in range(len(folds))
+    }
     per_seed = _per_seed_metrics(all_runs, ppy, rf_annual)
     # From here on every step only analyses the finished backtests: a step that raises is
     # recorded and replaced by its fallback, so the backtests are still written.
@@ -219,6 +248,10 @@ def _assemble(
         all_runs, prices, config.index_asset, config.rolling_window, ppy,
         fallback=pd.DataFrame(),
     )  # fmt: skip
+    forecasts = steps.run(
+        "forecast evaluation (IC, out-of-sample R², Diebold–Mariano)",
+        _evaluate_forecasts, context, records, fallback=None,
+    )  # fmt: skip
     found = ()
     if inference is not None:  # the findings quote the intervals and tests
         found = tuple(
@@ -241,8 +274,10 @@ def _assemble(
         rolling=rolling,
         groups=_plot_groups(config, all_runs),
         agents=agents,
+        forecasts=forecasts,
         findings=(
             *found,
+            *(forecasts.findings if forecasts is not None else ()),
             *steps.run("learner findings", learnability_findings, learnability, fallback=[]),
         ),
         learnability=learnability,

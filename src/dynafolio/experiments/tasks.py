@@ -35,6 +35,7 @@ from dynafolio.backtest import ProportionalCost, run_backtest
 from dynafolio.backtest.engine import rebalance_schedule
 from dynafolio.backtest.result import BacktestResult
 from dynafolio.experiments.config import ExperimentConfig
+from dynafolio.experiments.forecasts import forecast_records
 from dynafolio.experiments.plan import (
     PlannedStrategy,
     PreparedData,
@@ -43,6 +44,7 @@ from dynafolio.experiments.plan import (
 )
 from dynafolio.features import periods_per_year
 from dynafolio.progress import progress_bar
+from dynafolio.results.forecasts import ForecastRecord
 from dynafolio.rl.learnability import LearnabilityCheck, check_learnability
 from dynafolio.seeding import seed_everything
 from dynafolio.splits import Split
@@ -71,10 +73,12 @@ class Task:
 
 @dataclass(frozen=True)
 class BacktestOutcome:
-    """What a backtest task returns: the run and, for a freshly trained RL agent, the agent."""
+    """What a backtest task returns: the run, for a freshly trained RL agent the agent, and
+    the out-of-sample forecasts the strategy acted on (for forecast evaluation)."""
 
     result: BacktestResult
     agent: Any = None
+    forecasts: tuple[ForecastRecord, ...] = ()
 
 
 @dataclass
@@ -328,4 +332,11 @@ def run_task(context: RunContext, task: Task, dep_results: list[Any]) -> Any:
     agent = None
     if hasattr(strategy, "agent_") and getattr(strategy, "agent_path", None) is None:
         agent = strategy.agent_
-    return BacktestOutcome(result, agent)
+    forecaster = getattr(item.spec, "forecaster", None)
+    records = forecast_records(
+        strategy,
+        context.streams(task.entry, strategy, task.fold),
+        forecaster.label if forecaster is not None else "",
+        item.universe,
+    )
+    return BacktestOutcome(result, agent, records)

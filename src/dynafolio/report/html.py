@@ -246,7 +246,8 @@ def _environment() -> jinja2.Environment:
 def _extra_tables(result: ExperimentResult) -> list[dict[str, Any]]:
     """Experiment-specific tables as escaped HTML (pandas escapes cell text)."""
     rendered = []
-    for title, frame in result.tables.items():
+    forecast_tables = result.forecasts.tables() if result.forecasts is not None else {}
+    for title, frame in {**forecast_tables, **result.tables}.items():
         caption = frame.attrs.get("caption", "")
         if any(column in COLUMN_LABELS for column in frame.columns):
             # Metric columns get the main table's formatting (percentages, mean ± std).
@@ -280,6 +281,9 @@ def _interactive(result: ExperimentResult) -> dict[str, Markup]:
     }
     if "sharpe" in result.table.columns and len(result.table):
         charts["sharpe"] = interactive.sharpe_figure(result)
+    ic = interactive.ic_figure(result)
+    if ic is not None:
+        charts["ic"] = ic
     training = interactive.training_figure(result)
     if training is not None:
         charts["training"] = training

@@ -16,7 +16,14 @@ from plotly.offline import get_plotlyjs
 from dynafolio.report.plots import fold_starts
 from dynafolio.results.result import ExperimentResult, StrategyRuns, agent_run
 
-__all__ = ["drawdown_figure", "equity_figure", "figure_div", "plotly_js", "sharpe_figure"]
+__all__ = [
+    "drawdown_figure",
+    "equity_figure",
+    "figure_div",
+    "ic_figure",
+    "plotly_js",
+    "sharpe_figure",
+]
 
 _BENCHMARK = "#b8860b"
 _PALETTE = (
@@ -176,6 +183,36 @@ def sharpe_figure(result: ExperimentResult) -> go.Figure:
         showlegend=False,
         template="plotly_white",
     )
+    return figure
+
+
+def ic_figure(result: ExperimentResult) -> go.Figure | None:
+    """Each forecaster's IC through time: its mean over the last quarter of decisions
+    (seeds averaged), learned forecasters solid, baselines dotted."""
+    if result.forecasts is None or result.forecasts.ic.empty:
+        return None
+    ic = result.forecasts.ic
+    window = max(4, result.periods_per_year // 4)
+    learned = set(result.forecasts.pooled().index[result.forecasts.pooled()["learned"]])
+    figure = go.Figure()
+    for i, name in enumerate(ic.columns):
+        smooth = ic[name].rolling(window, min_periods=window // 2).mean()
+        figure.add_trace(
+            go.Scatter(
+                x=smooth.index, y=smooth.to_numpy(), name=name,
+                line={"color": _PALETTE[i % len(_PALETTE)], "width": 1.6,
+                      "dash": "solid" if name in learned else "dot"},
+                hovertemplate="%{x|%Y-%m-%d}: IC %{y:+.3f}<extra>" + name + "</extra>",
+            )
+        )  # fmt: skip
+    figure.add_hline(y=0.0, line={"color": "grey", "width": 1})
+    figure.update_layout(
+        title=f"Information coefficient, mean over the last {window} decisions"
+        + _fold_note(result),
+        yaxis={"title": "IC"},
+        **_layout(),
+    )
+    _mark_folds(result, figure)
     return figure
 
 

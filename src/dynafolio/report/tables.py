@@ -189,6 +189,10 @@ def format_number(value: object, kind: ColumnFormat) -> str:
     number = float(value)  # type: ignore[arg-type]
     if kind == "signed":
         return f"{number:+.2f}"
+    if kind == "signed3":
+        return f"{number:+.3f}"
+    if kind == "signed4":
+        return f"{number:+.4f}"
     if kind == "percent":
         return f"{number:.0%}"
     if kind == "signed_percent":

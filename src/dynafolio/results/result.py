@@ -10,6 +10,7 @@ import pandas as pd
 
 from dynafolio import stats
 from dynafolio.backtest.result import BacktestResult
+from dynafolio.results.forecasts import ForecastEvaluation
 from dynafolio.results.steps import AnalysisFailure
 from dynafolio.splits import Split
 
@@ -143,7 +144,8 @@ class ExperimentResult:
     tables : dict of str -> pd.DataFrame
         Experiment-specific analyses (ablations, parameter sweeps, sub-period alphas, final
         weights), keyed by title, shown in the report and written as CSV. Values are already
-        in display units; ``attrs["caption"]`` may hold one explanatory sentence.
+        as numbers (:func:`dynafolio.results.tables.analysis_table`; the report formats
+        them); ``attrs["caption"]`` may hold one explanatory sentence.
     agents : dict of (str, int, int or None) -> TrainedAgent
         Trained RL agents by (strategy, seed, walk-forward fold or None), saved with the run
         so they can be reloaded (``agent_path``) and evaluated again.
@@ -187,6 +189,9 @@ class ExperimentResult:
     #: Strategy name -> the known-answer check of its learner
     #: (:class:`dynafolio.rl.learnability.LearnabilityResult`), for the PPO allocators.
     learnability: dict[str, LearnabilityResult] = field(default_factory=dict)
+    #: The forecasters' out-of-sample skill against the baselines
+    #: (:mod:`dynafolio.results.forecasts`); None when no strategy forecasts.
+    forecasts: ForecastEvaluation | None = None
     failures: tuple[AnalysisFailure, ...] = ()
 
     @property

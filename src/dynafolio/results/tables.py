@@ -17,11 +17,13 @@ import pandas as pd
 __all__ = ["ColumnFormat", "analysis_table", "column_formats"]
 
 #: How one column is shown: ``number`` (two decimals, the default for numbers), ``signed``
-#: (+0.12), ``percent`` (12%), ``signed_percent`` (+12.3%), ``weight`` (12.3%), ``p`` (0.042,
-#: "<0.001"), ``count`` (an integer), ``text`` (as it is).
+#: (+0.12), ``signed3`` (+0.123), ``signed4`` (+0.0123), ``percent`` (12%),
+#: ``signed_percent`` (+12.3%), ``weight`` (12.3%), ``p`` (0.042, "<0.001"), ``count`` (an
+#: integer), ``text`` (as it is).
 ColumnFormat = Literal[
-    "number", "signed", "percent", "signed_percent", "weight", "p", "count", "text"
-]
+    "number", "signed", "signed3", "signed4", "percent", "signed_percent", "weight", "p",
+    "count", "text",
+]  # fmt: skip
 
 
 def analysis_table(

@@ -1,4 +1,5 @@
-"""Statistics a referee would accept: Sharpe-ratio intervals, paired tests, multiple testing.
+"""Statistics a referee would accept: Sharpe-ratio intervals, paired tests, multiple testing,
+and forecast skill (:mod:`~dynafolio.stats.forecasts`: IC, out-of-sample R², Diebold–Mariano).
 
 Every function takes *per-period simple returns* (1-D array-likes, shape ``(n_periods,)``,
 0.01 = +1 %) and reports the **annualised** Sharpe ratio exactly as
@@ -22,6 +23,19 @@ from dynafolio.stats.comparisons import (
     beat_benchmark_test,
     sharpe_table,
 )
+from dynafolio.stats.forecasts import (
+    DieboldMariano,
+    ICSummary,
+    diebold_mariano,
+    expanding_mean_forecast,
+    forecast_skill,
+    hit_rate,
+    ic_series,
+    ic_summary,
+    oos_r2,
+    oos_r2_by_asset,
+    top_bottom_spread,
+)
 from dynafolio.stats.sharpe import (
     EULER_GAMMA,
     SharpeDifference,
@@ -37,6 +51,17 @@ from dynafolio.stats.sharpe import (
 )
 
 __all__ = [
+    "DieboldMariano",
+    "ICSummary",
+    "diebold_mariano",
+    "expanding_mean_forecast",
+    "forecast_skill",
+    "hit_rate",
+    "ic_series",
+    "ic_summary",
+    "oos_r2",
+    "oos_r2_by_asset",
+    "top_bottom_spread",
     "EULER_GAMMA",
     "MultipleComparison",
     "SharpeDifference",

@@ -36,7 +36,7 @@ def sharpe_of(x: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.where(sd > 0, x.mean(axis=axis) / sd, np.nan)
 
 
-def _nw_lags(n: int) -> int:
+def newey_west_lags(n: int) -> int:
     """Newey–West (1994) bandwidth rule ``floor(4 (n/100)^(2/9))``."""
     return int(np.floor(4.0 * (n / 100.0) ** (2.0 / 9.0)))
 
@@ -90,7 +90,7 @@ def sharpe_se(
         return float("nan")
     moments = np.column_stack([x - mu, (x - mu) ** 2 - var])
     # S_hac_simple returns the HAC *sum* of outer products; divided by n: the long-run covariance.
-    omega = S_hac_simple(moments, nlags=_nw_lags(n) if lags is None else lags) / n
+    omega = S_hac_simple(moments, nlags=newey_west_lags(n) if lags is None else lags) / n
     sd = np.sqrt(var)
     gradient = np.array([1.0 / sd, -mu / (2.0 * sd**3)])
     se = np.sqrt(max(float(gradient @ omega @ gradient), 0.0) / n)
@@ -202,7 +202,7 @@ def sharpe_difference_test(
         )  # fmt: skip
     if method != "bootstrap":
         raise ValueError(f"method must be 'bootstrap' or 'analytic', got {method!r}")
-    lags = _nw_lags(n)
+    lags = newey_west_lags(n)
     se = _difference_se(x, y, lags)
     index = bootstrap_indices(n, n_boot, block or block_length(x, y), seed)
     studentised = np.empty(n_boot)

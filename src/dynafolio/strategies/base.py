@@ -78,6 +78,11 @@ class Strategy(ABC):
         """
         return {}
 
+    def forecasts_made(self) -> dict[str, pd.DataFrame]:
+        """The forecasts this strategy acted on in its last backtest, by stream name
+        (decision dates × assets; for forecast evaluation). None without a forecaster."""
+        return {}
+
     def replay_forecasts(self, forecasts: dict[str, dict[pd.Timestamp, pd.Series]]) -> Self:
         """Use precomputed forecasts of :meth:`streams` (by stream name) instead of refitting."""
         self.replay_ = forecasts

@@ -43,6 +43,8 @@ class ForecastStream:
         self.schedule = schedule
         self.replay = replay or {}
         self.n_fits = 0
+        #: Every forecast made or replayed, by decision date (for forecast evaluation).
+        self.made: dict[pd.Timestamp, pd.Series] = {}
         self.model: Forecaster | None = None
         self._fit_history: MarketHistory | None = None
         self._since_fit = 0
@@ -59,10 +61,19 @@ class ForecastStream:
             self._refit_point(history)
         self._since_fit += 1
         if history.date in self.replay:
-            return self.replay[history.date]
-        if self.model is None:
-            self._fit()
-        return self.model.predict(history)
+            forecast = self.replay[history.date]
+        else:
+            if self.model is None:
+                self._fit()
+            forecast = self.model.predict(history)
+        self.made[history.date] = forecast
+        return forecast
+
+    def frame(self) -> pd.DataFrame:
+        """The forecasts made so far, decision dates × assets."""
+        if not self.made:
+            return pd.DataFrame()
+        return pd.DataFrame(self.made).T.sort_index()
 
     def _refit_point(self, history: MarketHistory) -> None:
         self._fit_history = self.schedule.training_history(history)
@@ -191,6 +202,9 @@ class ForecastStrategy(Strategy):
     def forecast_frame(self) -> pd.DataFrame:
         """Every forecast made so far, ``(n_decisions, n_assets)``, indexed by decision date."""
         return pd.DataFrame(self.forecasts_).T.sort_index()
+
+    def forecasts_made(self) -> dict[str, pd.DataFrame]:
+        return {"test": self.stream_.frame()} if hasattr(self, "stream_") else {}
 
     @abstractmethod
     def allocate(self, forecast: pd.Series, history: MarketHistory) -> pd.Series:

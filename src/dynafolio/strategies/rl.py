@@ -206,6 +206,11 @@ class PPOAllocatorStrategy(Strategy):
             scores[row] = _standardise(forecast.reindex(history.assets))
         return scores
 
+    def forecasts_made(self) -> dict[str, pd.DataFrame]:
+        if self.forecaster is None or not hasattr(self, "test_scores_"):
+            return {}
+        return {"test": self.test_scores_.frame()}
+
     def learnability_check(
         self, n_assets: int, n_periods: int, train_periods: int, periods_per_year: int, seed: int
     ) -> LearnabilityCheck | None:
