@@ -46,15 +46,19 @@ def _log_returns(prices: pd.DataFrame) -> np.ndarray:
     return np.log(prices.astype(float)).diff().to_numpy()
 
 
-@parameters
-class ZeroForecaster(Forecaster):
-    """Forecasts no move: 0 for every asset priced at the decision date."""
-
-    seed: int = 0
+class RuleForecaster(Forecaster):
+    """A forecaster with nothing to learn: :meth:`fit` only marks it fitted."""
 
     def fit(self, history: MarketHistory) -> Self:
         self.fitted_ = True
         return self
+
+
+@parameters
+class ZeroForecaster(RuleForecaster):
+    """Forecasts no move: 0 for every asset priced at the decision date."""
+
+    seed: int = 0
 
     def predict(self, history: MarketHistory) -> pd.Series:
         self._check_fitted()
@@ -62,7 +66,7 @@ class ZeroForecaster(Forecaster):
 
 
 @parameters
-class HistoricalMeanForecaster(Forecaster):
+class HistoricalMeanForecaster(RuleForecaster):
     """Each asset's mean log return over the history up to the decision date — the
     benchmark of Campbell & Thompson's out-of-sample R².
 
@@ -74,10 +78,6 @@ class HistoricalMeanForecaster(Forecaster):
 
     window: Annotated[int | None, Field(ge=1)] = None
     seed: int = 0
-
-    def fit(self, history: MarketHistory) -> Self:
-        self.fitted_ = True
-        return self
 
     def predict(self, history: MarketHistory) -> pd.Series:
         self._check_fitted()
