@@ -295,7 +295,7 @@ def run_backtest(
         if schedule[k]:
             history = history_at(row)
             weights = strategy.weights(history)
-            targets[k] = _align(weights, history, strategy.name)
+            targets[k] = align_target(weights, history, strategy.name)
         if progress is not None:
             progress(1)
 
@@ -383,7 +383,7 @@ def chain_backtests(
                     parts[0].name, notes)  # fmt: skip
 
 
-def _align(weights: pd.Series, history: MarketHistory, name: str) -> np.ndarray:
+def align_target(weights: pd.Series, history: MarketHistory, name: str) -> np.ndarray:
     """Weights on the full asset list; refuse positions in assets without a price today."""
     unknown = weights.index.difference(history.prices.columns)
     if len(unknown):

@@ -6,6 +6,7 @@ import typer
 
 from dynafolio.cli.catalog import data_list, data_show, strategies_list
 from dynafolio.cli.common import ANALYSIS_FAILED, user_errors
+from dynafolio.cli.rebalance import rebalance
 from dynafolio.cli.run import run, tune
 
 __all__ = ["ANALYSIS_FAILED", "app", "main", "user_errors"]
@@ -20,6 +21,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Embedded datasets: list them 
 app.add_typer(data_app, name="data")
 app.command()(run)
 app.command()(tune)
+app.command()(rebalance)
 app.command("strategies")(strategies_list)
 data_app.command("list")(data_list)
 data_app.command("show")(data_show)

@@ -78,6 +78,11 @@ class Strategy(ABC):
         """
         return {}
 
+    def holding(self, weights: pd.Series, date: pd.Timestamp) -> None:  # noqa: B027 (a hook)
+        """The portfolio holds ``weights`` at the close of ``date``, before the decision then
+        (a user's actual holdings, ``dynafolio rebalance``). A strategy whose decisions read
+        its holdings (``carries_holdings``) decides from these; the others read none."""
+
     def forecasts_made(self) -> dict[str, pd.DataFrame]:
         """The forecasts this strategy acted on in its last backtest, by stream name
         (decision dates × assets; for forecast evaluation). None without a forecaster."""

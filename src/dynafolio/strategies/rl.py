@@ -157,6 +157,10 @@ class PPOAllocatorStrategy(Strategy):
         holdings the joined record trades from."""
         self.carried_ = (weights.astype(float), pd.Timestamp(date))
 
+    def holding(self, weights: pd.Series, date: pd.Timestamp) -> None:
+        """Decide next from ``weights`` held now (the state's drifted holdings)."""
+        self.previous_, self.previous_date_ = weights.astype(float), pd.Timestamp(date)
+
     def _drifted(self, history: MarketHistory) -> np.ndarray:
         """The previous target drifted through the returns realised since it was set."""
         if self.previous_ is None:

@@ -1,0 +1,172 @@
+"""`dynafolio rebalance`: the decision as of a date of a finished run is the run's decision,
+for every strategy kind; trades, lots, costs; hostile holdings get a clear error."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dynafolio.cli import app
+from dynafolio.errors import DataError
+from dynafolio.experiments.config import validate_config
+from dynafolio.experiments.holdings import Holdings, read_holdings
+from dynafolio.experiments.plan import load_prices
+from dynafolio.experiments.rebalance import plan_rebalance, select_entry, walk_to
+from dynafolio.experiments.tasks import RunContext
+from dynafolio.strategies.classical import EqualWeightStrategy
+from dynafolio.studies import run_experiment
+from test_causal_pipeline import CLASSES, STRATEGIES, TEST_START, raw_daily_prices
+
+AS_OF = pd.Timestamp("2021-06-25")  # inside the test period, after refits
+
+
+@pytest.fixture(scope="module")
+def run_and_context(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rebalance") / "prices.csv"
+    raw_daily_prices().to_csv(path, index_label="date")
+    config = validate_config(
+        {
+            "name": "probe",
+            "data": {"path": str(path), "frequency": "W"},
+            "split": {"test_start": TEST_START, "train_fraction": None},
+            "strategies": STRATEGIES,
+            "n_seeds": 1,
+        }
+    )
+    prepared = dataclasses.replace(load_prices(config), asset_classes=CLASSES)
+    context = RunContext.build(config, prepared)
+    return run_experiment(context), context
+
+
+def test_the_decision_as_of_a_run_date_is_the_runs_decision_for_every_kind(run_and_context):
+    result, context = run_and_context
+    kinds = set()
+    for entry, item in enumerate(context.plan):
+        run = result.strategies[entry].first
+        strategy, history, due = walk_to(context, entry, item.seeds[0], AS_OF)
+        assert history.date == AS_OF
+        drifted = run.drifted_weights.loc[AS_OF]  # held at the close of AS_OF, before trading
+        plan = plan_rebalance(
+            strategy, history, Holdings(drifted, "weights", 1.0 - drifted.sum()),
+            constraints=item.constraints, due=due,
+        )  # fmt: skip
+        expected = run.weights.loc[AS_OF]
+        np.testing.assert_allclose(
+            plan.target.reindex(expected.index).to_numpy(), expected.to_numpy(), atol=1e-10,
+            err_msg=item.name,
+        )  # fmt: skip
+        kinds.add(item.spec.kind)
+    from dynafolio.strategies.kinds import STRATEGY_SPECS
+
+    assert kinds == set(STRATEGY_SPECS)  # every registered kind is checked
+
+
+def test_select_by_name_or_tags(run_and_context):
+    _, context = run_and_context
+    assert context.plan[select_entry(context.plan, "Equal weight")].name == "Equal weight"
+    entry = select_entry(context.plan, "kind=momentum")
+    assert context.plan[entry].spec.kind == "momentum"
+    with pytest.raises(Exception, match="match"):
+        select_entry(context.plan, "kind=ppo_topk")  # two PPO entries: ambiguous
+
+
+def _history(n=60):
+    dates = pd.date_range("2024-01-05", periods=n, freq="W-FRI")
+    rng = np.random.default_rng(0)
+    prices = pd.DataFrame(
+        100 * np.exp(np.cumsum(rng.normal(0, 0.02, (n, 3)), axis=0)), index=dates,
+        columns=["A", "B", "C"],
+    )  # fmt: skip
+    return prices
+
+
+def test_trades_in_units_rounded_to_lots_with_the_cost():
+    prices = _history()
+    last = prices.iloc[-1]
+    holdings = Holdings(pd.Series({"A": 10.0}), "units", cash=5000.0)
+    lots = pd.Series({"A": 1.0, "B": 1.0, "C": 5.0})
+    plan = plan_rebalance(EqualWeightStrategy(), prices, holdings, lots=lots)
+    value = 10 * last["A"] + 5000.0
+    assert plan.value == pytest.approx(value)
+    units = plan.trades["units_target"]
+    investable = value * (1 - 0.001 * plan.turnover)  # about: the cost is paid first
+    assert units["A"] == pytest.approx(np.trunc(investable / 3 / last["A"]), abs=1)
+    assert units["C"] % 5 == 0
+    assert (plan.trades["target_weight"] <= 1 / 3 + 1e-12).all()
+    spent = (units * last).sum()
+    assert plan.cash_after == pytest.approx(value - spent - plan.cost * value)
+    assert plan.cost == pytest.approx(0.001 * plan.turnover)
+
+
+def test_a_value_too_small_for_one_lot_is_refused():
+    prices = _history()
+    with pytest.raises(DataError, match="too small to buy one lot"):
+        plan_rebalance(
+            EqualWeightStrategy(), prices, Holdings(pd.Series(dtype=float), "units", 50.0),
+            lots=pd.Series({"A": 100.0, "B": 100.0, "C": 100.0}),
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "message"),
+    [
+        ("asset,units\nA,10\nZZZ,3\n", ".csv", "not in the data"),
+        ("asset,units\nA,-4\n", ".csv", "negative positions"),
+        ("asset,units\nA,ten\n", ".csv", "is not a number"),
+        ("asset,units\nA,nan\n", ".csv", "not a finite number"),
+        ("asset,units\nA,1\nA,2\n", ".csv", "appears twice"),
+        ("asset,shares\nA,1\n", ".csv", "expected two columns"),
+        ('{"units": {"A": "x"}}', ".json", "is not a number"),
+        ('{"units": {"A": 1}, "leverage": 2}', ".json", "unknown keys"),
+        ('{"units": {"A": NaN}}', ".json", "not a finite number"),
+    ],
+)
+def test_hostile_holdings_get_a_clear_error(tmp_path, content, suffix, message):
+    path = tmp_path / f"holdings{suffix}"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        plan_rebalance(EqualWeightStrategy(), _history(), read_holdings(path))
+
+
+def test_a_held_asset_without_a_price_on_the_decision_date_is_refused():
+    prices = _history()
+    prices.iloc[-1, 1] = np.nan
+    with pytest.raises(DataError, match="no price on .* for held \\['B'\\].*last price"):
+        plan_rebalance(EqualWeightStrategy(), prices, Holdings(pd.Series({"B": 3.0}), "units"))
+
+
+def _cli(tmp_path, *args):
+    return CliRunner().invoke(app, ["rebalance", *args, "--out", str(tmp_path / "out")])
+
+
+def test_the_cli_plans_writes_and_refuses_stale_prices(tmp_path):
+    holdings = tmp_path / "holdings.csv"
+    holdings.write_text("asset,units\nSPY,20\nGLD,10\nCASH,3000\n")
+    config = tmp_path / "ew.yaml"
+    config.write_text("name: ew\nstrategies:\n  - kind: equal_weight\n  - kind: hrp\n")
+    result = _cli(
+        tmp_path, "--config", str(config), "--strategy", "kind=hrp", "--holdings", str(holdings),
+        "--today", "2025-01-02",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "out").iterdir()
+    trades = pd.read_csv(folder / "trades.csv", index_col="asset")
+    saved = json.loads((folder / "rebalance.json").read_text())
+    assert saved["decision_date"] == "2024-12-31"
+    assert saved["data_sha256"] and saved["strategy"].startswith("HRP")
+    invested = (trades["units_target"] * trades["price"]).sum()
+    cost = saved["estimated_cost_value"]
+    assert invested + saved["cash_after"] + cost == pytest.approx(saved["value"])
+    assert 0 <= saved["cash_after"] < 0.001 * saved["value"]  # the cost is paid, little idles
+    assert "Trades" in result.output
+    stale = _cli(
+        tmp_path, "--config", str(config), "--strategy", "Equal weight", "--holdings",
+        str(holdings), "--today", "2026-12-03",
+    )  # fmt: skip
+    assert stale.exit_code == 2 and "days" in stale.output and "--as-of" in stale.output
+    assert len(list((tmp_path / "out").iterdir())) == 1  # nothing written for the refusal
