@@ -170,3 +170,36 @@ def test_the_cli_plans_writes_and_refuses_stale_prices(tmp_path):
     )  # fmt: skip
     assert stale.exit_code == 2 and "days" in stale.output and "--as-of" in stale.output
     assert len(list((tmp_path / "out").iterdir())) == 1  # nothing written for the refusal
+
+
+def test_the_cli_as_of_a_finished_runs_date_gives_the_runs_weights(tmp_path):
+    config = tmp_path / "small.yaml"
+    config.write_text(
+        "name: small\nn_seeds: 1\nsplit: {train_fraction: 0.6}\nstrategies:\n"
+        "  - kind: equal_weight\n  - {kind: random_topk, k: 3, hold: 2}\n"
+        "  - {kind: forecast_topk, k: 3, retrain_every: 10, forecaster: {model: ar}}\n"
+    )
+    market = ["--dataset", "momentum", "--market", "n_assets=8", "--market", "n_periods=200"]
+    ran = CliRunner().invoke(
+        app, ["run", "--config", str(config), *market, "--out", str(tmp_path / "runs")]
+    )
+    assert ran.exit_code == 0, ran.output
+    (run,) = (tmp_path / "runs").iterdir()
+    holdings = tmp_path / "h.csv"
+    holdings.write_text("asset,weight\nCASH,1\n")
+    for name, stem in (("Random Top-3 (hold 2)", "random-top-3-hold-2"), ("AR Top-3", "ar-top-3")):
+        weights = pd.read_csv(run / "weights" / f"{stem}.csv", index_col="date", parse_dates=True)
+        for date in weights.index[[3, 20, -1]]:
+            out = tmp_path / f"plan-{stem}-{date.date()}"
+            planned = CliRunner().invoke(
+                app,
+                ["rebalance", "--config", str(config), *market, "--strategy", name,
+                 "--holdings", str(holdings), "--as-of", str(date.date()), "--out", str(out)],
+            )  # fmt: skip
+            assert planned.exit_code == 0, planned.output
+            (folder,) = out.iterdir()
+            target = pd.read_csv(folder / "targets.csv", index_col="asset")["mean"]
+            np.testing.assert_allclose(
+                target.reindex(weights.columns).to_numpy(), weights.loc[date].to_numpy(),
+                atol=1e-6,  # the weights file is written with 6 significant digits
+            )  # fmt: skip

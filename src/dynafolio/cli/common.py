@@ -7,6 +7,7 @@ import os
 import signal
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -92,3 +93,20 @@ def prepare_out(out: Path) -> Path:
     for line in sweep_partial_runs(out):
         console.print(f"[yellow]note:[/] {line}", highlight=False)
     return out
+
+
+def key_values(items: list[str], option: str) -> dict[str, Any]:
+    """``["phi=0.3", "seed=4"]`` -> ``{"phi": 0.3, "seed": 4}`` (values read as YAML scalars;
+    the config validation then checks names and types)."""
+    import yaml
+
+    settings: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise DynafolioError(f"{option} {item!r}: write KEY=VALUE, e.g. {option} phi=0.3")
+        try:
+            settings[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            settings[key.strip()] = value
+    return settings

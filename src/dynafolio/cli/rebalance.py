@@ -14,7 +14,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dynafolio.cli.common import console, prepare_out, set_torch_threads, user_errors
+from dynafolio.cli.common import (
+    console,
+    key_values,
+    prepare_out,
+    set_torch_threads,
+    user_errors,
+)
 from dynafolio.errors import DataError
 
 
@@ -45,7 +51,13 @@ def rebalance(
     data: Annotated[
         Path | None, typer.Option("--data", help="CSV/Parquet price file, up to today.")
     ] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="Embedded dataset.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Embedded dataset or known-answer market.")
+    ] = None,
+    market: Annotated[
+        list[str] | None,
+        typer.Option("--market", help="A known-answer market's setting as KEY=VALUE."),
+    ] = None,
     date_format: Annotated[
         str | None, typer.Option("--date-format", help="strptime format of the file's dates.")
     ] = None,
@@ -97,6 +109,7 @@ def rebalance(
         out = prepare_out(out)
         composed = compose_config(
             experiment, config_file=config, data_path=data, dataset=dataset,
+            market=key_values(market, "--market") if market else None,
             date_format=date_format, seed=seed, n_seeds=seeds, quick=quick,
         )  # fmt: skip
         context = composed.context

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -17,6 +17,7 @@ from dynafolio.cli.common import (  # noqa: E402
     ANALYSIS_FAILED,
     console,
     err_console,
+    key_values,
     prepare_out,
     progress_bars,
     set_torch_threads,
@@ -119,7 +120,7 @@ def run(
             config_file=config,
             data_path=data,
             dataset=dataset,
-            market=_key_values(market, "--market") if market else None,
+            market=key_values(market, "--market") if market else None,
             date_format=date_format,
             seed=seed,
             n_seeds=seeds,
@@ -259,23 +260,6 @@ def tune(
     )
     console.print(f"Best parameters: {result.best_params}")
     console.print(f"Run directory: [bold]{run.final}[/]")
-
-
-def _key_values(items: list[str], option: str) -> dict[str, Any]:
-    """``["phi=0.3", "seed=4"]`` -> ``{"phi": 0.3, "seed": 4}`` (values read as YAML scalars;
-    the config validation then checks names and types)."""
-    import yaml
-
-    settings: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise DynafolioError(f"{option} {item!r}: write KEY=VALUE, e.g. {option} phi=0.3")
-        try:
-            settings[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            settings[key.strip()] = value
-    return settings
 
 
 def _print_results(result) -> None:
