@@ -327,3 +327,34 @@ def test_describe_prices():
     assert real.loc["SOL", "first_date"] == pd.Timestamp("2020-04-10")
     assert real.loc["BTC", "class"] == "Crypto" and real.loc["TLT", "class"] == "Bonds"
     assert real.loc["BTC", "n_prices"] == 2557
+
+
+@pytest.mark.parametrize(
+    ("name", "n_assets", "first", "last", "rows"),
+    [
+        ("ff_industries", 47, "1960-01-04", "2018-12-31", 14850),
+        ("ff25", 25, "1964-01-02", "2015-12-31", 13091),
+    ],
+)
+def test_the_french_portfolios_are_embedded(name, n_assets, first, last, rows):
+    from dynafolio.data.datasets import dataset_info, load_dataset
+
+    prices = load_dataset(name)
+    assert prices.shape == (rows, n_assets)
+    assert (prices.index[0], prices.index[-1]) == (pd.Timestamp(first), pd.Timestamp(last))
+    assert set(prices.columns) == set(dataset_info(name).asset_classes)
+    assert "French" in dataset_info(name).source
+
+
+def test_the_french_factors_and_the_1987_crash():
+    from dynafolio.data.datasets import load_dataset, load_french_factors
+
+    factors = load_french_factors()
+    assert list(factors.columns) == ["Mkt-RF", "SMB", "HML", "MOM", "RF"]
+    crash = pd.Timestamp("1987-10-19")
+    assert factors.loc[crash, "Mkt-RF"] == pytest.approx(-0.1744)  # the file is in percent
+    industries = load_dataset("ff_industries")
+    moves = industries.pct_change(fill_method=None).loc[crash]
+    assert moves.min() == pytest.approx(-0.241, abs=1e-3)
+    assert moves.max() == pytest.approx(0.015, abs=1e-3)
+    assert moves.mean() == pytest.approx(-0.165, abs=1e-3)

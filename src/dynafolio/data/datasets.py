@@ -1,4 +1,5 @@
-"""Built-in datasets: an embedded multi-asset daily file and skfolio's S&P 500 sample.
+"""Built-in datasets: an embedded multi-asset daily file, the Fama–French industry and
+size × book-to-market portfolios (1960–2018), and skfolio's S&P 500 sample.
 
 ``load_dataset(name)`` returns the same wide shape as :func:`dynafolio.data.read_prices`.
 """
@@ -18,7 +19,14 @@ from dynafolio.data.parsing import DATE_UNIT
 from dynafolio.data.validate import validate_prices
 from dynafolio.errors import DataError
 
-__all__ = ["DatasetInfo", "dataset_info", "describe_prices", "list_datasets", "load_dataset"]
+__all__ = [
+    "DatasetInfo",
+    "dataset_info",
+    "describe_prices",
+    "list_datasets",
+    "load_dataset",
+    "load_french_factors",
+]
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,61 @@ _DATASETS: dict[str, DatasetInfo] = {
         asset_classes={**{a: "US equities" for a in _SP500_STOCKS}, "SP500": "Index"},
     ),
 }
+_FRENCH_SOURCE = (
+    "Kenneth R. French — Data Library (Dartmouth, Tuck School of Business), via the data "
+    "folder of the PyPI package ZCAPM 0.4.0; returns turned into total-return index levels "
+    "(100 at each portfolio's first return); see docs/PROVENANCE-french.md"
+)
+_FRENCH_LICENSE = (
+    "No license of its own: published by the Data Library for research use; cite "
+    "'Kenneth R. French — Data Library' and Fama & French (1993, 1997)"
+)
+_DATASETS["ff_industries"] = DatasetInfo(
+    name="ff_industries",
+    description=(
+        "47 value-weighted US industry portfolios (Fama–French 48 without Hlth), daily "
+        "total-return index levels 1960-01-04..2018-12-31 (14,850 NYSE days); Soda, FabPr, "
+        "Guns and Gold start on 1963-07-01. The daily Fama–French factors and risk-free rate "
+        "of the same source are in ff_factors_daily.csv.gz beside it."
+    ),
+    frequency="daily (NYSE days)",
+    source=_FRENCH_SOURCE,
+    license=_FRENCH_LICENSE,
+    asset_classes={
+        a: "Industry"
+        for a in (
+            "Agric Food Soda Beer Smoke Toys Fun Books Hshld Clths MedEq Drugs Chems Rubbr "
+            "Txtls BldMt Cnstr Steel FabPr Mach ElcEq Autos Aero Ships Guns Gold Mines Coal Oil "
+            "Util Telcm PerSv BusSv Comps Chips LabEq Paper Boxes Trans Whlsl Rtail Meals Banks "
+            "Insur RlEst Fin Other"
+        ).split()
+    },
+)
+_DATASETS["ff25"] = DatasetInfo(
+    name="ff25",
+    description=(
+        "25 value-weighted US size × book-to-market portfolios (5 × 5 sorts), daily "
+        "total-return index levels 1964-01-02..2015-12-31 (13,091 NYSE days)."
+    ),
+    frequency="daily (NYSE days)",
+    source=_FRENCH_SOURCE,
+    license=_FRENCH_LICENSE,
+    # One class per size quintile (rows of the 5 × 5 sort), as the file names them.
+    asset_classes={
+        name: f"Size quintile {size}"
+        for size, names in enumerate(
+            (
+                "SMALL.LoBM ME1.BM2 ME1.BM3 ME1.BM4 SMALL.HiBM",
+                "ME2.BM1 ME2.BM2 ME2.BM3 ME2.BM4 ME2.BM5",
+                "ME3.BM1 ME3.BM2 ME3.BM3 ME3.BM4 ME3.BM5",
+                "ME4.BM1 ME4.BM2 ME4.BM3 ME4.BM4 ME4.BM5",
+                "BIG.LoBM ME5.BM2 ME5.BM3 ME5.BM4 BIG.HiBM",
+            ),
+            start=1,
+        )
+        for name in names.split()
+    },
+)
 _MARKET_DESCRIPTIONS = {
     "noise": "i.i.d. normal log returns: nothing to learn; no rule beats chance but by luck",
     "momentum": "AR(1) log returns with coefficient phi per asset: the best forecast is "
@@ -157,11 +220,22 @@ def dataset_info(name: str) -> DatasetInfo:
         ) from None
 
 
-def _load_multiasset() -> pd.DataFrame:
-    resource = resources.files("dynafolio.data").joinpath("multiasset_daily.csv.gz")
+def _load_embedded(file: str) -> pd.DataFrame:
+    resource = resources.files("dynafolio.data").joinpath(file)
     # as_file gives a real path even when the package is installed as a zip.
     with resources.as_file(resource) as path:
         return read_prices(path, layout="wide", date_column="date")
+
+
+def load_french_factors() -> pd.DataFrame:
+    """The daily Fama–French factors of the embedded French datasets, as fractions (the file
+    is in percent): ``Mkt-RF``, ``SMB``, ``HML``, ``MOM`` and ``RF`` (the daily risk-free
+    rate), indexed by date 1960-01-04..2018-12-31."""
+    resource = resources.files("dynafolio.data").joinpath("ff_factors_daily.csv.gz")
+    with resources.as_file(resource) as path:
+        frame = pd.read_csv(path, index_col="date", parse_dates=True)
+    frame.index = pd.DatetimeIndex(frame.index, name="date").as_unit(DATE_UNIT)
+    return frame.astype(np.float64) / 100.0
 
 
 def _load_sp500() -> pd.DataFrame:
@@ -182,7 +256,9 @@ def _load_sp500() -> pd.DataFrame:
 
 
 _LOADERS = {
-    "multiasset": _load_multiasset,
+    "multiasset": lambda: _load_embedded("multiasset_daily.csv.gz"),
+    "ff_industries": lambda: _load_embedded("ff_industries_daily.csv.gz"),
+    "ff25": lambda: _load_embedded("ff25_size_bm_daily.csv.gz"),
     "sp500": _load_sp500,
     **{kind: (lambda kind=kind: generate_market(KnownMarket(kind=kind))) for kind in MARKET_KINDS},
 }
