@@ -48,9 +48,11 @@ def test_the_decision_as_of_a_run_date_is_the_runs_decision_for_every_kind(run_a
     kinds = set()
     for entry, item in enumerate(context.plan):
         run = result.strategies[entry].first
-        strategy, history, due = walk_to(context, entry, item.seeds[0], AS_OF)
+        walked = walk_to(context, entry, item.seeds[0], AS_OF)
+        strategy, history, due = walked.strategy, walked.history, walked.due
         assert history.date == AS_OF
         drifted = run.drifted_weights.loc[AS_OF]  # held at the close of AS_OF, before trading
+        np.testing.assert_allclose(walked.held.to_numpy(), drifted.to_numpy(), atol=1e-12)
         plan = plan_rebalance(
             strategy, history, Holdings(drifted, "weights", 1.0 - drifted.sum()),
             constraints=item.constraints, due=due,
@@ -203,3 +205,56 @@ def test_the_cli_as_of_a_finished_runs_date_gives_the_runs_weights(tmp_path):
                 target.reindex(weights.columns).to_numpy(), weights.loc[date].to_numpy(),
                 atol=1e-6,  # the weights file is written with 6 significant digits
             )  # fmt: skip
+
+
+def test_a_decision_from_a_finished_runs_directory_loads_its_agents(tmp_path, monkeypatch):
+    from conftest import TINY_PPO
+
+    ppo = ", ".join(f"{k}: {v}" for k, v in TINY_PPO.items())
+    config = tmp_path / "ppo.yaml"
+    config.write_text(
+        "name: ppo\nn_seeds: 1\nsplit: {train_fraction: 0.6}\nstrategies:\n"
+        "  - kind: equal_weight\n"
+        f"  - {{kind: ppo_topk, k: 2, lookback: 4, score_initial_window: 40, ppo: {{{ppo}}}}}\n"
+    )
+    market = ["--dataset", "momentum", "--market", "n_assets=6", "--market", "n_periods=160"]
+    ran = CliRunner().invoke(
+        app, ["run", "--config", str(config), *market, "--out", str(tmp_path / "runs")]
+    )
+    assert ran.exit_code == 0, ran.output
+    (run,) = (tmp_path / "runs").iterdir()
+    weights = pd.read_csv(
+        run / "weights" / "ppo-only-top-2.csv", index_col="date", parse_dates=True
+    )
+    import dynafolio.strategies.rl as rl
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the saved agent should be loaded, not trained")
+
+    monkeypatch.setattr(rl, "train_agent", no_training)
+    for date in weights.index[[5, -1]]:
+        out = tmp_path / f"plan-{date.date()}"
+        planned = CliRunner().invoke(
+            app,
+            ["rebalance", "--run", str(run), "--strategy", "kind=ppo_topk",
+             "--as-of", str(date.date()), "--out", str(out)],
+        )  # fmt: skip
+        assert planned.exit_code == 0, planned.output
+        (folder,) = out.iterdir()
+        target = pd.read_csv(folder / "targets.csv", index_col="asset")["mean"]
+        np.testing.assert_allclose(
+            target.reindex(weights.columns).to_numpy(), weights.loc[date].to_numpy(), atol=1e-6
+        )
+
+
+def test_a_run_whose_data_changed_is_refused(tmp_path):
+    config = tmp_path / "ew.yaml"
+    data = tmp_path / "prices.csv"
+    _history(80).to_csv(data, index_label="date")
+    config.write_text(f"name: ew\ndata: {{path: {data}}}\nstrategies:\n  - kind: equal_weight\n")
+    ran = CliRunner().invoke(app, ["run", "--config", str(config), "--out", str(tmp_path / "r")])
+    assert ran.exit_code == 0, ran.output
+    (run,) = (tmp_path / "r").iterdir()
+    _history(81).to_csv(data, index_label="date")  # the file changed after the run
+    refused = _cli(tmp_path, "--run", str(run), "--strategy", "Equal weight")
+    assert refused.exit_code == 2 and "the data changed since the run" in refused.output

@@ -38,13 +38,22 @@ def rebalance(
         ),
     ] = ...,  # type: ignore[assignment]
     holdings: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--holdings",
             help="What the portfolio holds now: CSV asset,units (or asset,weight) with an "
-            'optional CASH row, or JSON {"units": {...}, "cash": ...}.',
+            'optional CASH row, or JSON {"units": {...}, "cash": ...}. Default: what the '
+            "strategy's own backtest holds at that date.",
         ),
-    ] = ...,  # type: ignore[assignment]
+    ] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            "--run",
+            help="A finished run directory: its config and data (checked unchanged), and its "
+            "saved PPO agents instead of training.",
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="YAML/TOML file of the experiment.")
     ] = None,
@@ -95,8 +104,13 @@ def rebalance(
     """Plan the next rebalance: target weights, trades (weights, units, currency) and cost."""
     from dynafolio.backtest import ProportionalCost
     from dynafolio.experiments.artifacts import atomic_run_dir
-    from dynafolio.experiments.holdings import read_holdings, read_lots
-    from dynafolio.experiments.rebalance import plan_rebalance, select_entry, walk_to
+    from dynafolio.experiments.holdings import Holdings, read_holdings, read_lots
+    from dynafolio.experiments.rebalance import (
+        finished_run,
+        plan_rebalance,
+        select_entry,
+        walk_to,
+    )
     from dynafolio.features import periods_per_year
     from dynafolio.paths import file_stem
     from dynafolio.studies import compose_config, study
@@ -104,15 +118,20 @@ def rebalance(
     set_torch_threads(threads)
     with user_errors():
         study(experiment)
-        held = read_holdings(holdings)
+        held = read_holdings(holdings) if holdings is not None else None
         lot_sizes = read_lots(lots) if lots is not None else None
         out = prepare_out(out)
-        composed = compose_config(
-            experiment, config_file=config, data_path=data, dataset=dataset,
-            market=key_values(market, "--market") if market else None,
-            date_format=date_format, seed=seed, n_seeds=seeds, quick=quick,
-        )  # fmt: skip
-        context = composed.context
+        if run is not None:
+            context, agents = finished_run(run)
+            source, fingerprint = context.prepared.source, context.prepared.source_sha256
+        else:
+            composed = compose_config(
+                experiment, config_file=config, data_path=data, dataset=dataset,
+                market=key_values(market, "--market") if market else None,
+                date_format=date_format, seed=seed, n_seeds=seeds, quick=quick,
+            )  # fmt: skip
+            context, agents = composed.context, {}
+            source, fingerprint = composed.prepared.source, composed.prepared.source_sha256
         entry = select_entry(context.plan, strategy)
         item = context.plan[entry]
         index = item.universe.index
@@ -122,14 +141,18 @@ def rebalance(
         console.print(
             f"[bold]{escape(item.name)}[/] as of {date.date()} "
             f"({len(item.seeds)} seed{'s' if len(item.seeds) > 1 else ''}; "
-            f"{composed.prepared.source})",
+            f"{source})",
             highlight=False,
         )
-        walked = [walk_to(context, entry, s, date) for s in item.seeds]
+        walked = [walk_to(context, entry, s, date, agents.get(item.name)) for s in item.seeds]
+        if held is None:  # the backtest's own holdings (seeds averaged), as weights
+            own = sum(w.held for w in walked) / len(walked)
+            held = Holdings(own[own != 0], "weights", float(1.0 - own.sum()))
         plan = plan_rebalance(
-            [w[0] for w in walked], walked[0][1], held, value=value, lots=lot_sizes,
+            [w.strategy for w in walked], walked[0].history, held, value=value, lots=lot_sizes,
             cost_model=ProportionalCost(context.config.backtest.transaction_cost),
-            constraints=item.constraints, due=walked[0][2],
+            constraints=item.constraints, due=walked[0].due,
+            decide_from_holdings=holdings is not None,
         )  # fmt: skip
         with atomic_run_dir(out, f"rebalance-{file_stem(item.name)}") as folder:
             plan.trades.to_csv(folder.path / "trades.csv", index_label="asset")
@@ -139,9 +162,10 @@ def rebalance(
             record = {
                 **plan.to_json(),
                 "experiment": context.config.name,
-                "data": composed.prepared.source,
-                "data_sha256": composed.prepared.source_sha256,
-                "holdings": str(holdings),
+                "data": source,
+                "data_sha256": fingerprint,
+                "holdings": str(holdings) if holdings is not None else "the backtest's own",
+                "run": str(run) if run is not None else None,
             }
             (folder.path / "rebalance.json").write_text(json.dumps(record, indent=2))
     _print(plan, folder.final)

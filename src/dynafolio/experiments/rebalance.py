@@ -12,8 +12,9 @@ run is the one the run made there (tested for every strategy kind).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,16 +25,26 @@ from dynafolio.backtest.constraints import PortfolioConstraints
 from dynafolio.backtest.costs import CostModel
 from dynafolio.backtest.engine import align_target
 from dynafolio.errors import ConfigError, DataError
+from dynafolio.experiments.config import validate_config
 from dynafolio.experiments.holdings import Holdings
-from dynafolio.experiments.plan import PlannedStrategy
+from dynafolio.experiments.plan import PlannedStrategy, load_prices
 from dynafolio.experiments.tasks import RunContext
 from dynafolio.history import MarketHistory
+from dynafolio.paths import unique_stems
+from dynafolio.safe_files import Limits, load_json, read_bytes
 from dynafolio.seeding import seed_everything
 from dynafolio.strategies.base import Strategy
 from dynafolio.strategies.forecast import compute_stream
 from dynafolio.strategies.rule import cap_positions
 
-__all__ = ["RebalancePlan", "plan_rebalance", "select_entry", "walk_to"]
+__all__ = [
+    "RebalancePlan",
+    "Walked",
+    "finished_run",
+    "plan_rebalance",
+    "select_entry",
+    "walk_to",
+]
 
 
 @dataclass(frozen=True)
@@ -100,15 +111,33 @@ def select_entry(plan: list[PlannedStrategy], wanted: str) -> int:
     return found[0]
 
 
+@dataclass(frozen=True)
+class Walked:
+    """A strategy in the state its backtest reaches just before deciding at ``history.date``:
+    the history it decides on, whether it trades then (``due``) and what the backtest holds
+    at that close, before trading (``held``, weights; cash at a block's first decision)."""
+
+    strategy: Strategy
+    history: MarketHistory
+    due: bool
+    held: pd.Series
+
+
 def walk_to(
-    context: RunContext, entry: int, seed: int, date: pd.Timestamp
-) -> tuple[Strategy, MarketHistory, bool]:
+    context: RunContext,
+    entry: int,
+    seed: int,
+    date: pd.Timestamp,
+    agents: Mapping[tuple[int, int | None], Path] | None = None,
+) -> Walked:
     """Strategy ``entry`` of ``context`` for ``seed``, in the state its backtest reaches just
-    before deciding at ``date``, the history it decides on, and whether it trades then.
+    before deciding at ``date``.
 
     The walk is the run's own: the fold whose test block holds ``date``, fitted on that
     fold's history, every earlier decision of the block made (and, for a strategy that
-    carries holdings, the earlier blocks run to hand it their holdings).
+    carries holdings, the earlier blocks run to hand it their holdings). ``agents`` maps
+    ``(seed, fold or None)`` to a saved PPO agent of a finished run: that agent is loaded
+    (and checked against the strategy's settings and assets) instead of trained.
     """
     item = context.plan[entry]
     universe = item.universe
@@ -133,6 +162,9 @@ def walk_to(
     previous = None
     for f in range(fold + 1):
         strategy = item.build(seed)
+        saved = (agents or {}).get((seed, f if len(context.folds) > 1 else None))
+        if saved is not None and hasattr(strategy, "agent_path"):
+            strategy.agent_path = str(saved)
         if previous is not None:
             strategy.hold_from(previous.iloc[-1], previous.index[-1])
         # Forecasts computed as the run computes them (its stream tasks), up to ``date``.
@@ -154,18 +186,69 @@ def walk_to(
             universe.iloc[first_row : row + 1], returns.iloc[first_row : row + 1]
         )
         made = row - starts[fold]  # decisions of this block before the one at ``date``
+        held = pd.Series(0.0, index=universe.columns)
         if made:
             # The engine decides at the close before each evaluated period: evaluating up to
             # ``date`` makes every decision before it.
-            run_backtest(
+            held = run_backtest(
                 strategy, universe, dates[0], date, rebalance_every=backtest.rebalance_every,
                 cost_model=cost, constraints=item.constraints, fit_start=fit_start,
-            )  # fmt: skip
+            ).drifted_weights.loc[date]  # fmt: skip
         else:
             strategy.fit(history)
+            if previous is not None:  # the previous block's last target, drifted to ``date``
+                held = _drift(previous.iloc[-1], returns.loc[previous.index[-1] : date].iloc[1:])
         due = made % backtest.rebalance_every == 0 and (strategy.rebalances or made == 0)
-        return strategy, history, due
+        return Walked(strategy, history, due, held)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def finished_run(
+    folder: Path,
+) -> tuple[RunContext, dict[str, dict[tuple[int, int | None], Path]]]:
+    """A finished run directory's plan (its config, on its data, checked unchanged) and its
+    saved PPO agents: strategy name -> ``(seed, fold or None)`` -> agent file."""
+    folder = Path(folder)
+    where = f"run directory {folder}"
+    fix = "give a run directory written by dynafolio run (it has manifest.json)"
+    data = read_bytes(folder / "manifest.json", f"{where}: manifest.json", 1 << 22, fix)
+    manifest = load_json(data, f"{where}/manifest.json", Limits(max_bytes=1 << 22), fix)
+    if not isinstance(manifest, dict) or "config" not in manifest:
+        raise DataError(f"{where}: manifest.json has no config; {fix}")
+    config = validate_config(manifest["config"], f"{where}/manifest.json")
+    prepared = load_prices(config)
+    saved = (manifest.get("data") or {}).get("sha256")
+    if saved != prepared.source_sha256:
+        raise DataError(
+            f"{where}: the data changed since the run ({prepared.source}: sha256 "
+            f"{prepared.source_sha256[:12]}…, the run used {str(saved)[:12]}…); a decision "
+            "as of the run needs the prices it used. Restore them, or leave --run out to "
+            "plan on today's data"
+        )
+    context = RunContext.build(config, prepared)
+    stems = unique_stems([item.name for item in context.plan])
+    folds = len(context.folds)
+    agents: dict[str, dict[tuple[int, int | None], Path]] = {}
+    for item in context.plan:
+        for seed in item.seeds:
+            for fold in range(folds) if folds > 1 else [None]:
+                label = f"seed{seed}" + ("" if fold is None else f"-fold{fold + 1}")
+                path = folder / "agents" / f"{stems[item.name]}-{label}.zip"
+                if path.is_file():
+                    agents.setdefault(item.name, {})[(seed, fold)] = path
+    return context, agents
+
+
+def _drift(weights: pd.Series, returns: pd.DataFrame) -> pd.Series:
+    """``weights`` (the rest in cash) after the periods of ``returns`` (a missing return: no
+    move)."""
+    values = weights.to_numpy(dtype=float)
+    cash = 1.0 - values.sum()
+    for row in returns.fillna(0.0).to_numpy(dtype=float):
+        values = values * (1.0 + row)
+        total = values.sum() + cash
+        values, cash = values / total, cash / total
+    return pd.Series(values, index=weights.index)
 
 
 def _replay(
@@ -215,6 +298,7 @@ def plan_rebalance(
     cost_model: CostModel | None = None,
     constraints: PortfolioConstraints | None = None,
     due: bool = True,
+    decide_from_holdings: bool = True,
 ) -> RebalancePlan:
     """Target weights at ``history.date`` and the trades from ``holdings`` to them.
 
@@ -224,7 +308,9 @@ def plan_rebalance(
     size the trades; ``value`` overrides the holdings' value (needed for units when the
     holdings are weights); ``lots`` rounds each target position down to whole lots (the
     residual stays in cash). ``due=False`` (the strategy does not trade at this date, e.g. a
-    buy-and-hold after its first trade) keeps the holdings.
+    buy-and-hold after its first trade) keeps the holdings. A strategy whose decisions read
+    its holdings (a PPO agent) decides from ``holdings``, or, with
+    ``decide_from_holdings=False``, from those its own backtest path left (:func:`walk_to`).
     """
     if isinstance(history, pd.DataFrame):
         history = MarketHistory(history, history.pct_change(fill_method=None))
@@ -241,7 +327,7 @@ def plan_rebalance(
         if not hasattr(one, "notes_"):
             one.fit(history)
         if due:
-            if one.carries_holdings:
+            if one.carries_holdings and decide_from_holdings:
                 one.holding(current, date)
             targets[getattr(one, "seed", seed)] = pd.Series(
                 align_target(one.weights(history), history, one.name), index=assets
