@@ -16,8 +16,9 @@ from dynafolio.errors import DataError
 from dynafolio.experiments.config import validate_config
 from dynafolio.experiments.holdings import Holdings, read_holdings
 from dynafolio.experiments.plan import load_prices
-from dynafolio.experiments.rebalance import plan_rebalance, select_entry, walk_to
+from dynafolio.experiments.rebalance import plan_rebalance
 from dynafolio.experiments.tasks import RunContext
+from dynafolio.experiments.walk import select_entry, walk_to
 from dynafolio.strategies.classical import EqualWeightStrategy
 from dynafolio.studies import run_experiment
 from test_causal_pipeline import CLASSES, STRATEGIES, TEST_START, raw_daily_prices

@@ -105,12 +105,8 @@ def rebalance(
     from dynafolio.backtest import ProportionalCost
     from dynafolio.experiments.artifacts import atomic_run_dir
     from dynafolio.experiments.holdings import Holdings, read_holdings, read_lots
-    from dynafolio.experiments.rebalance import (
-        finished_run,
-        plan_rebalance,
-        select_entry,
-        walk_to,
-    )
+    from dynafolio.experiments.rebalance import plan_rebalance
+    from dynafolio.experiments.walk import finished_run, select_entry, walk_to
     from dynafolio.features import periods_per_year
     from dynafolio.paths import file_stem
     from dynafolio.studies import compose_config, study

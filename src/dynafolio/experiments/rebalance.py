@@ -3,48 +3,32 @@
 :func:`plan_rebalance` asks fitted strategies (one per seed) for their target at a decision
 date, from the user's holdings, and turns the mean target into trades — in weight, and in units
 and currency when the portfolio's value is known, rounded to lots, with the cost the run's cost
-model charges. :func:`walk_to` puts a config's strategy into exactly the state its backtest
-was in just before that date — fitted on the same training data, refitted on the same
-schedule, having made the same earlier decisions — so a decision "as of" a date of a finished
-run is the one the run made there (tested for every strategy kind).
+model charges. :func:`~dynafolio.experiments.walk.walk_to` puts a config's strategy into
+exactly the state its backtest was in just before that date, so a decision "as of" a date of a
+finished run is the one the run made there (tested for every strategy kind).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dynafolio.backtest import ProportionalCost, run_backtest
+from dynafolio.backtest import ProportionalCost
 from dynafolio.backtest.constraints import PortfolioConstraints
 from dynafolio.backtest.costs import CostModel
 from dynafolio.backtest.engine import align_target
-from dynafolio.errors import ConfigError, DataError
-from dynafolio.experiments.config import validate_config
+from dynafolio.errors import DataError
 from dynafolio.experiments.holdings import Holdings
-from dynafolio.experiments.plan import PlannedStrategy, load_prices
-from dynafolio.experiments.tasks import RunContext
 from dynafolio.history import MarketHistory
-from dynafolio.paths import unique_stems
-from dynafolio.safe_files import Limits, load_json, read_bytes
-from dynafolio.seeding import seed_everything
 from dynafolio.strategies.base import Strategy
-from dynafolio.strategies.forecast import compute_stream
 from dynafolio.strategies.rule import cap_positions
 
-__all__ = [
-    "RebalancePlan",
-    "Walked",
-    "finished_run",
-    "plan_rebalance",
-    "select_entry",
-    "walk_to",
-]
+__all__ = ["RebalancePlan", "plan_rebalance"]
 
 
 @dataclass(frozen=True)
@@ -83,191 +67,6 @@ class RebalancePlan:
             },
             "notes": list(self.notes),
         }
-
-
-def select_entry(plan: list[PlannedStrategy], wanted: str) -> int:
-    """The plan entry named ``wanted`` or, for ``key=value[,key=value]``, the one entry whose
-    tags match (``family=Hybrid,k=5``)."""
-    if "=" in wanted:
-        tags: dict[str, str] = {}
-        for part in wanted.split(","):
-            key, _, value = part.partition("=")
-            tags[key.strip()] = value.strip()
-        found = [
-            i for i, item in enumerate(plan)
-            if all(str(item.tags.get(k)) == v for k, v in tags.items())
-        ]  # fmt: skip
-        what = f"tags {tags}"
-    else:
-        found = [i for i, item in enumerate(plan) if item.name == wanted]
-        what = f"the name {wanted!r}"
-    if len(found) != 1:
-        names = ", ".join(repr(plan[i].name) for i in (found or range(len(plan))))
-        raise ConfigError(
-            f"--strategy: {len(found)} strategies match {what}; "
-            f"{'they are' if found else 'choose one of'} {names} (a name, or tags such as "
-            "kind=ppo_topk,k=5)"
-        )
-    return found[0]
-
-
-@dataclass(frozen=True)
-class Walked:
-    """A strategy in the state its backtest reaches just before deciding at ``history.date``:
-    the history it decides on, whether it trades then (``due``) and what the backtest holds
-    at that close, before trading (``held``, weights; cash at a block's first decision)."""
-
-    strategy: Strategy
-    history: MarketHistory
-    due: bool
-    held: pd.Series
-
-
-def walk_to(
-    context: RunContext,
-    entry: int,
-    seed: int,
-    date: pd.Timestamp,
-    agents: Mapping[tuple[int, int | None], Path] | None = None,
-) -> Walked:
-    """Strategy ``entry`` of ``context`` for ``seed``, in the state its backtest reaches just
-    before deciding at ``date``.
-
-    The walk is the run's own: the fold whose test block holds ``date``, fitted on that
-    fold's history, every earlier decision of the block made (and, for a strategy that
-    carries holdings, the earlier blocks run to hand it their holdings). ``agents`` maps
-    ``(seed, fold or None)`` to a saved PPO agent of a finished run: that agent is loaded
-    (and checked against the strategy's settings and assets) instead of trained.
-    """
-    item = context.plan[entry]
-    universe = item.universe
-    index = universe.index
-    if date not in index:
-        raise DataError(
-            f"{date.date()} is not a date of the data (frequency {index.freqstr or 'as read'}; "
-            f"{index[0].date()} .. {index[-1].date()}); give one of its dates"
-        )
-    row = int(index.get_loc(date))
-    # A block's first decision is at the close before its first evaluated period.
-    starts = [int(index.get_loc(fold.test_dates[0])) - 1 for fold in context.folds]
-    fold = max((f for f, start in enumerate(starts) if start <= row), default=None)
-    if fold is None:
-        raise DataError(
-            f"{date.date()} comes before the first decision of this config's test period "
-            f"({index[starts[0]].date()}): a strategy is fitted on the data before its test "
-            "period; give a later date"
-        )
-    backtest = context.config.backtest
-    cost = ProportionalCost(backtest.transaction_cost)
-    previous = None
-    for f in range(fold + 1):
-        strategy = item.build(seed)
-        saved = (agents or {}).get((seed, f if len(context.folds) > 1 else None))
-        if saved is not None and hasattr(strategy, "agent_path"):
-            strategy.agent_path = str(saved)
-        if previous is not None:
-            strategy.hold_from(previous.iloc[-1], previous.index[-1])
-        # Forecasts computed as the run computes them (its stream tasks), up to ``date``.
-        _replay(context, entry, strategy, f, row if f == fold else None)
-        seed_everything(seed)
-        dates = context.folds[f].test_dates
-        fit_start = context.fit_start(f)
-        if f < fold:
-            if strategy.carries_holdings:
-                previous = run_backtest(
-                    strategy, universe, dates[0], dates[-1],
-                    rebalance_every=backtest.rebalance_every, cost_model=cost,
-                    constraints=item.constraints, fit_start=fit_start,
-                ).weights  # fmt: skip
-            continue
-        first_row = 0 if fit_start is None else int(index.searchsorted(fit_start))
-        returns = universe.pct_change(fill_method=None)
-        history = MarketHistory(
-            universe.iloc[first_row : row + 1], returns.iloc[first_row : row + 1]
-        )
-        made = row - starts[fold]  # decisions of this block before the one at ``date``
-        held = pd.Series(0.0, index=universe.columns)
-        if made:
-            # The engine decides at the close before each evaluated period: evaluating up to
-            # ``date`` makes every decision before it.
-            held = run_backtest(
-                strategy, universe, dates[0], date, rebalance_every=backtest.rebalance_every,
-                cost_model=cost, constraints=item.constraints, fit_start=fit_start,
-            ).drifted_weights.loc[date]  # fmt: skip
-        else:
-            strategy.fit(history)
-            if previous is not None:  # the previous block's last target, drifted to ``date``
-                held = _drift(previous.iloc[-1], returns.loc[previous.index[-1] : date].iloc[1:])
-        due = made % backtest.rebalance_every == 0 and (strategy.rebalances or made == 0)
-        return Walked(strategy, history, due, held)
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def finished_run(
-    folder: Path,
-) -> tuple[RunContext, dict[str, dict[tuple[int, int | None], Path]]]:
-    """A finished run directory's plan (its config, on its data, checked unchanged) and its
-    saved PPO agents: strategy name -> ``(seed, fold or None)`` -> agent file."""
-    folder = Path(folder)
-    where = f"run directory {folder}"
-    fix = "give a run directory written by dynafolio run (it has manifest.json)"
-    data = read_bytes(folder / "manifest.json", f"{where}: manifest.json", 1 << 22, fix)
-    manifest = load_json(data, f"{where}/manifest.json", Limits(max_bytes=1 << 22), fix)
-    if not isinstance(manifest, dict) or "config" not in manifest:
-        raise DataError(f"{where}: manifest.json has no config; {fix}")
-    config = validate_config(manifest["config"], f"{where}/manifest.json")
-    prepared = load_prices(config)
-    saved = (manifest.get("data") or {}).get("sha256")
-    if saved != prepared.source_sha256:
-        raise DataError(
-            f"{where}: the data changed since the run ({prepared.source}: sha256 "
-            f"{prepared.source_sha256[:12]}…, the run used {str(saved)[:12]}…); a decision "
-            "as of the run needs the prices it used. Restore them, or leave --run out to "
-            "plan on today's data"
-        )
-    context = RunContext.build(config, prepared)
-    stems = unique_stems([item.name for item in context.plan])
-    folds = len(context.folds)
-    agents: dict[str, dict[tuple[int, int | None], Path]] = {}
-    for item in context.plan:
-        for seed in item.seeds:
-            for fold in range(folds) if folds > 1 else [None]:
-                label = f"seed{seed}" + ("" if fold is None else f"-fold{fold + 1}")
-                path = folder / "agents" / f"{stems[item.name]}-{label}.zip"
-                if path.is_file():
-                    agents.setdefault(item.name, {})[(seed, fold)] = path
-    return context, agents
-
-
-def _drift(weights: pd.Series, returns: pd.DataFrame) -> pd.Series:
-    """``weights`` (the rest in cash) after the periods of ``returns`` (a missing return: no
-    move)."""
-    values = weights.to_numpy(dtype=float)
-    cash = 1.0 - values.sum()
-    for row in returns.fillna(0.0).to_numpy(dtype=float):
-        values = values * (1.0 + row)
-        total = values.sum() + cash
-        values, cash = values / total, cash / total
-    return pd.Series(values, index=weights.index)
-
-
-def _replay(
-    context: RunContext, entry: int, strategy: Strategy, fold: int, last_row: int | None
-) -> None:
-    """Hand ``strategy`` the forecasts of its streams in ``fold`` (rows up to ``last_row``),
-    computed piece by piece exactly as a run's stream tasks compute them."""
-    universe = context.plan[entry].universe
-    replays: dict[str, dict] = {}
-    for name, spec in context.streams(entry, strategy, fold).items():
-        for piece in spec.segments():
-            rows = [r for r in piece.rows if last_row is None or r <= last_row]
-            if rows:
-                made = compute_stream(
-                    piece.template, piece.schedule, universe, rows, piece.first_row
-                )
-                replays.setdefault(name, {}).update(made)
-    if replays:
-        strategy.replay_forecasts(replays)
 
 
 def _project(weights: pd.Series, strategy: Strategy, limits: PortfolioConstraints) -> pd.Series:
@@ -310,7 +109,8 @@ def plan_rebalance(
     residual stays in cash). ``due=False`` (the strategy does not trade at this date, e.g. a
     buy-and-hold after its first trade) keeps the holdings. A strategy whose decisions read
     its holdings (a PPO agent) decides from ``holdings``, or, with
-    ``decide_from_holdings=False``, from those its own backtest path left (:func:`walk_to`).
+    ``decide_from_holdings=False``, from those its own backtest path left
+    (:func:`~dynafolio.experiments.walk.walk_to`).
     """
     if isinstance(history, pd.DataFrame):
         history = MarketHistory(history, history.pct_change(fill_method=None))
