@@ -144,3 +144,30 @@ def test_ic_intervals_cover_the_true_ic_at_their_level():
         skill = fs.forecast_skill([forecast], realised, realised * 0.0, n_boot=400, seed=sim)
         covered += skill["IC_ci_low"] <= rho <= skill["IC_ci_high"]
     assert 0.92 <= covered / n_sims <= 0.98
+
+
+def test_dm_tests_what_the_r2_measures_when_seeds_are_pooled():
+    """Averaging noisy seeds cancels their noise; the test must judge the seeds as pooled."""
+    rng = np.random.default_rng(8)
+    realised = _panel(rng.standard_normal((300, 30)))
+    truth = 0.2 * realised.to_numpy()
+    seeds = [_panel(truth + rng.standard_normal((300, 30))) for _ in range(5)]
+    skill = stats.forecast_skill(seeds, realised, realised * 0.0, n_boot=200)
+    assert skill["oos_r2_vs_mean"] < 0 and skill["oos_r2_ci_high"] < 0
+    assert skill["dm_statistic"] > 0  # less accurate, as the R² says
+
+
+def test_the_r2_interval_covers_a_forecaster_of_few_assets():
+    forecast, realised = _planted(0.3, n_dates=200, n_assets=5, seed=9)
+    forecast.iloc[:, 2:] = np.nan  # two assets only: no IC, an R² all the same
+    skill = stats.forecast_skill([forecast], realised, realised * 0.0, n_boot=200)
+    assert np.isnan(skill["IC"]) and np.isnan(skill["IC_ci_low"])
+    assert skill["oos_r2_ci_low"] < skill["oos_r2_vs_mean"] < skill["oos_r2_ci_high"]
+
+
+def test_hit_rate_pools_the_seeds_cells():
+    realised = _panel(np.array([[0.1, -0.1], [0.1, -0.1]]))
+    one = _panel(np.array([[0.1, -0.1], [0.1, -0.1]]))  # 4 of 4 right
+    two = _panel(np.array([[-0.1, np.nan], [np.nan, np.nan]]))  # 0 of 1
+    skill = stats.forecast_skill([one, two], realised, realised * 0.0, n_boot=0)
+    assert skill["hit_rate"] == pytest.approx(4 / 5)

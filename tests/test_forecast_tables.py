@@ -98,3 +98,19 @@ def test_a_run_without_forecasts_writes_no_forecast_table(tmp_path):
     run, output = _run(tmp_path, config)
     assert not (run / "forecasts.csv").exists()
     assert "Forecasts (out of sample" not in output
+
+
+def test_a_learned_forecaster_named_like_a_baseline_is_told_apart(tmp_path):
+    config = CONFIG.replace("forecaster: {model: oracle}", "forecaster: {model: hist_mean}")
+    config = config.replace(
+        "split: {train_fraction: 0.6}",
+        "split: {walk_forward: {first_test: '2022-01-07', step: 26, mode: expanding}}",
+    ).replace("n_seeds: 2", "n_seeds: 1")
+    run, _ = _run(tmp_path, config)
+    table = pd.read_csv(run / "forecasts.csv", dtype={"seed": str, "fold": str})
+    pooled = table[(table["seed"] == "all") & (table["fold"] == "all")].set_index("forecaster")
+    learned = "Historical mean (Historical mean Top-3)"
+    assert pooled.loc[learned, "learned"] and not pooled.loc["Historical mean", "learned"]
+    # The benchmark is the baseline: the learned copy on the same dates scores R² ≈ 0 against it.
+    assert pooled.loc[learned, "oos_r2_vs_mean"] == pytest.approx(0.0, abs=1e-9)
+    assert "Forecast IC by walk-forward fold" in (run / "report.html").read_text()

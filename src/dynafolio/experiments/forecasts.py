@@ -84,7 +84,7 @@ def forecast_runs(
     for (strategy, seed, fold), found in records.items():
         for record in found:
             entry = by_stream.setdefault(
-                record.stream, {"label": record.label, "strategies": [], "parts": {}}
+                record.stream, {"label": record.label, "strategies": [], "parts": {}, "bad": 0}
             )
             if strategy not in entry["strategies"]:
                 entry["strategies"].append(strategy)
@@ -93,6 +93,8 @@ def forecast_runs(
             # Strategies on one forecaster replay the same forecasts: keep the longest.
             if fold not in parts or len(frame) > len(parts[fold]):
                 parts[fold] = frame
+                if record.target == "price":
+                    entry["bad"] += int((record.forecasts <= 0).sum().sum())
     labels = [entry["label"] for entry in by_stream.values()]
     runs = []
     for entry in by_stream.values():
@@ -106,16 +108,14 @@ def forecast_runs(
         for frame in frames[1:]:
             common = common.intersection(frame.index)
         name = entry["label"]
-        if labels.count(name) > 1:
+        # A learned forecaster named like another, or like a baseline, is told apart by the
+        # first strategy that uses it.
+        if labels.count(name) > 1 or name in BASELINES:
             name = f"{name} ({entry['strategies'][0]})"
+        frames = tuple(f.loc[common] for f in frames)
         runs.append(
             ForecastRun(
-                name,
-                entry["label"],
-                True,
-                seeds,
-                tuple(f.loc[common] for f in frames),
-                tuple(entry["strategies"]),
+                name, entry["label"], True, seeds, frames, tuple(entry["strategies"]), entry["bad"]
             )  # fmt: skip
         )
     return runs
@@ -127,10 +127,12 @@ def baseline_runs(
     prices: pd.DataFrame,
     first_rows: Mapping[int, int],
 ) -> list[ForecastRun]:
-    """The baselines on the decision dates of the learned forecasters, fold by fold: each
-    fold's history starts at ``first_rows[fold]`` and the refit schedule is the first
-    learned forecaster's in that fold."""
-    columns = learned[0].forecasts[0].columns
+    """The baselines on the decision dates and assets of the learned forecasters, fold by
+    fold: each fold's history starts at ``first_rows[fold]`` and the refit schedule is the
+    first learned forecaster's in that fold."""
+    columns = pd.Index(
+        [c for c in prices.columns if any(c in run.forecasts[0].columns for run in learned)]
+    )
     universe = prices[columns]
     by_fold: dict[int, tuple[set, object]] = {}
     for (_, _, fold), found in records.items():

@@ -169,7 +169,8 @@ def _evaluate_forecasts(
     return evaluate_forecasts(
         runs,
         prices,
-        [fold.test_dates[0] for fold in folds],
+        # A block's first decision is at the close before its first evaluated period.
+        [prices.index[prices.index.get_loc(fold.test_dates[0]) - 1] for fold in folds],
         k=max(1, min(5, n_assets // 2)),
         seed=context.config.seed,
     )

@@ -86,6 +86,8 @@ class ForecastRun:
     seeds: tuple[int, ...]
     forecasts: tuple[pd.DataFrame, ...]
     strategies: tuple[str, ...] = ()
+    #: Price forecasts at or below zero, which have no log return and are left out.
+    unreadable: int = 0
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,7 @@ def evaluate_forecasts(
     Each run is measured on its own decision dates; the benchmark is read on the same dates.
     """
     realised = next_log_returns(prices)
-    benchmark = next(run for run in runs if run.name == BENCHMARK).forecasts[0]
+    benchmark = next(run for run in runs if run.name == BENCHMARK and not run.learned).forecasts[0]
     rows: list[dict[str, Any]] = []
     ic_columns = {}
     for run in runs:

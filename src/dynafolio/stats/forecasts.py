@@ -234,12 +234,17 @@ def diebold_mariano(
     return DieboldMariano(statistic, p_value, float(d.mean()), n, lags)
 
 
+def _hit_counts(forecasts: pd.DataFrame, realised: pd.DataFrame) -> tuple[int, int]:
+    f, r = _aligned(forecasts, realised)
+    called = np.isfinite(f) & (f != 0) & (r != 0)
+    return int((np.sign(f[called]) == np.sign(r[called])).sum()), int(called.sum())
+
+
 def hit_rate(forecasts: pd.DataFrame, realised: pd.DataFrame) -> float:
     """Share of cells whose forecast has the sign of what happened (cells where either is 0
     are left out: a zero forecast calls no direction)."""
-    f, r = _aligned(forecasts, realised)
-    called = np.isfinite(f) & (f != 0) & (r != 0)
-    return float(np.mean(np.sign(f[called]) == np.sign(r[called]))) if called.any() else np.nan
+    hits, called = _hit_counts(forecasts, realised)
+    return hits / called if called else np.nan
 
 
 def top_bottom_spread(forecasts: pd.DataFrame, realised: pd.DataFrame, k: int) -> pd.Series:
@@ -274,8 +279,8 @@ def forecast_skill(
     over every seed's cells); the intervals of the mean IC and of the R² against the
     historical mean come from one stationary block bootstrap over dates that also redraws the
     seeds — the resampling of the Sharpe intervals (:func:`dynafolio.stats.sharpe_ci`). The
-    Diebold–Mariano test compares the seed-averaged forecast's per-date squared error with the
-    historical mean's.
+    Diebold–Mariano test compares the per-date squared error summed over the seeds with the
+    historical mean's on the same cells, so that it tests what the R² measures.
     """
     if not forecasts:
         raise ValueError("forecast_skill needs at least one forecast frame")
@@ -288,9 +293,13 @@ def forecast_skill(
     sse_zero = np.column_stack([squared_error_by_date(f, realised, zeros)[1] for f in forecasts])
     summary = ic_summary(_nanmean(ic, axis=1))
     rank_summary = ic_summary(_nanmean(rank_ic, axis=1))
-    averaged = sum(forecasts[1:], forecasts[0]) / len(forecasts)
-    dm = diebold_mariano(*squared_error_by_date(averaged, realised, historical_mean))
+    known = np.isfinite(sse_model).any(axis=1)
+    dm = diebold_mariano(
+        np.where(known, np.nansum(sse_model, axis=1), np.nan),
+        np.where(known, np.nansum(sse_mean, axis=1), np.nan),
+    )
     n_cells = np.nansum(sse_mean)
+    hits = np.array([_hit_counts(f, realised) for f in forecasts]).sum(axis=0)
     out = {
         "IC": summary.mean,
         "ICIR": summary.ir,
@@ -303,11 +312,11 @@ def forecast_skill(
         else np.nan,
         "dm_statistic": dm.statistic,
         "dm_p_value": dm.p_value,
-        "hit_rate": float(_nanmean([hit_rate(f, realised) for f in forecasts])),
+        "hit_rate": float(hits[0] / hits[1]) if hits[1] else np.nan,
         "top_bottom_spread": float(
             _nanmean([top_bottom_spread(f, realised, k).mean() for f in forecasts])
         ),
-        "n_dates": int(np.isfinite(sse_model).any(axis=1).sum()),
+        "n_dates": int(known.sum()),
         "n_seeds": len(forecasts),
     }
     out.update(_intervals(ic, sse_model, sse_mean, level, n_boot, seed))
@@ -320,7 +329,9 @@ def _intervals(
 ) -> dict[str, float]:  # fmt: skip
     """Percentile intervals of the mean IC and the R² against the historical mean over
     ``(n_dates, n_seeds)`` arrays: dates by stationary blocks, seeds with replacement."""
-    usable = np.isfinite(ic).all(axis=1) & np.isfinite(sse_model).all(axis=1)
+    # Every date with a squared error; the IC and the R² each read their own finite cells of
+    # the same drawn dates (an IC needs three assets with spread, an error one asset).
+    usable = np.isfinite(sse_model).any(axis=1) | np.isfinite(ic).any(axis=1)
     ic, sse_model, sse_mean = ic[usable], sse_model[usable], sse_mean[usable]
     n_dates, n_seeds = ic.shape
     nan = {"IC_ci_low": np.nan, "IC_ci_high": np.nan, "oos_r2_ci_low": np.nan,
@@ -328,7 +339,11 @@ def _intervals(
     if n_dates < 10 or n_boot < 1:
         return nan
     rng = np.random.default_rng(seed)
-    block = block_length(ic.mean(axis=1)) if np.std(ic.mean(axis=1)) > 0 else 1.0
+    driver = _nanmean(ic, axis=1)
+    if np.isfinite(driver).sum() < 10 or not np.nanstd(driver) > 0:
+        driver = np.nansum(sse_model, axis=1)
+    driver = np.where(np.isfinite(driver), driver, np.nanmean(driver))
+    block = block_length(driver) if np.std(driver) > 0 else 1.0
     rows = bootstrap_indices(n_dates, n_boot, block, rng)
     seeds = (
         rng.integers(0, n_seeds, size=(n_boot, n_seeds))
@@ -339,10 +354,12 @@ def _intervals(
     r2 = np.empty(n_boot)
     for b in range(n_boot):
         drawn = np.ix_(rows[b], seeds[b])
-        ic_means[b] = ic[drawn].mean()
-        r2[b] = 1.0 - sse_model[drawn].sum() / sse_mean[drawn].sum()
+        ic_means[b] = _nanmean(ic[drawn])
+        r2[b] = 1.0 - np.nansum(sse_model[drawn]) / np.nansum(sse_mean[drawn])
     alpha = (1.0 - level) / 2.0
-    ic_low, ic_high = np.quantile(ic_means, [alpha, 1.0 - alpha])
-    r2_low, r2_high = np.quantile(r2, [alpha, 1.0 - alpha])
+    with warnings.catch_warnings():  # a forecaster without an IC has no IC interval
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ic_low, ic_high = np.nanquantile(ic_means, [alpha, 1.0 - alpha])
+        r2_low, r2_high = np.nanquantile(r2, [alpha, 1.0 - alpha])
     return {"IC_ci_low": float(ic_low), "IC_ci_high": float(ic_high),
             "oos_r2_ci_low": float(r2_low), "oos_r2_ci_high": float(r2_high)}  # fmt: skip
