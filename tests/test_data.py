@@ -260,6 +260,8 @@ def test_list_and_info():
     assert [i.name for i in infos] == [
         "multiasset",
         "sp500",
+        "ff_industries",
+        "ff25",
         "noise",
         "momentum",
         "foresight",

@@ -175,6 +175,7 @@ def test_the_cli_plans_writes_and_refuses_stale_prices(tmp_path):
     assert len(list((tmp_path / "out").iterdir())) == 1  # nothing written for the refusal
 
 
+@pytest.mark.slow  # the same check as the API test of every kind, through the CLI (45 s)
 def test_the_cli_as_of_a_finished_runs_date_gives_the_runs_weights(tmp_path):
     config = tmp_path / "small.yaml"
     config.write_text(
