@@ -260,3 +260,12 @@ def test_a_run_whose_data_changed_is_refused(tmp_path):
     _history(81).to_csv(data, index_label="date")  # the file changed after the run
     refused = _cli(tmp_path, "--run", str(run), "--strategy", "Equal weight")
     assert refused.exit_code == 2 and "the data changed since the run" in refused.output
+
+
+def test_a_bad_date_is_refused(tmp_path):
+    holdings = tmp_path / "h.csv"
+    holdings.write_text("asset,weight\nCASH,1\n")
+    result = _cli(tmp_path, "--strategy", "Equal weight", "--holdings", str(holdings),
+                  "--as-of", "2024-13-45")  # fmt: skip
+    assert result.exit_code == 2 and "is not a date" in result.output
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

@@ -131,7 +131,7 @@ def rebalance(
         entry = select_entry(context.plan, strategy)
         item = context.plan[entry]
         index = item.universe.index
-        date = index[-1] if as_of is None else pd.Timestamp(as_of)
+        date = index[-1] if as_of is None else _date(as_of, "--as-of")
         if as_of is None:
             _check_fresh(date, periods_per_year(index), today)
         console.print(
@@ -167,9 +167,16 @@ def rebalance(
     _print(plan, folder.final)
 
 
+def _date(text: str, option: str) -> pd.Timestamp:
+    try:
+        return pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise DataError(f"{option} {text!r} is not a date; write it as YYYY-MM-DD") from None
+
+
 def _check_fresh(last: pd.Timestamp, periods: int, today: str | None) -> None:
     """Refuse prices older than one period of their frequency (plus a weekend)."""
-    now = pd.Timestamp(today) if today is not None else pd.Timestamp(dt.date.today())
+    now = _date(today, "--today") if today is not None else pd.Timestamp(dt.date.today())
     allowed = math.ceil(365 / periods) + 3
     age = (now.normalize() - last.normalize()).days
     if age > allowed:
