@@ -286,3 +286,18 @@ def test_the_cli_writes_the_same_metrics_csv_with_any_executor(tmp_path, args):
         (run_dir,) = out.iterdir()
         outputs.append((run_dir / "metrics.csv").read_bytes())
     assert outputs[0] == outputs[1]
+
+
+def test_progress_bars_of_two_workers_never_share_an_id():
+    """Two workers with the same process id (two nodes of a cluster) open distinct bars."""
+    from dynafolio.parallel import _forwarding_factory
+
+    class Events(list):
+        def put(self, item):
+            self.append(item)
+
+    events = Events()
+    _forwarding_factory(events)("a", 3)
+    _forwarding_factory(events)("b", 3)
+    opened = [item[1] for item in events if item[0] == "open"]
+    assert len(opened) == 2 and opened[0] != opened[1]

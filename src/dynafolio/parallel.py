@@ -28,6 +28,7 @@ import os
 import queue
 import signal
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -157,10 +158,13 @@ def _init_worker(context, events, threads: int) -> None:
 
 
 def _forwarding_factory(events) -> ProgressFactory:
+    # A random id per factory, not the process id: on a Ray cluster two nodes can run workers
+    # with the same pid, whose bars would otherwise share an id.
+    prefix = uuid.uuid4().hex
     counter = iter(range(1 << 62))
 
     def factory(description: str, total: int) -> Callable[[int], None]:
-        bar = f"{os.getpid()}-{next(counter)}"
+        bar = f"{prefix}-{next(counter)}"
         events.put(("open", bar, description, total))
         return lambda n: events.put(("advance", bar, n))
 
