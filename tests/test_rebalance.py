@@ -127,6 +127,8 @@ def test_a_value_too_small_for_one_lot_is_refused():
         ('{"units": {"A": "x"}}', ".json", "is not a number"),
         ('{"units": {"A": 1}, "leverage": 2}', ".json", "unknown keys"),
         ('{"units": {"A": NaN}}', ".json", "not a finite number"),
+        ("asset,weight\nA,0.7\nB,0.5\n", ".csv", "sum to 1.200000, not 1"),
+        ("asset,units\nA,3\nCASH,-500\n", ".csv", "cannot borrow"),
     ],
 )
 def test_hostile_holdings_get_a_clear_error(tmp_path, content, suffix, message):

@@ -169,6 +169,18 @@ def _check_holdings(
             f"({len(assets)} assets, e.g. {list(assets[:8])}); sell them outside dynafolio or "
             "give prices that include them"
         )
+    if holdings.kind == "weights":
+        total = float(holdings.amounts.sum() + holdings.cash)
+        if abs(total - 1.0) > 1e-6:
+            raise DataError(
+                f"holding weights and CASH sum to {total:.6f}, not 1; give each position's "
+                "share of the portfolio's value, and CASH for the rest"
+            )
+    if limits.long_only and holdings.cash < 0:
+        raise DataError(
+            f"cash is {holdings.cash:g}, below zero, but the strategy is long-only and cannot "
+            "borrow; give the cash actually held"
+        )
     if limits.long_only and (holdings.amounts < 0).any():
         short = holdings.amounts[holdings.amounts < 0]
         raise DataError(
