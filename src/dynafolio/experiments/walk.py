@@ -22,6 +22,7 @@ from dynafolio.experiments.plan import PlannedStrategy, load_prices
 from dynafolio.experiments.tasks import RunContext
 from dynafolio.history import MarketHistory
 from dynafolio.paths import unique_stems
+from dynafolio.results.result import ExperimentResult
 from dynafolio.safe_files import Limits, load_json, read_bytes
 from dynafolio.seeding import seed_everything
 from dynafolio.strategies.base import Strategy
@@ -177,7 +178,7 @@ def finished_run(
     for item in context.plan:
         for seed in item.seeds:
             for fold in range(folds) if folds > 1 else [None]:
-                label = f"seed{seed}" + ("" if fold is None else f"-fold{fold + 1}")
+                label = ExperimentResult.agent_label(seed, fold)  # as the run named it
                 path = folder / "agents" / f"{stems[item.name]}-{label}.zip"
                 if path.is_file():
                     agents.setdefault(item.name, {})[(seed, fold)] = path
