@@ -360,3 +360,41 @@ def test_the_french_factors_and_the_1987_crash():
     assert moves.min() == pytest.approx(-0.241, abs=1e-3)
     assert moves.max() == pytest.approx(0.015, abs=1e-3)
     assert moves.mean() == pytest.approx(-0.165, abs=1e-3)
+
+
+def test_a_run_on_french_data_uses_the_fama_french_risk_free_rate_in_its_sharpe_ratios():
+    from dynafolio import metrics
+    from dynafolio.data.datasets import french_factors_per_period
+    from dynafolio.experiments.config import validate_config
+    from dynafolio.studies import run_experiment
+
+    base = {
+        "name": "ff",
+        "data": {"dataset": "ff_industries", "assets": ["Food", "Beer", "Smoke", "Toys"],
+                 "start": "1979-01-01", "end": "1982-12-31"},
+        "split": {"train_fraction": 0.5},
+        "strategies": [{"kind": "equal_weight"}, {"kind": "inverse_volatility"}],
+    }  # fmt: skip
+    constant = run_experiment(validate_config(base))
+    french = run_experiment(validate_config({**base, "backtest": {"risk_free": "ff_factors"}}))
+    net = french.strategies[0].runs[0].net_returns
+    rf = french_factors_per_period(french.prices.index)["RF"].reindex(net.index)
+    excess = net - rf
+    expected = excess.mean() / excess.std(ddof=1) * np.sqrt(52)
+    assert french.metrics["sharpe"].iloc[0] == pytest.approx(expected, rel=1e-9)
+    # T-bills paid 10–15% a year then: far below the Sharpe ratio against a zero rate.
+    assert french.metrics["sharpe"].iloc[0] < constant.metrics["sharpe"].iloc[0] - 0.3
+    assert any("Fama–French daily risk-free rate" in note for note in french.notes)
+    assert metrics.risk_free_on(0.02, net.index) == 0.02
+
+
+def test_the_fama_french_risk_free_rate_is_refused_outside_its_dates():
+    from dynafolio.experiments.config import validate_config
+    from dynafolio.studies import run_experiment
+
+    config = validate_config({
+        "name": "x", "backtest": {"risk_free": "ff_factors"},
+        "strategies": [{"kind": "equal_weight"}],
+    })  # fmt: skip
+    with pytest.raises(DataError, match="factors cover 1960-01-04..2018-12-31, the data 2018"):
+        run_experiment(config)

@@ -301,3 +301,28 @@ def test_progress_bars_of_two_workers_never_share_an_id():
     _forwarding_factory(events)("b", 3)
     opened = [item[1] for item in events if item[0] == "open"]
     assert len(opened) == 2 and opened[0] != opened[1]
+
+
+def test_a_ray_run_without_an_address_starts_its_own_instance(monkeypatch):
+    """Without ``--ray-address``, Ray would join whatever cluster this machine ran last
+    (``RAY_ADDRESS``, /tmp/ray/ray_current_cluster), which refuses ``num_cpus`` and is
+    shared with its other users: the run asks for a new local instance instead."""
+    ray = pytest.importorskip("ray")
+    asked: dict = {}
+
+    class Started(Exception):
+        pass
+
+    def init(**options):
+        asked.update(options)
+        raise Started  # nothing needs to run: the options are what is tested
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with pytest.raises(Started):
+        execute([_Job("a", weight=1)], object(), ExecutorSettings(kind="ray", jobs=2))
+    assert asked["address"] == "local" and asked["num_cpus"] == 2
+    asked.clear()
+    with pytest.raises(Started):
+        execute([_Job("a", weight=1)], object(), ExecutorSettings("ray", ray_address="h:6379"))
+    assert asked["address"] == "h:6379" and "num_cpus" not in asked

@@ -91,6 +91,8 @@ def test_no_feature_looks_ahead(name):
     """The features of prices cut at t are the first rows of those of the full prices, and a
     change to prices after t changes no earlier row."""
     prices = make_prices(n_periods=150, n_assets=3, late=20).rename(columns={"A0": "SPY"})
+    if name == "ff_factors":  # the factors cover 1960–2018
+        prices.index = pd.date_range("2005-01-07", periods=len(prices), freq="W-FRI")
     features = FeatureSet((name,))
     full = features.build(prices)
     t = 110
@@ -100,6 +102,24 @@ def test_no_feature_looks_ahead(name):
     changed.iloc[t + 5 : t + 15, 1] = np.nan
     np.testing.assert_array_equal(features.build(changed)[: t + 1], full[: t + 1])
     assert np.isfinite(full[-1]).all()
+
+
+def test_the_french_factors_are_compounded_over_each_period_known_at_its_close():
+    from dynafolio.data.datasets import french_factors_per_period, load_french_factors
+
+    daily = load_french_factors()
+    weeks = pd.date_range("1987-10-02", periods=6, freq="W-FRI")
+    prices = pd.DataFrame({"a": np.arange(6.0) + 10, "b": 20.0}, index=weeks)
+    built = FeatureSet(("ff_factors",)).build(prices)
+    assert built.shape == (6, 2, 5)
+    np.testing.assert_array_equal(built[:, 0, :], built[:, 1, :])  # the same for every asset
+    for t in range(1, 6):  # the trading days after the previous Friday, up to this one
+        days = daily.loc[(daily.index > weeks[t - 1]) & (daily.index <= weeks[t])]
+        np.testing.assert_allclose(built[t, 0, :], (1 + days).prod() - 1, rtol=1e-12)
+    crash = weeks.get_loc(pd.Timestamp("1987-10-23"))  # the week of 19 October 1987
+    assert built[crash, 0, 0] < -0.10  # Mkt-RF: -17% on the Monday, part regained later
+    with pytest.raises(DataError, match="factors cover 1960-01-04..2018-12-31"):
+        french_factors_per_period(pd.date_range("2020-01-03", periods=3, freq="W-FRI"))
 
 
 def test_unknown_or_repeated_features_are_refused():

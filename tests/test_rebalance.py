@@ -271,3 +271,125 @@ def test_a_bad_date_is_refused(tmp_path):
                   "--as-of", "2024-13-45")  # fmt: skip
     assert result.exit_code == 2 and "is not a date" in result.output
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_decision_from_a_finished_run_uses_its_saved_forecasters(tmp_path, monkeypatch):
+    """With ``--run``, the forecasters in force at the date under the run's refit schedule are
+    loaded from its forecasters/ folder, never fitted again, and the decision is the run's."""
+    from conftest import TINY_LSTM
+
+    lstm = ", ".join(f"{k}: {v}" for k, v in TINY_LSTM.items())
+    config = tmp_path / "fc.yaml"
+    config.write_text(
+        "name: fc\nn_seeds: 2\n"
+        "split: {walk_forward: {first_test: 2020-06-05, step: 20}}\nstrategies:\n"
+        "  - kind: equal_weight\n"
+        "  - {kind: forecast_topk, k: 2, retrain_every: 8, forecaster: {model: ar}}\n"
+        "  - {kind: forecast_topk, k: 2, retrain_every: 8, "
+        f"forecaster: {{model: univariate_lstm, params: {{{lstm}}}}}}}\n"
+    )
+    market = ["--dataset", "momentum", "--market", "n_assets=6", "--market", "n_periods=160"]
+    ran = CliRunner().invoke(
+        app, ["run", "--config", str(config), *market, "--out", str(tmp_path / "runs")]
+    )
+    assert ran.exit_code == 0, ran.output
+    (run,) = (tmp_path / "runs").iterdir()
+    index = json.loads((run / "forecasters" / "index.json").read_text())["fits"]
+    assert {row["stream"] for row in index} == {"test"}
+    assert len({(row["strategy"], row["seed"], row["fold"]) for row in index}) == 2 * 2 * 2
+
+    import dynafolio.strategies.forecast as forecast
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the run's saved forecaster should be loaded, not fitted")
+
+    monkeypatch.setattr(forecast, "fit_shared", no_fit)
+    for stem, model in (("ar-top-2", "ar"), ("lstm-top-2", "univariate_lstm")):
+        weights = pd.read_csv(
+            run / "weights" / f"{stem}-seed0.csv", index_col="date", parse_dates=True
+        )
+        for date in weights.index[[3, 12, -1]]:  # fold 1 after a refit, fold 2, the last
+            out = tmp_path / f"plan-{stem}-{date.date()}"
+            planned = CliRunner().invoke(
+                app,
+                ["rebalance", "--run", str(run), "--strategy", f"model={model}",
+                 "--as-of", str(date.date()), "--seeds", "1", "--out", str(out)],
+            )  # fmt: skip
+            assert planned.exit_code == 0, planned.output
+            (folder,) = out.iterdir()
+            per_seed = pd.read_csv(folder / "targets.csv", index_col="asset")
+            np.testing.assert_allclose(
+                per_seed.iloc[:, 0].reindex(weights.columns).to_numpy(),
+                weights.loc[date].to_numpy(),
+                atol=1e-6,
+            )
+
+    # A forecaster file of another universe put in place of the run's own is refused.
+    monkeypatch.undo()
+    other = tmp_path / "other.yaml"
+    other.write_text(config.read_text().replace("name: fc", "name: other"))
+    market7 = [*market[:3], "n_assets=7", *market[4:]]
+    ran = CliRunner().invoke(
+        app, ["run", "--config", str(other), *market7, "--out", str(tmp_path / "runs7")]
+    )
+    assert ran.exit_code == 0, ran.output
+    (run7,) = (tmp_path / "runs7").iterdir()
+    fits = json.loads((run7 / "forecasters" / "index.json").read_text())["fits"]
+    ar_file = next(row["file"] for row in fits if row["strategy"] == "AR Top-2")
+    foreign = (run7 / "forecasters" / ar_file).read_bytes()
+    for path in (run / "forecasters").glob("*.zip"):
+        path.write_bytes(foreign)
+    out = tmp_path / "refused"
+    refused = CliRunner().invoke(
+        app,
+        ["rebalance", "--run", str(run), "--strategy", "model=ar", "--as-of",
+         str(weights.index[-1].date()), "--out", str(out)],
+    )  # fmt: skip
+    assert refused.exit_code == 2, refused.output
+    assert "was fitted on another universe of assets (7 assets" in " ".join(refused.output.split())
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_a_decision_from_a_finished_run_loads_the_end_to_end_allocators_networks(
+    tmp_path, monkeypatch
+):
+    """S3's allocator trains its own network (no forecast stream): a run saves each fit under
+    models/, and ``--run`` loads the one in force at the date instead of training."""
+    config = tmp_path / "e2e.yaml"
+    config.write_text(
+        "name: e2e\nn_seeds: 1\nsplit: {walk_forward: {first_test: 2020-06-05, step: 20}}\n"
+        "strategies:\n  - kind: equal_weight\n"
+        "  - {kind: e2e_drawdown, lam: 10, retrain_every: 8, "
+        "params: {lookback: 6, hidden: 4, epochs: 2}}\n"
+    )
+    market = ["--dataset", "momentum", "--market", "n_assets=5", "--market", "n_periods=160"]
+    ran = CliRunner().invoke(
+        app, ["run", "--config", str(config), *market, "--out", str(tmp_path / "runs")]
+    )
+    assert ran.exit_code == 0, ran.output
+    (run,) = (tmp_path / "runs").iterdir()
+    saved = sorted(p.name for p in (run / "models").iterdir())
+    # Two folds (20 weeks, then the 15 left), a fit every 8 decisions: 3 + 2.
+    assert [name.split("-")[-4] for name in saved] == ["fold1"] * 3 + ["fold2"] * 2
+    (weights_file,) = (run / "weights").glob("e2e-drawdown*.csv")
+    weights = pd.read_csv(weights_file, index_col="date", parse_dates=True)
+
+    import dynafolio.strategies.e2e as e2e
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the run's saved network should be loaded, not trained")
+
+    monkeypatch.setattr(e2e.DrawdownLSTMAllocator, "_fit_network", no_training)
+    for date in weights.index[[0, 9, 25, -1]]:
+        out = tmp_path / f"plan-{date.date()}"
+        planned = CliRunner().invoke(
+            app,
+            ["rebalance", "--run", str(run), "--strategy", "kind=e2e_drawdown",
+             "--as-of", str(date.date()), "--out", str(out)],
+        )  # fmt: skip
+        assert planned.exit_code == 0, planned.output
+        (folder,) = out.iterdir()
+        target = pd.read_csv(folder / "targets.csv", index_col="asset")["mean"]
+        np.testing.assert_allclose(
+            target.reindex(weights.columns).to_numpy(), weights.loc[date].to_numpy(), atol=1e-6
+        )

@@ -332,3 +332,47 @@ def test_the_per_asset_policy_is_permutation_equivariant_and_reloads(tmp_path):
     )
     path = agent.save(tmp_path / "per_asset.zip")
     np.testing.assert_array_equal(TrainedAgent.load(path).act(obs), agent.act(obs))
+
+
+def test_a_configured_agent_travels_as_bytes_and_fits_without_its_file(agent, tmp_path):
+    """A config's ``agent_path`` is read once, when the config is read: the strategy built
+    from the spec, in another process (a Ray worker on a node without the driver's files),
+    loads those bytes and never opens the path, so it fits the same after the file is gone.
+    The bytes are no setting: the config's dump and the strategy's repr leave them out."""
+    import pickle
+    import re
+    import shutil
+    from pathlib import Path
+
+    from dynafolio.experiments.config import validate_config
+    from dynafolio.strategies.registry import BuildContext
+
+    _, original = agent
+    path = tmp_path / "agent.zip"
+    shutil.copy(original, path)
+    entry = {"kind": "ppo_topk", "k": 2, "lookback": 8, "agent_path": str(path)}
+    config = validate_config({"name": "t", "strategies": [entry]})
+    assert "agent_bytes" not in str(config.model_dump(mode="json"))
+    spec = pickle.loads(pickle.dumps(config.strategies[0]))  # as a worker receives it
+    path.unlink()
+    strategy = spec.build(BuildContext(transaction_cost=0.001))
+    assert strategy.agent_path == str(path) and strategy.agent_bytes == Path(original).read_bytes()
+    assert "agent_bytes" not in repr(strategy)
+    assert strategy.learnability_check(5, 120, 90, 52, 0) is None  # nothing trains
+    prices = _prices()
+    cost = ProportionalCost(0.001)
+    shipped = run_backtest(strategy, prices, prices.index[90], cost_model=cost)
+    from_file = run_backtest(
+        PPOAllocatorStrategy(k=2, lookback=8, agent_path=original, transaction_cost=0.001),
+        prices,
+        prices.index[90],
+        cost_model=cost,
+    )
+    pd.testing.assert_frame_equal(shipped.weights, from_file.weights)
+    pd.testing.assert_series_equal(shipped.net_returns, from_file.net_returns)
+    # Errors about the bytes still name the file they came from.
+    wrong = spec.model_copy(update={"k": 3}).build(BuildContext())
+    with pytest.raises(DataError, match=re.escape(f"agent {path} was trained with")):
+        run_backtest(wrong, prices, prices.index[90])
+    with pytest.raises(DataError, match=re.escape(f"{path} is not a dynafolio agent file")):
+        TrainedAgent.from_bytes(b"PK\x05\x06" + bytes(18), str(path))

@@ -351,6 +351,43 @@ def test_a_hostile_agent_file_is_refused_naming_the_file_and_the_field(crafted, 
     assert time.perf_counter() - start < 5.0
 
 
+def test_the_bytes_of_an_agent_file_load_and_are_refused_as_the_file_is(
+    crafted,
+    agent_file,  # noqa: F811
+):
+    """``from_bytes`` (how an agent reaches a Ray worker of another node) gives the agent
+    ``load`` gives, and refuses every crafted file with the same message, naming the file."""
+    data = TrainedAgent.read_bytes(agent_file)
+    assert data == agent_file.read_bytes()
+    observations = np.random.default_rng(0).normal(
+        size=(4, TrainedAgent.load(agent_file).obs_mean.size)
+    )
+    np.testing.assert_array_equal(
+        TrainedAgent.from_bytes(data, str(agent_file)).act(observations),
+        TrainedAgent.load(agent_file).act(observations),
+    )
+    for name, path in crafted.items():
+        with pytest.raises(DataError) as from_file:
+            TrainedAgent.load(path)
+        with pytest.raises(DataError) as from_bytes:
+            TrainedAgent.from_bytes(TrainedAgent.read_bytes(path), str(path))
+        assert str(from_bytes.value) == str(from_file.value), name
+    with pytest.raises(DataError, match="does not exist"):
+        TrainedAgent.read_bytes(agent_file.parent / "missing.zip")
+    with pytest.raises(DataError, match=r"it is a directory"):
+        TrainedAgent.read_bytes(agent_file.parent)
+
+
+def test_an_agent_file_too_large_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    big = tmp_path / "big.zip"
+    big.write_bytes(bytes(2_000))
+    monkeypatch.setattr(agent_file_module, "_MAX_FILE_BYTES", 1_000)
+    with pytest.raises(DataError, match="more than the 1,000 bytes accepted"):
+        TrainedAgent.read_bytes(big)
+    with pytest.raises(DataError, match="it is 2,000 bytes, more than the 1,000 accepted"):
+        TrainedAgent.from_bytes(big.read_bytes(), str(big))
+
+
 @pytest.mark.parametrize("name", CLI_KINDS)
 def test_a_hostile_agent_path_in_a_config_exits_2_with_one_paragraph(tmp_path, crafted, name):
     result, out = run_with_agent_path(tmp_path, crafted[name])

@@ -19,6 +19,9 @@ name                   columns     value at row t (per asset unless noted)
 ``regime``             2           OLS slope of the market asset's log price over 20 and 60
                                    periods (per period; the same for every asset)
 ``frac_diff``          1           fixed-width fractional difference of ``ln P`` of order ``d``
+``ff_factors``         5           the daily Fama–French factors Mkt-RF, SMB, HML, MOM and RF
+                                   compounded over the period ending at t (the same for every
+                                   asset; data inside 1960–2018 only, e.g. ``ff_industries``)
 =====================  ==========  ==============================================================
 """
 
@@ -44,6 +47,7 @@ FeatureName = Literal[
     "bollinger",
     "regime",
     "frac_diff",
+    "ff_factors",
 ]
 FEATURE_NAMES: tuple[str, ...] = get_args(FeatureName)
 
@@ -179,7 +183,9 @@ class FeatureSet:
     @property
     def n_columns(self) -> int:
         """Columns per asset."""
-        return sum({"log_returns_1_5": 5, "regime": 2}.get(n, 1) for n in self.names)
+        return sum(
+            {"log_returns_1_5": 5, "regime": 2, "ff_factors": 5}.get(n, 1) for n in self.names
+        )
 
     def build(self, prices: pd.DataFrame) -> np.ndarray:
         """The features of every asset at every row, ``(n_rows, n_assets, n_columns)``.
@@ -223,6 +229,14 @@ class FeatureSet:
             return [
                 pd.DataFrame({a: trend_slope(market, w) for a in prices.columns})
                 for w in REGIME_WINDOWS
+            ]
+        if name == "ff_factors":
+            from dynafolio.data.datasets import french_factors_per_period
+
+            factors = french_factors_per_period(pd.DatetimeIndex(prices.index))
+            return [
+                pd.DataFrame({a: factors[f].to_numpy() for a in prices.columns}, index=prices.index)
+                for f in factors.columns
             ]
         # frac_diff (names are checked in __post_init__)
         return [

@@ -29,7 +29,7 @@ import queue
 import signal
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,6 +97,8 @@ def execute(
     context: TaskContext,
     settings: ExecutorSettings | None = None,
     progress: ProgressFactory | None = None,
+    done: Mapping[str, Any] | None = None,
+    on_result: Callable[[str, Any], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``tasks`` (dependencies first) and return ``{task id: result}``.
 
@@ -104,26 +106,47 @@ def execute(
     :class:`~dynafolio.experiments.tasks.RunContext` for an experiment, the tuning context for
     ``dynafolio tune``; workers receive it once. A task has ``id``, ``deps`` (ids whose
     results it receives, in order) and ``weight`` (bigger starts first).
+
+    ``done`` holds results of tasks already finished (a resumed run): they are not run
+    again and are handed to the tasks that depend on them. ``on_result(task id, result)`` is
+    called in this process as each task finishes (to store it).
     """
     settings = settings or ExecutorSettings(kind="serial")
-    if not tasks:
-        return {}
+    finished = {task.id: done[task.id] for task in tasks if done and task.id in done}
+    todo = [task for task in tasks if task.id not in finished]
+    report = _Report(finished, on_result)
+    if not todo:
+        return finished
     if settings.kind == "ray":
-        return _execute_ray(tasks, context, settings, progress)
+        return _execute_ray(todo, context, settings, progress, report)
     # Worker processes take seconds to start (torch imports); a run of cheap tasks only
     # (classical rules) finishes sooner in this process.
-    heavy = sum(task.weight > 1 for task in tasks)
+    heavy = sum(task.weight > 1 for task in todo)
     if settings.kind == "serial" or settings.workers == 1 or heavy < 2:
-        return _execute_serial(tasks, context, progress)
-    return _execute_local(tasks, context, settings.workers, progress)
+        return _execute_serial(todo, context, progress, report)
+    return _execute_local(todo, context, settings.workers, progress, report)
 
 
-def _execute_serial(tasks, context, progress) -> dict[str, Any]:
-    results: dict[str, Any] = {}
+class _Report:
+    """The results so far (those of a resumed run's finished tasks first), and the caller's
+    hook for each new one."""
+
+    def __init__(self, finished: dict[str, Any], on_result) -> None:
+        self.results = dict(finished)
+        self.on_result = on_result
+
+    def __call__(self, task_id: str, result: Any) -> None:
+        self.results[task_id] = result
+        if self.on_result is not None:
+            self.on_result(task_id, result)
+
+
+def _execute_serial(tasks, context, progress, report: _Report) -> dict[str, Any]:
+    results = report.results
     overall = _overall(progress, len(tasks))
     with _maybe_reporting(progress):
         for task in tasks:  # build_tasks orders dependencies first
-            results[task.id] = context.run(task, [results[d] for d in task.deps])
+            report(task.id, context.run(task, [results[d] for d in task.deps]))
             overall(1)
     return results
 
@@ -193,7 +216,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
-def _execute_local(tasks, context, workers, progress) -> dict[str, Any]:
+def _execute_local(tasks, context, workers, progress, report: _Report) -> dict[str, Any]:
     ctx = _pool_context()
     events = ctx.Queue()  # progress events, handed to each worker as it starts
     pump = _EventPump(events, progress)
@@ -203,7 +226,7 @@ def _execute_local(tasks, context, workers, progress) -> dict[str, Any]:
         initializer=_init_worker,
         initargs=(context, events, 1),
     )
-    results: dict[str, Any] = {}
+    results = report.results
     overall = _overall(progress, len(tasks))
     pending = sorted(tasks, key=lambda t: -t.weight)  # stable: ties keep graph order
     running: dict[Future, Task] = {}
@@ -218,7 +241,7 @@ def _execute_local(tasks, context, workers, progress) -> dict[str, Any]:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 task = running.pop(future)
-                results[task.id] = future.result()
+                report(task.id, future.result())
                 overall(1)
     except BaseException:
         _stop_pool(pool)
@@ -278,7 +301,9 @@ class _EventPump:
 
 
 # ----------------------------------------------------------------------------------- ray
-def _execute_ray(tasks, context, settings: ExecutorSettings, progress) -> dict[str, Any]:
+def _execute_ray(
+    tasks, context, settings: ExecutorSettings, progress, report: _Report
+) -> dict[str, Any]:
     try:
         import ray
         from ray.util.queue import Queue as RayQueue
@@ -293,6 +318,10 @@ def _execute_ray(tasks, context, settings: ExecutorSettings, progress) -> dict[s
         if settings.ray_address is not None:
             options["address"] = settings.ray_address
         else:
+            # A new local instance of our own: without an address, Ray would join whatever
+            # cluster this machine ran last (/tmp/ray/ray_current_cluster, RAY_ADDRESS), where
+            # num_cpus is refused, and share it with its other users.
+            options["address"] = "local"
             options["num_cpus"] = settings.workers
         ray.init(**options)
     try:
@@ -304,15 +333,15 @@ def _execute_ray(tasks, context, settings: ExecutorSettings, progress) -> dict[s
         refs: dict[str, Any] = {}
         # Ray schedules a task once the object refs it is given (its dependencies) exist.
         for task in tasks:
-            refs[task.id] = remote.remote(shared, events, task, *[refs[d] for d in task.deps])
+            deps = [refs[d] if d in refs else report.results[d] for d in task.deps]
+            refs[task.id] = remote.remote(shared, events, task, *deps)
         overall = _overall(progress, len(tasks))
         ids = {ref: task_id for task_id, ref in refs.items()}
-        results: dict[str, Any] = {}
         remaining = list(refs.values())
         try:
             while remaining:
                 done, remaining = ray.wait(remaining, num_returns=1)
-                results[ids[done[0]]] = ray.get(done[0])
+                report(ids[done[0]], ray.get(done[0]))
                 overall(1)
         except BaseException:
             for ref in remaining:
@@ -320,7 +349,7 @@ def _execute_ray(tasks, context, settings: ExecutorSettings, progress) -> dict[s
             raise
         finally:
             pump.stop()
-        return results
+        return report.results
     finally:
         if started_here:
             ray.shutdown()

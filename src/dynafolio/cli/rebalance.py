@@ -51,7 +51,7 @@ def rebalance(
         typer.Option(
             "--run",
             help="A finished run directory: its config and data (checked unchanged), and its "
-            "saved PPO agents instead of training.",
+            "saved PPO agents and forecasters instead of training them.",
         ),
     ] = None,
     config: Annotated[
@@ -118,7 +118,9 @@ def rebalance(
         lot_sizes = read_lots(lots) if lots is not None else None
         out = prepare_out(out)
         if run is not None:
-            context, agents = finished_run(run)
+            finished = finished_run(run)
+            context, agents = finished.context, finished.agents
+            forecasters, models = finished.forecasters, finished.models
             source, fingerprint = context.prepared.source, context.prepared.source_sha256
         else:
             composed = compose_config(
@@ -126,7 +128,7 @@ def rebalance(
                 market=key_values(market, "--market") if market else None,
                 date_format=date_format, seed=seed, n_seeds=seeds, quick=quick,
             )  # fmt: skip
-            context, agents = composed.context, {}
+            context, agents, forecasters, models = composed.context, {}, {}, {}
             source, fingerprint = composed.prepared.source, composed.prepared.source_sha256
         entry = select_entry(context.plan, strategy)
         item = context.plan[entry]
@@ -140,7 +142,18 @@ def rebalance(
             f"{source})",
             highlight=False,
         )
-        walked = [walk_to(context, entry, s, date, agents.get(item.name)) for s in item.seeds]
+        walked = [
+            walk_to(
+                context,
+                entry,
+                s,
+                date,
+                agents.get(item.name),
+                forecasters.get(item.name),
+                models.get(item.name),
+            )  # fmt: skip
+            for s in item.seeds
+        ]
         if held is None:  # the backtest's own holdings (seeds averaged), as weights
             own = sum(w.held for w in walked) / len(walked)
             held = Holdings(own[own != 0], "weights", float(1.0 - own.sum()))

@@ -100,8 +100,27 @@ def run(
             "(run directory, tensorboard/; pip install 'dynafolio[tensorboard]').",
         ),
     ] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Keep each finished task's result in this folder; after an interruption, "
+            "the same command with the same folder runs only the unfinished tasks.",
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help="Where torch models and PPO train: auto (a GPU when torch sees one, else the "
+            "CPU), cpu or cuda; overrides the config's device (default auto).",
+        ),
+    ] = None,
 ) -> None:
     """Run an experiment and write its run directory (metrics, weights, plots, report.html)."""
+    from dataclasses import replace
+
+    from dynafolio import devices
     from dynafolio.experiments.artifacts import build_manifest, require_tensorboard, write_run
     from dynafolio.parallel import ExecutorSettings
     from dynafolio.progress import reporting_progress
@@ -115,6 +134,8 @@ def run(
         workers = ExecutorSettings(kind=executor, jobs=jobs, ray_address=ray_address)
         if tensorboard:
             require_tensorboard()
+        if device is not None:
+            devices.resolve(device)  # an unknown or GPU-less --device, before any data is read
         composed = compose_config(
             experiment,
             config_file=config,
@@ -126,6 +147,11 @@ def run(
             n_seeds=seeds,
             quick=quick,
         )
+        if device is not None:
+            on_device = composed.config.model_copy(update={"device": device})
+            composed = replace(composed, context=replace(composed.context, config=on_device))
+        # A config's device: cuda without a GPU is refused before anything trains.
+        devices.resolve(composed.config.device)
         cfg, prepared = composed.config, composed.prepared
         for line in composed.notes:
             console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
@@ -135,7 +161,9 @@ def run(
             f"({prepared.prices.index[0].date()}..{prepared.prices.index[-1].date()})"
         )
         with progress_bars() as factory, reporting_progress(factory):
-            result = run_experiment(composed.context, progress=factory, executor=workers)
+            result = run_experiment(
+                composed.context, progress=factory, executor=workers, resume=resume
+            )
         manifest = build_manifest(cfg, result, prepared.source, prepared.source_sha256)
         written = write_run(result, manifest, out, write_report, tensorboard=tensorboard)
     _print_results(result)

@@ -25,6 +25,7 @@ __all__ = [
     "describe_prices",
     "list_datasets",
     "load_dataset",
+    "french_factors_per_period",
     "load_french_factors",
 ]
 
@@ -119,8 +120,10 @@ _DATASETS["ff_industries"] = DatasetInfo(
     description=(
         "47 value-weighted US industry portfolios (Fama–French 48 without Hlth), daily "
         "total-return index levels 1960-01-04..2018-12-31 (14,850 NYSE days); Soda, FabPr, "
-        "Guns and Gold start on 1963-07-01. The daily Fama–French factors and risk-free rate "
-        "of the same source are in ff_factors_daily.csv.gz beside it."
+        "Guns and Gold start on 1963-07-01. The daily Fama–French factors (Mkt-RF, SMB, HML, "
+        "MOM) and risk-free rate of the same source ship beside it: backtest.risk_free: "
+        "ff_factors puts the RF series in every Sharpe ratio, and the model input ff_factors "
+        "lets a model read the factors."
     ),
     frequency="daily (NYSE days)",
     source=_FRENCH_SOURCE,
@@ -236,6 +239,37 @@ def load_french_factors() -> pd.DataFrame:
         frame = pd.read_csv(path, index_col="date", parse_dates=True)
     frame.index = pd.DatetimeIndex(frame.index, name="date").as_unit(DATE_UNIT)
     return frame.astype(np.float64) / 100.0
+
+
+@functools.cache
+def _french_log_levels() -> pd.DataFrame:
+    """Cumulative ``ln(1 + factor)`` of the daily factors (one row per trading day)."""
+    return np.log1p(load_french_factors()).cumsum()
+
+
+def french_factors_per_period(index: pd.DatetimeIndex) -> pd.DataFrame:
+    """The daily Fama–French factors compounded over each period of ``index``: the row of
+    date t holds ``Π (1 + f_d) − 1`` over the trading days d in ``(t_{prev}, t]`` — what was
+    known at the close of t, so a model may read it then. The first row holds its own day's.
+
+    Raises
+    ------
+    DataError
+        If ``index`` reaches outside the factors' dates (1960-01-04..2018-12-31).
+    """
+    levels = _french_log_levels()
+    first, last = levels.index[0], levels.index[-1]
+    if len(index) == 0 or index[0] < first or index[-1] > last + pd.Timedelta(days=7):
+        span = f"{index[0].date()}..{index[-1].date()}" if len(index) else "no dates"
+        raise DataError(
+            f"the Fama–French factors cover {first.date()}..{last.date()}, the data {span}; "
+            "use them (risk_free: ff_factors, the ff_factors model input) only with data "
+            "inside that range, such as the ff_industries and ff25 datasets"
+        )
+    at = levels.reindex(levels.index.union(index)).ffill().loc[index]
+    per_period = np.expm1(at.diff())
+    per_period.iloc[0] = np.expm1(levels.diff().reindex(index[:1], method="ffill").to_numpy())
+    return per_period.fillna(0.0)
 
 
 def _load_sp500() -> pd.DataFrame:

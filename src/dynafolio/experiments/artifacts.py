@@ -339,6 +339,20 @@ def _write_tables(
             stem = f"{stems[name]}-{result.agent_label(seed, fold)}"
             agent.save(agents_dir / f"{stem}.zip")
             training_log(agent).to_csv(training_dir / f"{stem}.csv", index=False)
+    if result.model_files:
+        models_dir = run_dir / "models"
+        models_dir.mkdir()
+        for (name, seed, fold, fit_date), data in result.model_files.items():
+            (models_dir / result.model_file(stems[name], seed, fold, fit_date)).write_bytes(data)
+    if result.forecaster_files:
+        # Names are built by the run (stream key and date), never read from a file.
+        models_dir = run_dir / "forecasters"
+        models_dir.mkdir()
+        for name, data in result.forecaster_files.items():
+            (models_dir / name).write_bytes(data)
+        (models_dir / "index.json").write_text(
+            json.dumps({"version": 1, "fits": list(result.forecaster_index)}, indent=1)
+        )
     if result.tables:
         tables_dir = run_dir / "tables"
         tables_dir.mkdir()

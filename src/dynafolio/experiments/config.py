@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from dynafolio.data.markets import MARKET_KINDS, KnownMarket, MarketSettings
+from dynafolio.devices import Device
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.safe_files import Limits, load_toml, load_yaml, read_bytes
 from dynafolio.settings import Settings
@@ -180,6 +181,11 @@ class BacktestConfig(Settings):
     risk_free_rate: float = Field(
         0.0, ge=-0.05, le=0.5, description="annual rate for Sharpe/Sortino"
     )
+    risk_free: Literal["rate", "ff_factors"] = Field(
+        "rate",
+        description="rate: risk_free_rate, constant; ff_factors: the daily Fama–French "
+        "risk-free rate compounded over each period (data inside 1960–2018, e.g. ff_industries)",
+    )
 
 
 #: One entry of ``strategies``: any registered kind (see :mod:`dynafolio.strategies.kinds`).
@@ -203,6 +209,12 @@ class ExperimentConfig(Settings):
     )
     n_seeds: int = Field(
         3, ge=1, description="seeds per learned strategy (deterministic rules run once)"
+    )
+    device: Device = Field(
+        "auto",
+        description="where torch models and PPO train: auto (a GPU when torch sees one, else "
+        "the CPU), cpu or cuda (refused when torch sees no GPU); CPU results do not depend on "
+        "it, GPU results are reproducible on the same GPU but differ from CPU ones",
     )
     benchmark: DisplayName | dict[str, str | int | float] = Field(
         default_factory=lambda: {"kind": "equal_weight"},

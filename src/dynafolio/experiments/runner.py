@@ -11,13 +11,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dynafolio import metrics
 from dynafolio.backtest import ProportionalCost, chain_backtests
+from dynafolio.data.datasets import french_factors_per_period
 from dynafolio.data.validate import check_history, check_n_assets
+from dynafolio.experiments.checkpoint import TaskStore
 from dynafolio.experiments.config import ExperimentConfig
 from dynafolio.experiments.forecasts import baseline_runs, forecast_runs
 from dynafolio.experiments.learnability import (
@@ -26,7 +31,14 @@ from dynafolio.experiments.learnability import (
     with_learner_checks,
 )
 from dynafolio.experiments.plan import PreparedData, load_prices
-from dynafolio.experiments.tasks import RunContext, Task, build_tasks, learnability_tasks
+from dynafolio.experiments.tasks import (
+    PREVIOUS_BLOCK,
+    RunContext,
+    Task,
+    build_tasks,
+    forecaster_file_name,
+    learnability_tasks,
+)
 from dynafolio.features import periods_per_year
 from dynafolio.parallel import ExecutorSettings, execute
 from dynafolio.progress import ProgressFactory
@@ -60,6 +72,7 @@ def run_experiment(
     progress: ProgressFactory | None = None,
     executor: ExecutorSettings | None = None,
     analyse: Analyse | None = None,
+    resume: Path | None = None,
 ) -> ExperimentResult:
     """Backtest every strategy of ``config`` on the test period and score them.
 
@@ -69,10 +82,14 @@ def run_experiment(
     The work is a graph of tasks (:mod:`dynafolio.experiments.tasks`) run by ``executor``
     (default: in this process); the result is the same whatever runs it. ``analyse`` adds
     the experiment's own tables (:func:`dynafolio.studies.analyse` for the named studies).
+    ``resume``: a folder that keeps each finished task's result
+    (:mod:`dynafolio.experiments.checkpoint`); run again with the same folder after an
+    interruption, only the unfinished tasks run.
     """
     (result,) = run_experiments(
-        [config], prepared=[prepared], progress=progress, executor=executor, analyse=analyse
-    )
+        [config], prepared=[prepared], progress=progress, executor=executor, analyse=analyse,
+        resume=resume,
+    )  # fmt: skip
     return result
 
 
@@ -83,6 +100,7 @@ def run_experiments(
     progress: ProgressFactory | None = None,
     executor: ExecutorSettings | None = None,
     analyse: Analyse | None = None,
+    resume: Path | None = None,
 ) -> list[ExperimentResult]:
     """:func:`run_experiment` for several configs whose tasks run as one graph: the workers
     stay busy across them, and a learner check they share runs once. Each result is what
@@ -100,10 +118,20 @@ def run_experiments(
         contexts.append(context)
     graphs = [build_tasks(context) for context in contexts]
     if len(contexts) == 1:
-        runs = [execute(graphs[0], contexts[0], executor, progress)]
+        tasks, context = graphs[0], contexts[0]
     else:
         joint = JointContext(tuple(contexts))
-        results = execute(joint.tasks(graphs), joint, executor, progress)
+        tasks, context = joint.tasks(graphs), joint
+    done, on_result = {}, None
+    if resume is not None:
+        store = TaskStore(resume, _fingerprint(contexts))
+        done, on_result = store.load([task.id for task in tasks]), store.save
+        if done and progress is not None:
+            progress(f"resumed: {len(done)} of {len(tasks)} tasks already done", 1)(1)
+    results = execute(tasks, context, executor, progress, done=done, on_result=on_result)
+    if len(contexts) == 1:
+        runs = [results]
+    else:
         runs = [joint.results_of(i, graph, results) for i, graph in enumerate(graphs)]
     return [
         _assemble(context, graph, results, progress, executor, analyse)
@@ -176,6 +204,46 @@ def _evaluate_forecasts(
     )
 
 
+def _fingerprint(contexts: list[RunContext]) -> str:
+    """What the results of a run's tasks depend on: each config, its data and dynafolio's
+    version (a stored result of another config, data file or version is never reused)."""
+    parts = [f"dynafolio {version('dynafolio')}"]
+    for context in contexts:
+        parts += [context.config.model_dump_json(), context.prepared.source_sha256]
+    return "\n".join(parts)
+
+
+def _forecaster_files(
+    context: RunContext, tasks: list[Task], results: dict[str, Any]
+) -> tuple[dict[str, bytes], tuple[dict[str, Any], ...]]:
+    """Every forecaster the run fitted, as files (name -> bytes; one per fit, shared by the
+    strategies that share the stream), and the index of which strategy, seed, fold and stream
+    used which file from which refit date on."""
+    files: dict[str, bytes] = {}
+    index = []
+    walk_forward = len(context.folds) > 1
+    for task in tasks:
+        if task.kind != "backtest":
+            continue
+        for dep, stream in zip(task.deps, task.dep_names, strict=True):
+            if stream == PREVIOUS_BLOCK:
+                continue
+            for fit_date, data in results[dep].models.items():
+                if data is None:
+                    continue
+                name = forecaster_file_name(dep, fit_date)
+                files[name] = data
+                index.append({
+                    "strategy": context.plan[task.entry].name,
+                    "seed": task.seed,
+                    "fold": task.fold if walk_forward else None,
+                    "stream": stream,
+                    "fit_date": fit_date,
+                    "file": name,
+                })  # fmt: skip
+    return files, tuple(index)
+
+
 def _assemble(
     context: RunContext,
     tasks: list[Task],
@@ -190,12 +258,13 @@ def _assemble(
     train_dates = folds[0].train_dates
     test_dates = prices.index[folds[0].test.start : folds[-1].test.stop]
     ppy = periods_per_year(prices.index)
-    rf_annual = config.backtest.risk_free_rate
+    rf_annual = _risk_free(config, prices.index, ppy)
     outcomes = {(t.entry, t.seed, t.fold): results[t.id] for t in tasks if t.kind == "backtest"}
     learnability = collect_learnability(context, results)
     cost_model = ProportionalCost(config.backtest.transaction_cost)
     all_runs: list[StrategyRuns] = []
     agents = {}
+    model_files: dict[tuple[str, int, int | None, str], bytes] = {}
     for entry, item in enumerate(context.plan):
         runs = []
         for seed in item.seeds:
@@ -205,10 +274,14 @@ def _assemble(
                 chain_backtests([p.result for p in parts], item.universe, cost_model, rebalances)
             )
             for fold, part in enumerate(parts):
+                key = (item.name, seed, fold if len(folds) > 1 else None)
                 if part.agent is not None:
-                    agents[(item.name, seed, fold if len(folds) > 1 else None)] = part.agent
+                    agents[key] = part.agent
+                for fit_date, data in part.models.items():
+                    model_files[(*key, fit_date)] = data
         all_runs.append(StrategyRuns(item.name, tuple(runs), item.seeds, item.learned, item.tags))
 
+    forecaster_files, forecaster_index = _forecaster_files(context, tasks, results)
     records = {
         (item.name, seed, fold): outcomes[(entry, seed, fold)].forecasts
         for entry, item in enumerate(context.plan)
@@ -222,7 +295,8 @@ def _assemble(
     aggregate = _aggregate(per_seed)
     table, inference = steps.run(
         "inference (Sharpe intervals, p-values, SPA and StepM)",
-        infer, all_runs, aggregate, context.benchmark, ppy, rf_annual, config.seed,
+        infer, all_runs, aggregate, context.benchmark, ppy,
+        metrics.risk_free_on(rf_annual, test_dates), config.seed,
         fallback=(aggregate, None),  # the per-seed means and spreads, no intervals
     )  # fmt: skip
     table = steps.run("learner checks", with_learner_checks, table, learnability, fallback=table)
@@ -239,9 +313,9 @@ def _assemble(
     notes.append(
         f"Annualised return is {ppy}×mean of per-period net returns (the S1 paper's convention); "
         "CAGR is the compounded rate. Sharpe = annualised excess mean / annualised volatility, "
-        f"risk-free rate {rf_annual:.2%} a year. The S1 paper prints benchmark Sharpe ratios that "
-        "contradict its own formula (e.g. 6.79% / 20.0% shown as 0.0034); dynafolio computes them "
-        "consistently."
+        f"risk-free rate {_risk_free_text(rf_annual, test_dates)}. The S1 paper prints "
+        "benchmark Sharpe ratios that contradict its own formula (e.g. 6.79% / 20.0% shown as "
+        "0.0034); dynafolio computes them consistently."
     )
     benchmark = context.benchmark
     rolling = steps.run(
@@ -275,6 +349,9 @@ def _assemble(
         rolling=rolling,
         groups=_plot_groups(config, all_runs),
         agents=agents,
+        forecaster_files=forecaster_files,
+        model_files=model_files,
+        forecaster_index=forecaster_index,
         forecasts=forecasts,
         findings=(
             *found,
@@ -304,11 +381,31 @@ def _plot_groups(config: ExperimentConfig, all_runs: list[StrategyRuns]) -> dict
     return {title: members for title, members in groups.items() if members}
 
 
+def _risk_free(config: ExperimentConfig, index: pd.DatetimeIndex, ppy: int) -> float | pd.Series:
+    """The annual risk-free rate of the Sharpe ratios: the config's constant, or (``risk_free:
+    ff_factors``) the daily Fama–French RF compounded over each period, annualised."""
+    if config.backtest.risk_free == "rate":
+        return config.backtest.risk_free_rate
+    per_period = french_factors_per_period(index)["RF"]
+    return (1.0 + per_period) ** ppy - 1.0
+
+
+def _risk_free_text(rf: float | pd.Series, test_dates: pd.DatetimeIndex) -> str:
+    if np.ndim(rf) == 0:
+        return f"{rf:.2%} a year"
+    over = rf.reindex(test_dates)
+    return (
+        f"the Fama–French daily risk-free rate compounded per period ({over.mean():.2%} a year "
+        f"on average over the test period, {over.min():.2%} to {over.max():.2%})"
+    )
+
+
 def _per_seed_metrics(all_runs: list[StrategyRuns], ppy: int, rf: float) -> pd.DataFrame:
     rows = []
     for runs in all_runs:
         for seed, run in zip(runs.seeds, runs.runs, strict=True):
-            stats = metrics.summary(run.net_returns, ppy, rf, turnover=run.ledger["turnover"])
+            rates = metrics.risk_free_on(rf, run.net_returns.index)
+            stats = metrics.summary(run.net_returns, ppy, rates, turnover=run.ledger["turnover"])
             rows.append({"strategy": runs.name, "seed": seed, **stats})
     return pd.DataFrame(rows).set_index("strategy")
 
@@ -348,7 +445,8 @@ def _stress(all_runs, config, ppy, rf, test_dates) -> tuple[pd.DataFrame, list[s
     for runs in all_runs:
         for run in runs.runs:
             if covered:
-                table = metrics.window_summary(run.net_returns, covered, ppy, rf)
+                rates = metrics.risk_free_on(rf, run.net_returns.index)
+                table = metrics.window_summary(run.net_returns, covered, ppy, rates)
                 frames.append(table.assign(strategy=runs.name))
     if not frames:
         return pd.DataFrame(), notes

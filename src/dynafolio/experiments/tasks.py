@@ -31,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from dynafolio import devices
 from dynafolio.backtest import ProportionalCost, run_backtest
 from dynafolio.backtest.engine import rebalance_schedule
 from dynafolio.backtest.result import BacktestResult
@@ -43,6 +44,7 @@ from dynafolio.experiments.plan import (
     plan_strategies,
 )
 from dynafolio.features import periods_per_year
+from dynafolio.forecast.state import forecaster_bytes
 from dynafolio.progress import progress_bar
 from dynafolio.results.forecasts import ForecastRecord
 from dynafolio.rl.learnability import LearnabilityCheck, check_learnability
@@ -79,6 +81,18 @@ class BacktestOutcome:
     result: BacktestResult
     agent: Any = None
     forecasts: tuple[ForecastRecord, ...] = ()
+    #: Networks the strategy trained itself, as model files by fit date (ISO).
+    models: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StreamPiece:
+    """What a stream task returns: its forecasts by decision date, and the model it fitted
+    as a forecaster file (:mod:`dynafolio.forecast.state`) by refit date (ISO), None for a
+    forecaster that cannot be saved."""
+
+    forecasts: dict[pd.Timestamp, pd.Series]
+    models: dict[str, bytes | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -291,15 +305,28 @@ def _fold_label(context: RunContext, fold: int) -> str:
 
 
 def run_task(context: RunContext, task: Task, dep_results: list[Any]) -> Any:
-    """Execute ``task`` in this process (the same code for every executor)."""
+    """Execute ``task`` in this process (the same code for every executor), its torch models
+    on the config's device (a GPU-less ``device: cuda`` fails here, before any work)."""
+    with devices.using(context.config.device):
+        return _run_task(context, task, dep_results)
+
+
+def _run_task(context: RunContext, task: Task, dep_results: list[Any]) -> Any:
     item = context.plan[task.entry]
     strategy = item.build(task.seed)
     if task.kind == "stream":
         spec = context.streams(task.entry, strategy, task.fold)[task.stream]
         piece = spec.segments()[task.piece]
-        return compute_stream(
-            piece.template, piece.schedule, item.universe, list(piece.rows), piece.first_row
-        )
+        models: dict[str, bytes | None] = {}
+
+        def keep(model, history) -> None:
+            models[history.date.date().isoformat()] = _forecaster_file(model, history)
+
+        forecasts = compute_stream(
+            piece.template, piece.schedule, item.universe, list(piece.rows), piece.first_row,
+            on_fit=keep,
+        )  # fmt: skip
+        return StreamPiece(forecasts, models)
     if task.kind == "learnability":
         seed_everything(task.seed)
         return check_learnability(learnability_check(context, task.entry))
@@ -311,7 +338,7 @@ def run_task(context: RunContext, task: Task, dep_results: list[Any]) -> Any:
             held = dep.result.weights
             strategy.hold_from(held.iloc[-1], held.index[-1])
         else:
-            replays.setdefault(name, {}).update(dep)  # a stream's pieces, joined
+            replays.setdefault(name, {}).update(dep.forecasts)  # a stream's pieces, joined
     if replays:
         strategy.replay_forecasts(replays)
     # Seeded after building, so torch (imported by learned strategies) is seeded too, in
@@ -330,7 +357,8 @@ def run_task(context: RunContext, task: Task, dep_results: list[Any]) -> Any:
         progress=progress_bar(task.label, len(dates)),
     )
     agent = None
-    if hasattr(strategy, "agent_") and getattr(strategy, "agent_path", None) is None:
+    loaded = getattr(strategy, "agent_path", None) or getattr(strategy, "agent_bytes", None)
+    if hasattr(strategy, "agent_") and loaded is None:
         agent = strategy.agent_
     forecaster = getattr(item.spec, "forecaster", None)
     records = forecast_records(
@@ -339,4 +367,45 @@ def run_task(context: RunContext, task: Task, dep_results: list[Any]) -> Any:
         forecaster.label if forecaster is not None else "",
         item.universe,
     )
-    return BacktestOutcome(result, agent, records)
+    return BacktestOutcome(result, agent, records, strategy.fitted_models())
+
+
+def _forecaster_file(model, history) -> bytes | None:
+    """``model`` (fitted on ``history``) as a forecaster file; None for a forecaster that does
+    not define its fitted state (a user's own model), which the run then does not save."""
+    try:
+        return forecaster_bytes(
+            model,
+            list(map(str, history.prices.columns)),
+            (history.prices.index[0].date().isoformat(), history.date.date().isoformat()),
+        )
+    except NotImplementedError:
+        return None
+
+
+def forecaster_file_name(stream_task: str, fit_date: str) -> str:
+    """The file a run saves the model of ``stream_task`` fitted at ``fit_date`` (ISO) as."""
+    return f"{stream_task.removeprefix('stream-')}-{fit_date}.zip"
+
+
+def forecaster_files(context: RunContext) -> dict[tuple[int, int, int, str, str], str]:
+    """``(entry, seed, fold, stream, refit date)`` -> the name of the forecaster file a run of
+    ``context`` saves for that refit: built from the run's own tasks (config and data)."""
+    tasks = build_tasks(context)
+    pieces = {t.id: t for t in tasks if t.kind == "stream"}
+    out = {}
+    for task in tasks:
+        if task.kind != "backtest":
+            continue
+        for dep, stream in zip(task.deps, task.dep_names, strict=True):
+            if stream == PREVIOUS_BLOCK:
+                continue
+            piece = pieces[dep]
+            item = context.plan[piece.entry]
+            spec = context.streams(piece.entry, item.build(piece.seed), piece.fold)[piece.stream]
+            first = spec.segments()[piece.piece].rows[0]
+            fit_date = item.universe.index[first].date().isoformat()
+            out[(task.entry, task.seed, task.fold, stream, fit_date)] = forecaster_file_name(
+                dep, fit_date
+            )
+    return out

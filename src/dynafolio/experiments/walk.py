@@ -10,7 +10,7 @@ and saved PPO agents; :func:`select_entry` finds a strategy by name or tags.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +19,8 @@ from dynafolio.backtest import ProportionalCost, run_backtest
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.experiments.config import validate_config
 from dynafolio.experiments.plan import PlannedStrategy, load_prices
-from dynafolio.experiments.tasks import RunContext
+from dynafolio.experiments.tasks import RunContext, forecaster_files
+from dynafolio.forecast.state import load_forecaster
 from dynafolio.history import MarketHistory
 from dynafolio.paths import unique_stems
 from dynafolio.results.result import ExperimentResult
@@ -28,7 +29,7 @@ from dynafolio.seeding import seed_everything
 from dynafolio.strategies.base import Strategy
 from dynafolio.strategies.forecast import compute_stream
 
-__all__ = ["Walked", "finished_run", "select_entry", "walk_to"]
+__all__ = ["FinishedRun", "Walked", "finished_run", "select_entry", "walk_to"]
 
 
 def select_entry(plan: list[PlannedStrategy], wanted: str) -> int:
@@ -75,6 +76,8 @@ def walk_to(
     seed: int,
     date: pd.Timestamp,
     agents: Mapping[tuple[int, int | None], Path] | None = None,
+    forecasters: Mapping[tuple[int, int | None, str, str], Path] | None = None,
+    models: Mapping[tuple[int, int | None, str], Path] | None = None,
 ) -> Walked:
     """Strategy ``entry`` of ``context`` for ``seed``, in the state its backtest reaches just
     before deciding at ``date``.
@@ -84,6 +87,11 @@ def walk_to(
     carries holdings, the earlier blocks run to hand it their holdings). ``agents`` maps
     ``(seed, fold or None)`` to a saved PPO agent of a finished run: that agent is loaded
     (and checked against the strategy's settings and assets) instead of trained.
+    ``forecasters`` maps ``(seed, fold or None, stream, refit date)`` to a saved forecaster of
+    a finished run: the models in force at ``date`` under the run's refit schedule are loaded
+    (and checked against the strategy's forecaster, universe and refit date), not fitted.
+    ``models`` maps ``(seed, fold or None, fit date)`` to a network the strategy trained
+    itself in the run (the end-to-end allocator), loaded at that date instead of trained.
     """
     item = context.plan[entry]
     universe = item.universe
@@ -110,11 +118,22 @@ def walk_to(
         strategy = item.build(seed)
         saved = (agents or {}).get((seed, f if len(context.folds) > 1 else None))
         if saved is not None and hasattr(strategy, "agent_path"):
-            strategy.agent_path = str(saved)
+            # The run's saved agent, loaded from its path (a walk runs in this process); the
+            # bytes of a config's own agent_path would otherwise win in fit().
+            strategy.agent_path, strategy.agent_bytes = str(saved), None
+        fold_key = f if len(context.folds) > 1 else None
+        own = {d: p for (s, k, d), p in (models or {}).items() if s == seed and k == fold_key}
+        if own:
+            strategy.use_fitted_models(own)
         if previous is not None:
             strategy.hold_from(previous.iloc[-1], previous.index[-1])
         # Forecasts computed as the run computes them (its stream tasks), up to ``date``.
-        _replay(context, entry, strategy, f, row if f == fold else None)
+        saved_models = {
+            (stream, fit_date): path
+            for (s, saved_fold, stream, fit_date), path in (forecasters or {}).items()
+            if s == seed and saved_fold == (f if len(context.folds) > 1 else None)
+        }
+        _replay(context, entry, strategy, f, row if f == fold else None, saved_models)
         seed_everything(seed)
         dates = context.folds[f].test_dates
         fit_start = context.fit_start(f)
@@ -149,11 +168,26 @@ def walk_to(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def finished_run(
-    folder: Path,
-) -> tuple[RunContext, dict[str, dict[tuple[int, int | None], Path]]]:
-    """A finished run directory's plan (its config, on its data, checked unchanged) and its
-    saved PPO agents: strategy name -> ``(seed, fold or None)`` -> agent file."""
+@dataclass(frozen=True)
+class FinishedRun:
+    """A finished run directory: its plan (its config, on its data, checked unchanged), its
+    saved PPO agents (strategy name -> ``(seed, fold or None)`` -> agent file) and its saved
+    forecasters (strategy name -> ``(seed, fold or None, stream, refit date)`` -> file)."""
+
+    context: RunContext
+    agents: dict[str, dict[tuple[int, int | None], Path]]
+    forecasters: dict[str, dict[tuple[int, int | None, str, str], Path]]
+    #: Strategy name -> ``(seed, fold or None, fit date)`` -> the strategy's own model file.
+    models: dict[str, dict[tuple[int, int | None, str], Path]] = field(default_factory=dict)
+
+
+def finished_run(folder: Path) -> FinishedRun:
+    """Read a run directory written by ``dynafolio run`` (:class:`FinishedRun`).
+
+    Saved files are found where the run wrote them, by names built from the config and the
+    data (the stream keys and refit dates of the run's tasks), never by names read from a
+    file; a file the run did not write (a forecaster that cannot be saved) is simply absent,
+    and the walk then fits that model again."""
     folder = Path(folder)
     where = f"run directory {folder}"
     fix = "give a run directory written by dynafolio run (it has manifest.json)"
@@ -182,7 +216,27 @@ def finished_run(
                 path = folder / "agents" / f"{stems[item.name]}-{label}.zip"
                 if path.is_file():
                     agents.setdefault(item.name, {})[(seed, fold)] = path
-    return context, agents
+    forecasters: dict[str, dict[tuple[int, int | None, str, str], Path]] = {}
+    for (entry, seed, fold, stream, fit_date), name in forecaster_files(context).items():
+        path = folder / "forecasters" / name
+        if path.is_file():
+            key = (seed, fold if folds > 1 else None, stream, fit_date)
+            forecasters.setdefault(context.plan[entry].name, {})[key] = path
+    models: dict[str, dict[tuple[int, int | None, str], Path]] = {}
+    for entry, item in enumerate(context.plan):
+        if item.spec.strategy_class.fitted_models is Strategy.fitted_models:
+            continue  # a strategy that trains no network of its own saves none
+        for seed in item.seeds:
+            for fold in range(folds):
+                strategy = item.build(seed)
+                key_fold = fold if folds > 1 else None
+                for row in context.call_rows(entry, strategy, fold):
+                    fit_date = item.universe.index[row].date().isoformat()
+                    name = ExperimentResult.model_file(stems[item.name], seed, key_fold, fit_date)
+                    path = folder / "models" / name
+                    if path.is_file():
+                        models.setdefault(item.name, {})[(seed, key_fold, fit_date)] = path
+    return FinishedRun(context, agents, forecasters, models)
 
 
 def _drift(weights: pd.Series, returns: pd.DataFrame) -> pd.Series:
@@ -198,18 +252,32 @@ def _drift(weights: pd.Series, returns: pd.DataFrame) -> pd.Series:
 
 
 def _replay(
-    context: RunContext, entry: int, strategy: Strategy, fold: int, last_row: int | None
+    context: RunContext,
+    entry: int,
+    strategy: Strategy,
+    fold: int,
+    last_row: int | None,
+    saved: Mapping[tuple[str, str], Path],
 ) -> None:
     """Hand ``strategy`` the forecasts of its streams in ``fold`` (rows up to ``last_row``),
-    computed piece by piece exactly as a run's stream tasks compute them."""
+    computed piece by piece exactly as a run's stream tasks compute them; a piece whose
+    model ``saved`` holds (stream, refit date -> forecaster file) uses it instead of a fit."""
     universe = context.plan[entry].universe
+    columns = list(map(str, universe.columns))
     replays: dict[str, dict] = {}
     for name, spec in context.streams(entry, strategy, fold).items():
         for piece in spec.segments():
             rows = [r for r in piece.rows if last_row is None or r <= last_row]
             if rows:
+                fit_date = universe.index[piece.rows[0]]
+                path = saved.get((name, fit_date.date().isoformat()))
+                fitted = {}
+                if path is not None:
+                    fitted[fit_date] = load_forecaster(
+                        path, piece.template, columns, fit_date.date().isoformat()
+                    )
                 made = compute_stream(
-                    piece.template, piece.schedule, universe, rows, piece.first_row
+                    piece.template, piece.schedule, universe, rows, piece.first_row, fitted
                 )
                 replays.setdefault(name, {}).update(made)
     if replays:

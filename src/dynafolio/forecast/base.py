@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import pandas as pd
 
 from dynafolio.history import MarketHistory
+
+if TYPE_CHECKING:
+    from dynafolio.forecast.state import FittedState
 
 
 class Forecaster(ABC):
@@ -46,6 +49,16 @@ class Forecaster(ABC):
 
         NaN for assets the model cannot forecast (e.g. too little history).
         """
+
+    def fitted_state(self) -> FittedState:
+        """What :meth:`fit` learned, as arrays and sizes (:mod:`dynafolio.forecast.state`),
+        so a run can save the model and a later decision can reuse it."""
+        raise NotImplementedError(f"{type(self).__name__} does not define fitted_state()")
+
+    def restore(self, state: FittedState) -> Self:
+        """Become the fitted model of ``state`` (from :meth:`fitted_state` of a model with
+        these parameters); raises :class:`~dynafolio.errors.DataError` if it does not fit."""
+        raise NotImplementedError(f"{type(self).__name__} does not define restore()")
 
     def _check_fitted(self) -> None:
         if not any(k.endswith("_") and not k.startswith("_") for k in vars(self)):

@@ -34,6 +34,7 @@ from dynafolio.errors import DataError
 from dynafolio.features import prices_to_returns
 from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.registry import register_forecaster
+from dynafolio.forecast.state import FittedState, take
 from dynafolio.history import MarketHistory
 from dynafolio.model_inputs import FeatureName, FeatureSet
 from dynafolio.settings import parameters
@@ -50,6 +51,14 @@ class RuleForecaster(Forecaster):
     """A forecaster with nothing to learn: :meth:`fit` only marks it fitted."""
 
     def fit(self, history: MarketHistory) -> Self:
+        self.fitted_ = True
+        return self
+
+    def fitted_state(self) -> FittedState:
+        self._check_fitted()
+        return FittedState()
+
+    def restore(self, state: FittedState) -> Self:
         self.fitted_ = True
         return self
 
@@ -146,6 +155,41 @@ class RidgeForecaster(Forecaster):
         self.model_ = make_pipeline(StandardScaler(), Ridge(alpha=self.alpha))
         self.model_.fit(X[complete], y[complete])
         self.assets_ = prices.columns
+        return self
+
+    def fitted_state(self) -> FittedState:
+        self._check_fitted()
+        scaler, ridge = self.model_[0], self.model_[-1]
+        arrays = {
+            "scaler.mean": scaler.mean_,
+            "scaler.var": scaler.var_,
+            "scaler.scale": scaler.scale_,
+            "ridge.coef": np.asarray(ridge.coef_, dtype=float),
+            "ridge.intercept": np.atleast_1d(np.asarray(ridge.intercept_, dtype=float)),
+        }
+        sizes = {"n_samples": int(scaler.n_samples_seen_)}
+        return FittedState(tuple(map(str, self.assets_)), arrays, sizes)
+
+    def restore(self, state: FittedState) -> Self:
+        # scikit-learn's fitted attributes set from the saved arrays: the same arithmetic
+        # as the fitted pipeline, without unpickling one.
+        n_inputs = self.lags + (
+            FeatureSet(tuple(self.features), market=self.market_asset).n_columns
+            if self.features
+            else 0
+        )
+        scaler = StandardScaler()
+        scaler.mean_ = take(state.arrays, "scaler.mean", (n_inputs,))
+        scaler.var_ = take(state.arrays, "scaler.var", (n_inputs,))
+        scaler.scale_ = take(state.arrays, "scaler.scale", (n_inputs,))
+        scaler.n_samples_seen_ = state.sizes.get("n_samples", 0)
+        scaler.n_features_in_ = n_inputs
+        ridge = Ridge(alpha=self.alpha)
+        ridge.coef_ = take(state.arrays, "ridge.coef", (n_inputs,))
+        ridge.intercept_ = float(take(state.arrays, "ridge.intercept", (1,))[0])
+        ridge.n_features_in_ = n_inputs
+        self.model_ = make_pipeline(scaler, ridge)
+        self.assets_ = pd.Index(state.assets)
         return self
 
     def predict(self, history: MarketHistory) -> pd.Series:

@@ -26,6 +26,7 @@ from dynafolio.errors import ConfigError, DataError
 from dynafolio.features import prices_to_returns
 from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.registry import register_forecaster
+from dynafolio.forecast.state import FittedState, take
 from dynafolio.forecast.windows import make_windows
 from dynafolio.history import MarketHistory
 from dynafolio.settings import parameters
@@ -149,6 +150,20 @@ class ARForecaster(Forecaster):
         columns = ["const", *(f"lag_{k}" for k in range(1, self.p + 1))]
         self.coef_ = pd.DataFrame(coef, index=returns.columns, columns=columns)
         self.n_rows_ = pd.Series(counts, index=returns.columns, name="n_rows")
+        return self
+
+    def fitted_state(self) -> FittedState:
+        self._check_fitted()
+        arrays = {"coef": self.coef_.to_numpy(), "n_rows": self.n_rows_.to_numpy(dtype=np.int64)}
+        return FittedState(tuple(map(str, self.coef_.index)), arrays)
+
+    def restore(self, state: FittedState) -> Self:
+        n = len(state.assets)
+        columns = ["const", *(f"lag_{k}" for k in range(1, self.p + 1))]
+        coef = take(state.arrays, "coef", (n, self.p + 1))
+        self.coef_ = pd.DataFrame(coef, index=pd.Index(state.assets), columns=columns)
+        counts = take(state.arrays, "n_rows", (n,))
+        self.n_rows_ = pd.Series(counts, index=pd.Index(state.assets), name="n_rows")
         return self
 
     def predict(self, history: MarketHistory) -> pd.Series:

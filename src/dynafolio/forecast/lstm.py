@@ -41,6 +41,7 @@ from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.registry import register_forecaster
 from dynafolio.forecast.scaling import ZScoreScaler
 from dynafolio.forecast.stacked import BatchedLSTM, train_stacked
+from dynafolio.forecast.state import FittedState, module_arrays, restore_module, take
 from dynafolio.forecast.training import TrainSettings, seeded, train_network
 from dynafolio.forecast.windows import last_window, make_windows, stack_windows
 from dynafolio.history import MarketHistory
@@ -190,6 +191,22 @@ class UnivariateLSTMForecaster(Forecaster):
         self.assets_ = returns.columns[keep]
         self.scaler_ = ZScoreScaler(scaler.mean[keep], scaler.std[keep])
         self.network_ = network.eval()
+        return self
+
+    def fitted_state(self) -> FittedState:
+        self._check_fitted()
+        arrays = module_arrays(self.network_)
+        arrays |= {"scaler.mean": self.scaler_.mean, "scaler.std": self.scaler_.std}
+        return FittedState(tuple(map(str, self.assets_)), arrays)
+
+    def restore(self, state: FittedState) -> Self:
+        n = len(state.assets)
+        network = BatchedLSTM(1 if self.shared else n, 1, self.hidden, 1, self.dropout)
+        self.network_ = restore_module(network, state.arrays)
+        self.scaler_ = ZScoreScaler(
+            take(state.arrays, "scaler.mean", (n,)), take(state.arrays, "scaler.std", (n,))
+        )
+        self.assets_ = pd.Index(state.assets)
         return self
 
     def predict(self, history: MarketHistory) -> pd.Series:

@@ -29,6 +29,7 @@ from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.lstm import RecurrentRegressor, check_settings
 from dynafolio.forecast.registry import register_forecaster
 from dynafolio.forecast.scaling import MinMaxScaler
+from dynafolio.forecast.state import FittedState, module_arrays, restore_module, take
 from dynafolio.forecast.training import TrainSettings, seeded, train_network
 from dynafolio.forecast.windows import last_window, make_windows
 from dynafolio.history import MarketHistory
@@ -141,6 +142,42 @@ class PanelForecaster(Forecaster):
         self.scaler_ = scaler
         self.input_scaler_ = input_scaler
         self.network_ = network.eval()
+        return self
+
+    def fitted_state(self) -> FittedState:
+        self._check_fitted()
+        shared = self.input_scaler_ is self.scaler_
+        arrays = module_arrays(self.network_)
+        arrays |= {"scaler.low": self.scaler_.low, "scaler.span": self.scaler_.span}
+        if not shared:
+            arrays |= {
+                "input_scaler.low": self.input_scaler_.low,
+                "input_scaler.span": self.input_scaler_.span,
+            }
+        n_inputs = len(self.input_scaler_.low)
+        return FittedState(tuple(map(str, self.assets_)), arrays, {"n_inputs": n_inputs})
+
+    def restore(self, state: FittedState) -> Self:
+        n = len(state.assets)
+        n_inputs = state.sizes.get("n_inputs", 0)
+        # The network's size follows from the settings and these two counts; a file claiming
+        # far more inputs than any feature set gives is refused before anything is built.
+        if not 1 <= n_inputs <= 64 * max(n, 1):
+            raise DataError(f"its n_inputs {n_inputs} does not fit {n} assets")
+        scaler = MinMaxScaler(
+            take(state.arrays, "scaler.low", (n,)), take(state.arrays, "scaler.span", (n,))
+        )
+        input_scaler = scaler
+        if self._features() is not None:
+            input_scaler = MinMaxScaler(
+                take(state.arrays, "input_scaler.low", (n_inputs,)),
+                take(state.arrays, "input_scaler.span", (n_inputs,)),
+            )
+        elif n_inputs != n:
+            raise DataError(f"its n_inputs {n_inputs} differs from its {n} assets")
+        self.network_ = restore_module(self._network(n_inputs, n), state.arrays)
+        self.scaler_, self.input_scaler_ = scaler, input_scaler
+        self.assets_ = pd.Index(state.assets)
         return self
 
     def predict(self, history: MarketHistory) -> pd.Series:

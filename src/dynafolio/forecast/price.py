@@ -34,6 +34,7 @@ from dynafolio.forecast.panel import PanelForecaster
 from dynafolio.forecast.registry import register_forecaster
 from dynafolio.forecast.scaling import MinMaxScaler
 from dynafolio.forecast.stacked import BatchedLSTM, train_stacked
+from dynafolio.forecast.state import FittedState, module_arrays, restore_module, take
 from dynafolio.forecast.training import TrainSettings, seeded
 from dynafolio.forecast.windows import make_windows, stack_windows
 from dynafolio.history import MarketHistory
@@ -118,6 +119,22 @@ class UnivariatePriceLSTMForecaster(Forecaster):
         self.assets_ = history.prices.columns[keep]
         self.scaler_ = MinMaxScaler(self.scaler_.low[keep], self.scaler_.span[keep])
         self.network_ = network.eval()
+        return self
+
+    def fitted_state(self) -> FittedState:
+        self._check_fitted()
+        arrays = module_arrays(self.network_)
+        arrays |= {"scaler.low": self.scaler_.low, "scaler.span": self.scaler_.span}
+        return FittedState(tuple(map(str, self.assets_)), arrays)
+
+    def restore(self, state: FittedState) -> Self:
+        n = len(state.assets)
+        network = BatchedLSTM(n, 1, self.hidden, 1, self.dropout, self.n_layers)
+        self.network_ = restore_module(network, state.arrays)
+        self.scaler_ = MinMaxScaler(
+            take(state.arrays, "scaler.low", (n,)), take(state.arrays, "scaler.span", (n,))
+        )
+        self.assets_ = pd.Index(state.assets)
         return self
 
     def _one_stock(self, prices: np.ndarray, scaler: MinMaxScaler) -> tuple[np.ndarray, np.ndarray]:

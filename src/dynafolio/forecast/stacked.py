@@ -5,7 +5,8 @@ for all of them, with a hand-written backward pass: see :class:`_LSTMRecurrence`
 against one ``nn.LSTM`` per asset by ``benchmarks/lstm_speed.py``), and :func:`train_stacked`
 trains them together, each model with
 its own samples, minibatches, Adam state, validation tail, early stopping and best weights,
-exactly as if :func:`~dynafolio.forecast.training.train_network` trained it alone.
+exactly as if :func:`~dynafolio.forecast.training.train_network` trained it alone, on the
+device of :func:`dynafolio.devices.current`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from dynafolio import devices
 from dynafolio.early_stopping import EarlyStopping, n_validation
 from dynafolio.forecast.training import Progress, TrainSettings, no_progress
 
@@ -242,7 +244,7 @@ class _MaskedAdam:
         self.beta1, self.beta2, self.eps = 0.9, 0.999, 1e-8
         self.exp_avg = [torch.zeros_like(p) for p in params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in params]
-        self.steps = torch.zeros(params[0].shape[0])
+        self.steps = torch.zeros(params[0].shape[0], device=params[0].device)
 
     @torch.no_grad()
     def step(self, active: torch.Tensor) -> None:
@@ -286,7 +288,8 @@ def train_stacked(
     ``s``-th minibatch (a model with fewer minibatches sits the remaining steps out). The
     loss is the sum over models of each model's mean squared error, so each model's gradient
     is exactly its own loss's gradient (parameters are disjoint). Early stopping and best-
-    weight restoring are per model; training ends when every model has stopped.
+    weight restoring are per model; training ends when every model has stopped. Training
+    runs on :func:`dynafolio.devices.current`'s device and leaves ``model`` on the CPU.
 
     Parameters
     ----------
@@ -301,8 +304,12 @@ def train_stacked(
     settings, rng, progress
         As for :func:`train_network` (progress counts epochs of the slowest model).
     """
-    X_all = torch.as_tensor(X, dtype=torch.float32)
-    y_all = torch.as_tensor(y, dtype=torch.float32)
+    device = devices.current()
+    # ``.to`` returns the tensor or module itself when it is already there: on the CPU this
+    # is the CPU-only computation exactly.
+    model.to(device)
+    X_all = torch.as_tensor(X, dtype=torch.float32).to(device)
+    y_all = torch.as_tensor(y, dtype=torch.float32).to(device)
     n_models, batch_size = len(X_all), settings.batch_size
     n_samples = np.asarray(n_samples, dtype=int)
     n_val = np.array([n_validation(int(n), settings.val_fraction) for n in n_samples])
@@ -316,7 +323,8 @@ def train_stacked(
     val_width = max(int(n_val.max()), 1)
     val_offsets = np.arange(val_width)
     val_index = torch.from_numpy(np.minimum(n_train[:, None] + val_offsets, len(X_all[0]) - 1))
-    val_mask = torch.from_numpy((val_offsets < n_val[:, None]).astype(np.float32))
+    val_index = val_index.to(device)
+    val_mask = torch.from_numpy((val_offsets < n_val[:, None]).astype(np.float32)).to(device)
     train_log, val_log = [], []
     for epoch in range(settings.max_epochs):
         model.train()
@@ -327,8 +335,8 @@ def train_stacked(
         for m in np.flatnonzero(~stopped):
             order[m, : n_train[m]] = rng.permutation(n_train[m])
             mask[m, : n_train[m]] = 1.0
-        order_t, mask_t = torch.from_numpy(order), torch.from_numpy(mask)
-        totals = torch.zeros(n_models)
+        order_t, mask_t = torch.from_numpy(order).to(device), torch.from_numpy(mask).to(device)
+        totals = torch.zeros(n_models, device=device)
         for step in range(n_steps):
             cols = slice(step * batch_size, (step + 1) * batch_size)
             counts = mask_t[:, cols].sum(1)
@@ -347,23 +355,24 @@ def train_stacked(
                 _clip_per_model(params, settings.grad_clip)
             optimizer.step(counts > 0)
             totals[chosen] += losses.detach() * counts[chosen]
-        train_log.append(np.where(stopped, np.nan, totals.numpy() / np.maximum(n_train, 1)))
+        train_log.append(np.where(stopped, np.nan, totals.cpu().numpy() / np.maximum(n_train, 1)))
         progress(1)
         if settings.val_fraction == 0:
             val_log.append(np.full(n_models, np.nan))
             continue
         model.eval()
         val = np.full(n_models, np.nan)  # NaN (stopped, or no validation) never improves
-        chosen = torch.from_numpy(np.flatnonzero(~stopped & (n_val > 0)))
+        rows = np.flatnonzero(~stopped & (n_val > 0))
+        chosen = torch.from_numpy(rows).to(device)
         with torch.no_grad():
             index = val_index[chosen] if len(chosen) else val_index[:0]
             x, target = X_all[chosen[:, None], index], y_all[chosen[:, None], index]
             per_sample = (model(x, chosen) - target).pow(2).flatten(2).mean(2)
             weight = val_mask[chosen]
-            val[chosen.numpy()] = ((per_sample * weight).sum(1) / weight.sum(1)).numpy()
+            val[rows] = ((per_sample * weight).sum(1) / weight.sum(1)).cpu().numpy()
         val_log.append(val)
         # Models without a validation tail never stop early (they keep their last weights).
-        improved_t = torch.from_numpy(stopper.update(val, epoch, active=n_val > 0))
+        improved_t = torch.from_numpy(stopper.update(val, epoch, active=n_val > 0)).to(device)
         with torch.no_grad():
             for p, b in zip(params, best, strict=True):
                 b.copy_(torch.where(_per_model(improved_t, p), p, b))
@@ -371,9 +380,10 @@ def train_stacked(
             progress(settings.max_epochs - epoch - 1)
             break
     best_epoch = stopper.best_step
-    restore = torch.from_numpy(best_epoch >= 0)
+    restore = torch.from_numpy(best_epoch >= 0).to(device)
     with torch.no_grad():
         for p, b in zip(params, best, strict=True):
             p.copy_(torch.where(_per_model(restore, p), b, p))
+    model.to("cpu")
     model.eval()
     return StackedTrainingLog(np.array(train_log), np.array(val_log), best_epoch, n_train, n_val)

@@ -8,6 +8,9 @@ exactly as :func:`train_network` would.
 Validation is always the chronological tail of the samples (the latest windows): shuffling
 happens within the training part only, so no model is ever validated on data older than what
 it trained on.
+
+Both train on the device of :func:`dynafolio.devices.current` and leave the model on the CPU,
+where prediction runs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dynafolio import devices
 from dynafolio.early_stopping import EarlyStopping, n_validation
 from dynafolio.errors import ConfigError
 
@@ -92,9 +96,11 @@ def seeded(seed: int) -> Iterator[None]:
     """Seed torch's global generator inside the block and restore it afterwards.
 
     Weight initialisation and dropout draw from the global generator; forking it makes a fit
-    reproducible from ``seed`` alone without changing the random state the caller sees.
+    reproducible from ``seed`` alone without changing the random state the caller sees. On a
+    GPU (:func:`dynafolio.devices.current`) its generator, which dropout draws from there, is
+    forked too.
     """
-    with torch.random.fork_rng(devices=[]):
+    with devices.fork_rng(devices.current()):
         torch.manual_seed(seed)
         yield
 
@@ -116,7 +122,10 @@ def train_network(
 
     The last :func:`n_validation` samples are the validation tail; the rest are shuffled into
     minibatches every epoch. After training, the weights of the epoch with the lowest
-    validation loss are restored and the model is left in eval mode.
+    validation loss are restored and the model is left in eval mode, on the CPU.
+
+    Training runs on :func:`dynafolio.devices.current`'s device; on the CPU nothing is
+    copied.
 
     Parameters
     ----------
@@ -132,8 +141,12 @@ def train_network(
         Called with 1 after every epoch, and with the number of epochs skipped by early
         stopping, so a bar of ``settings.max_epochs`` steps always completes.
     """
-    X_all = torch.as_tensor(X, dtype=torch.float32)
-    y_all = torch.as_tensor(y, dtype=torch.float32)
+    device = devices.current()
+    # ``.to`` returns the tensor or module itself when it is already there: on the CPU this
+    # is the CPU-only computation exactly.
+    model.to(device)
+    X_all = torch.as_tensor(X, dtype=torch.float32).to(device)
+    y_all = torch.as_tensor(y, dtype=torch.float32).to(device)
     n_val = n_validation(len(X_all), settings.val_fraction)
     n_train = len(X_all) - n_val
     X_train, y_train = X_all[:n_train], y_all[:n_train]
@@ -147,7 +160,7 @@ def train_network(
     best_state = None
     for epoch in range(settings.max_epochs):
         model.train()
-        order = torch.from_numpy(rng.permutation(n_train))
+        order = torch.from_numpy(rng.permutation(n_train)).to(device)
         total = 0.0
         for start in range(0, n_train, settings.batch_size):
             batch = order[start : start + settings.batch_size]
@@ -172,6 +185,7 @@ def train_network(
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    model.to("cpu")
     model.eval()
     best_epoch = int(stopper.best_step)
     return TrainingLog(tuple(train_losses), tuple(val_losses), best_epoch, n_train, n_val)

@@ -76,6 +76,18 @@ def per_period_rf(
     return np.power(1.0 + rf, 1.0 / periods) - 1.0
 
 
+def risk_free_on(risk_free: float | pd.Series, dates: pd.Index) -> float | np.ndarray:
+    """The annual risk-free rate(s) for returns on ``dates``: a constant as it is, a series
+    (one annual rate per date, e.g. from the Fama–French RF) as the array of its values on
+    ``dates``."""
+    if np.ndim(risk_free) == 0:
+        return risk_free
+    values = risk_free.reindex(dates)
+    if values.isna().any():
+        raise ValueError(f"the risk-free series has no rate for {int(values.isna().sum())} dates")
+    return values.to_numpy(dtype=float)
+
+
 def _excess(r: ReturnsLike, risk_free: RiskFreeLike, periods: int, min_periods: int) -> np.ndarray:
     values, index = to_1d(r, "r", min_periods=min_periods)
     return values - per_period_rf(risk_free, values.size, index, periods)

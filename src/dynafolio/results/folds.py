@@ -25,7 +25,7 @@ def fold_labels(result: ExperimentResult) -> list[str]:
     return [f"F{i + 1} {fold.test_dates[0]:%Y-%m}" for i, fold in enumerate(result.folds)]
 
 
-def fold_sharpes(result: ExperimentResult, risk_free_rate: float = 0.0) -> pd.DataFrame:
+def fold_sharpes(result: ExperimentResult, risk_free_rate: float | pd.Series = 0.0) -> pd.DataFrame:
     """Annualised Sharpe ratio of each strategy in each fold's test block, averaged over seeds,
     ``(n_strategies, n_folds)``; ``risk_free_rate`` annual."""
     ppy, rf = result.periods_per_year, risk_free_rate
@@ -34,7 +34,11 @@ def fold_sharpes(result: ExperimentResult, risk_free_rate: float = 0.0) -> pd.Da
         row = []
         for fold in result.folds:
             per_seed = [
-                metrics.sharpe_ratio(run.net_returns.loc[fold.test_dates].to_numpy(), ppy, rf)
+                metrics.sharpe_ratio(
+                    run.net_returns.loc[fold.test_dates].to_numpy(),
+                    ppy,
+                    metrics.risk_free_on(rf, fold.test_dates),
+                )
                 for run in runs.runs
             ]
             row.append(float(np.mean(per_seed)))
@@ -42,7 +46,9 @@ def fold_sharpes(result: ExperimentResult, risk_free_rate: float = 0.0) -> pd.Da
     return pd.DataFrame.from_dict(rows, orient="index", columns=fold_labels(result))
 
 
-def fold_tables(result: ExperimentResult, risk_free_rate: float = 0.0) -> dict[str, pd.DataFrame]:
+def fold_tables(
+    result: ExperimentResult, risk_free_rate: float | pd.Series = 0.0
+) -> dict[str, pd.DataFrame]:
     """The walk-forward tables of ``result`` (none for a single chronological split);
     ``risk_free_rate`` annual, as in the config."""
     if len(result.folds) < 2:

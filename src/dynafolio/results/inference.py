@@ -28,16 +28,17 @@ def infer(
     table: pd.DataFrame,
     benchmark: str,
     periods_per_year: int,
-    risk_free: float,
+    risk_free: float | np.ndarray,
     seed: int,
 ) -> tuple[pd.DataFrame, Inference]:
-    """The table with the three inference columns, and the run-level statistics."""
+    """The table with the three inference columns, and the run-level statistics.
+    ``risk_free``: annual, a float or one rate per test period."""
     runs = {r.name: r.net_return_matrix() for r in all_runs}
     sharpe = stats.sharpe_table(
         runs, benchmark, periods_per_year, LEVEL, risk_free, n_boot=N_BOOT, seed=seed
     )
     table = table.join(sharpe)
-    rf = (1.0 + risk_free) ** (1.0 / periods_per_year) - 1.0
+    rf = stats.per_period_rate(risk_free, periods_per_year)
     means = {name: values.mean(axis=1) - rf for name, values in runs.items()}
     others = {name: values for name, values in means.items() if name != benchmark}
     if others:

@@ -149,6 +149,15 @@ class ExperimentResult:
     agents : dict of (str, int, int or None) -> TrainedAgent
         Trained RL agents by (strategy, seed, walk-forward fold or None), saved with the run
         so they can be reloaded (``agent_path``) and evaluated again.
+    forecaster_files : dict of str -> bytes
+        Every forecaster the run fitted, as a forecaster file (:mod:`dynafolio.forecast.
+        state`; JSON header + safetensors), by file name; written under ``forecasters/``.
+    model_files : dict of (str, int, int or None, str) -> bytes
+        Networks strategies trained themselves (the end-to-end allocator), as model files by
+        (strategy, seed, fold or None, fit date); written under ``models/``.
+    forecaster_index : tuple of dict
+        Which strategy, seed, fold (None without walk-forward) and stream used which file
+        from which refit date on (``forecasters/index.json``).
     folds : tuple of Split
         The walk-forward folds (each block's training and test rows); empty for a single
         chronological split.
@@ -180,6 +189,9 @@ class ExperimentResult:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     agents: dict[tuple[str, int, int | None], TrainedAgent] = field(default_factory=dict)
+    forecaster_files: dict[str, bytes] = field(default_factory=dict)
+    forecaster_index: tuple[dict, ...] = ()
+    model_files: dict[tuple[str, int, int | None, str], bytes] = field(default_factory=dict)
     folds: tuple[Split, ...] = ()
     findings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -202,6 +214,11 @@ class ExperimentResult:
     def agent_label(seed: int, fold: int | None) -> str:
         """How an agent of ``agents`` is named in files and the report: ``seed0-fold3``."""
         return f"seed{seed}" + ("" if fold is None else f"-fold{fold + 1}")
+
+    @staticmethod
+    def model_file(stem: str, seed: int, fold: int | None, fit_date: str) -> str:
+        """The file name of a strategy's own model under ``models/``."""
+        return f"{stem}-{ExperimentResult.agent_label(seed, fold)}-{fit_date}.zip"
 
     def select(self, **tags: str | int | float) -> list[StrategyRuns]:
         """The strategies whose tags match, in display order (``select(family="hybrid")``)."""

@@ -1,9 +1,11 @@
 """The agent file: one ``.zip`` of a JSON header and the policy's tensors as safetensors.
 
-:meth:`TrainedAgent.save` writes it; :meth:`TrainedAgent.load` reads it without trusting it:
-the header is validated completely before anything is built (known policy, capped sizes,
-finite statistics, fields that agree), the tensors must hold exactly the parameters the
-header implies, and nothing in the file is unpickled or executed. Every failure is a
+:meth:`TrainedAgent.save` writes it; :meth:`TrainedAgent.load` reads it without trusting it
+(:meth:`TrainedAgent.from_bytes` reads its contents the same way where the file is not at
+hand, e.g. on a Ray worker of another node): the header is validated completely before
+anything is built (known policy, capped sizes, finite statistics, fields that agree), the
+tensors must hold exactly the parameters the header implies, and nothing in the file is
+unpickled or executed. Every failure is a
 :class:`~dynafolio.errors.DataError` naming the file and the field.
 """
 
@@ -54,6 +56,8 @@ _HEADER_LIMITS = Limits(
 )
 _SAFETENSORS_HEADER_BYTES = 64 * 1024
 _MAX_FILE_BYTES = 128 * 1024 * 1024
+#: What every refusal suggests instead.
+_FIX = "load agents written by TrainedAgent.save (a run's agents/ folder)"
 
 
 _Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -207,31 +211,72 @@ class TrainedAgent:
             field, and no other exception type escapes.
         """
         path = Path(path)
-        fix = "load agents written by TrainedAgent.save (a run's agents/ folder)"
-        if not path.is_file():
-            state = "does not exist"
-            if path.is_dir():
-                state += " (it is a directory)"
-            elif path.exists():
-                state = "is not a regular file"
-            raise DataError(f"agent file {path} {state}; {fix}")
+        _check_is_file(path)
+        return cls._guarded(path, str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray, name: str) -> TrainedAgent:
+        """The agent whose file contents are ``data``, checked exactly as :meth:`load` checks
+        a file; ``name`` (the file it was read from) names it in every error.
+
+        This is how an agent travels to a process that cannot open the file, such as a Ray
+        worker on another node: the driver reads it (:meth:`read_bytes`) and ships the bytes.
+
+        Raises
+        ------
+        DataError
+            For every reason the bytes are not an agent, naming ``name`` and the field.
+        """
+        return cls._guarded(data, name)
+
+    @staticmethod
+    def read_bytes(path: str | Path) -> bytes:
+        """The contents of the agent file at ``path``, for :meth:`from_bytes`, which checks
+        them. Reading stops one byte past the largest agent file accepted, so a huge file
+        costs no more memory than that before it is refused.
+
+        Raises
+        ------
+        DataError
+            If ``path`` is not a regular file, is too large or cannot be read.
+        """
+        path = Path(path)
+        _check_is_file(path)
         try:
-            return cls._load(path, fix)
+            with path.open("rb") as handle:
+                # One byte past the cap, so a file that grew since it was measured is refused.
+                data = handle.read(_MAX_FILE_BYTES + 1)
+        except OSError as error:
+            raise DataError(
+                f"agent file {path} cannot be read ({error.strerror or error}); {_FIX}"
+            ) from None
+        if len(data) > _MAX_FILE_BYTES:
+            raise DataError(
+                f"{path} is not a dynafolio agent file: it is more than the "
+                f"{_MAX_FILE_BYTES:,} bytes accepted; {_FIX}"
+            )
+        return data
+
+    @classmethod
+    def _guarded(cls, source: Path | bytes | bytearray, name: str) -> TrainedAgent:
+        """:meth:`_load`, with any unforeseen exception turned into a :class:`DataError`."""
+        try:
+            return cls._load(source, name, _FIX)
         except DataError:
             raise
         except Exception as error:  # a last guard: each failure above has its own message
             raise DataError(
-                f"{path} could not be loaded as a dynafolio agent ({type(error).__name__}: "
-                f"{short_repr(str(error), 200)}); {fix}"
+                f"{name} could not be loaded as a dynafolio agent ({type(error).__name__}: "
+                f"{short_repr(str(error), 200)}); {_FIX}"
             ) from None
 
     @classmethod
-    def _load(cls, path: Path, fix: str) -> TrainedAgent:
-        what = f"{path} is not a dynafolio agent file"
-        with SafeZip(path, what, max_file_bytes=_MAX_FILE_BYTES, max_members=8, fix=fix) as zf:
+    def _load(cls, source: Path | bytes | bytearray, name: str, fix: str) -> TrainedAgent:
+        what = f"{name} is not a dynafolio agent file"
+        with SafeZip(source, what, max_file_bytes=_MAX_FILE_BYTES, max_members=8, fix=fix) as zf:
             if _HEADER not in zf.members:
                 raise DataError(f"{what}: it has no {_HEADER} header; {fix}")
-            header, size = _check_header(zf.read(_HEADER, _HEADER_LIMITS.max_bytes), path, fix)
+            header, size = _check_header(zf.read(_HEADER, _HEADER_LIMITS.max_bytes), name, fix)
             unexpected = sorted(set(zf.members) - {_HEADER, _TENSORS})
             if unexpected or _TENSORS not in zf.members:
                 problem = (
@@ -259,11 +304,22 @@ class TrainedAgent:
         )
 
 
+def _check_is_file(path: Path) -> None:
+    """Refuse ``path`` unless it is an existing regular file, saying what it is instead."""
+    if not path.is_file():
+        state = "does not exist"
+        if path.is_dir():
+            state += " (it is a directory)"
+        elif path.exists():
+            state = "is not a regular file"
+        raise DataError(f"agent file {path} {state}; {_FIX}")
+
+
 def _log_row(row: dict) -> dict:
     return {key: float("nan") if value is None else value for key, value in row.items()}
 
 
-def _check_header(text: bytearray, path: Path, fix: str) -> tuple[_AgentHeader, int]:
+def _check_header(text: bytearray, path: Path | str, fix: str) -> tuple[_AgentHeader, int]:
     """The validated header and the number of parameters of the policy it describes.
 
     Nothing is built here. The JSON is read within :data:`_HEADER_LIMITS`, then validated

@@ -10,11 +10,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
+from dynafolio import devices
 from dynafolio.early_stopping import EarlyStopping, n_validation
 from dynafolio.errors import DataError
 from dynafolio.progress import progress_bar
@@ -64,6 +66,9 @@ def train_agent(
     The last ``val_fraction`` of the rows is held out: episodes are drawn before it, and every
     ``eval_every`` timesteps the deterministic policy is run through it; the policy with the
     best validation log-growth is kept.
+
+    PPO trains on :func:`dynafolio.devices.current`'s device; the agent's policy is left on
+    the CPU.
     """
     settings = settings or PPOSettings()
     n_periods = len(returns)
@@ -125,7 +130,7 @@ def train_agent(
             scores is not None,
         ),
         seed=seed,
-        device="cpu",
+        device=devices.current(),
         verbose=0,
     )
     # SB3's default logger creates an empty /tmp/SB3-<time> folder per model even when it
@@ -165,12 +170,26 @@ def train_agent(
     if stop.best_state is not None:
         model.policy.load_state_dict(stop.best_state)
         agent.obs_mean, agent.obs_var = stop.best_obs_stats
+    _policy_to_cpu(agent.policy)
     agent.random_baseline = random_baseline(validation, stop.history, seed)
     if dates is not None:
         day = lambda row: str(pd.Timestamp(dates[row]).date())  # noqa: E731
         agent.training_period = (day(first_decision), day(val_start - 2))
         agent.validation_period = (day(val_start - 1), day(n_periods - 2))
     return agent
+
+
+def _policy_to_cpu(policy) -> None:
+    """Move an SB3 policy, and its optimiser's state, to the CPU (in place).
+
+    The agent travels back from worker processes by pickling, optimiser included: left on a
+    GPU it would start CUDA in whichever process unpickles it. On the CPU nothing moves.
+    """
+    policy.to("cpu")
+    for state in policy.optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                state[key] = value.cpu()
 
 
 def observation_stats(env: VecNormalize) -> tuple[np.ndarray, np.ndarray]:

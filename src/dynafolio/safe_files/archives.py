@@ -3,10 +3,12 @@ member is decompressed) and the safetensors layout (see :mod:`dynafolio.safe_fil
 
 from __future__ import annotations
 
+import io
 import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from dynafolio.errors import DataError
 from dynafolio.safe_files.text import Limits, load_json, refuse, short_repr
@@ -26,7 +28,10 @@ class SafeZip:
 
     Parameters
     ----------
-    path : Path
+    source : Path or bytes
+        The archive's file, or its contents already in memory (an agent file read on a
+        Ray driver and shipped to a worker, which cannot open the driver's paths). Bytes
+        get exactly the checks a file gets.
     where : str
         What the file should be, e.g. ``"a.zip is not a dynafolio agent file"``. Messages
         start with it.
@@ -39,20 +44,31 @@ class SafeZip:
     """
 
     def __init__(
-        self, path: Path, where: str, *, max_file_bytes: int, max_members: int, fix: str = ""
+        self,
+        source: Path | bytes | bytearray,
+        where: str,
+        *,
+        max_file_bytes: int,
+        max_members: int,
+        fix: str = "",
     ) -> None:
         self.where, self.fix = where, fix
-        try:
-            size = path.stat().st_size
-        except OSError as error:
-            raise refuse(where, f"it cannot be read ({error.strerror or error})", fix) from None
+        self._handle: BinaryIO | None = None
+        in_memory = isinstance(source, bytes | bytearray)
+        if in_memory:
+            size = len(source)
+        else:
+            try:
+                size = source.stat().st_size
+            except OSError as error:
+                raise refuse(where, f"it cannot be read ({error.strerror or error})", fix) from None
         if size > max_file_bytes:
             raise refuse(
                 where, f"it is {size:,} bytes, more than the {max_file_bytes:,} accepted", fix
             )
-        self._handle = None
         try:
-            self._handle = path.open("rb")
+            # Bytes are read through a file object, so both go through the same checks.
+            self._handle = io.BytesIO(source) if in_memory else source.open("rb")
             # zipfile parses the whole central directory that this record points to.
             end = zipfile._EndRecData(self._handle)  # type: ignore[attr-defined]
             if end is None:

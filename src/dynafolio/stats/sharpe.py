@@ -25,8 +25,16 @@ def as_returns(x, name: str = "returns") -> np.ndarray:
     return values
 
 
+def per_period_rate(risk_free, periods_per_year: int):
+    """Annual risk-free rate(s) as a rate per period: a float, or for an array (one annual
+    rate per period, on the returns' dates, e.g. a Fama–French series) an array."""
+    if np.ndim(risk_free) == 0:
+        return (1.0 + risk_free) ** (1.0 / periods_per_year) - 1.0
+    return (1.0 + np.asarray(risk_free, dtype=float)) ** (1.0 / periods_per_year) - 1.0
+
+
 def _excess(x, periods_per_year: int, risk_free: float) -> np.ndarray:
-    return as_returns(x) - ((1.0 + risk_free) ** (1.0 / periods_per_year) - 1.0)
+    return as_returns(x) - per_period_rate(risk_free, periods_per_year)
 
 
 def sharpe_of(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -317,7 +325,8 @@ def as_runs(values, periods_per_year: int, risk_free: float) -> np.ndarray:
     array = array.reshape(len(array), -1)
     if not np.isfinite(array).all():
         raise ValueError("returns contain NaN or infinite values")
-    return array - ((1.0 + risk_free) ** (1.0 / periods_per_year) - 1.0)
+    rate = per_period_rate(risk_free, periods_per_year)
+    return array - (rate if np.ndim(rate) == 0 else np.reshape(rate, (-1, 1)))
 
 
 def seed_time_difference(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
@@ -91,6 +93,18 @@ class Strategy(ABC):
     def replay_forecasts(self, forecasts: dict[str, dict[pd.Timestamp, pd.Series]]) -> Self:
         """Use precomputed forecasts of :meth:`streams` (by stream name) instead of refitting."""
         self.replay_ = forecasts
+        return self
+
+    def fitted_models(self) -> dict[str, bytes]:
+        """Networks this strategy trained itself in its last backtest (not through forecast
+        streams or a PPO agent), as model files (:mod:`dynafolio.forecast.state`) by fit date
+        (ISO): a run saves them under ``models/``. None for most strategies."""
+        return {}
+
+    def use_fitted_models(self, files: Mapping[str, Path]) -> Self:
+        """Load the model files of a finished run (fit date -> file) at those dates instead of
+        training (a rebalance as of a date of the run)."""
+        self.saved_models_ = dict(files)
         return self
 
 

@@ -29,9 +29,18 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from dynafolio import devices
 from dynafolio.early_stopping import EarlyStopping, n_validation
 from dynafolio.errors import ConfigError, DataError
 from dynafolio.forecast.scaling import MinMaxScaler
+from dynafolio.forecast.state import (
+    FittedState,
+    forecaster_bytes,
+    module_arrays,
+    restore_from,
+    restore_module,
+    take,
+)
 from dynafolio.history import MarketHistory
 from dynafolio.model_inputs import S3_FEATURES, FeatureName, FeatureSet
 from dynafolio.progress import progress_bar
@@ -124,6 +133,7 @@ class DrawdownLSTMAllocator(Strategy):
         """Train on ``history`` (the training period); returns ``self``."""
         super().fit(history)
         self._check_params()
+        self.fits_: dict[str, bytes] = {}
         self._train(history)
         self.n_fits_ = 1
         self.decisions_since_fit_ = 0
@@ -203,8 +213,47 @@ class DrawdownLSTMAllocator(Strategy):
         scaled = np.where(np.isnan(scaled), self.fill_, scaled)
         return scaled.reshape(len(features), -1).astype(np.float32)
 
+    def fitted_models(self) -> dict[str, bytes]:
+        return dict(getattr(self, "fits_", {}))
+
+    def fitted_state(self) -> FittedState:
+        """The network, the scaler and its fill values (:mod:`dynafolio.forecast.state`)."""
+        arrays = module_arrays(self.model_)
+        arrays |= {"scaler.low": self.scaler_.low, "scaler.span": self.scaler_.span}
+        arrays |= {"fill": np.asarray(self.fill_, dtype=float)}
+        return FittedState(tuple(map(str, self.assets_)), arrays)
+
+    def restore(self, state: FittedState) -> Self:
+        n_assets, n_features = len(state.assets), self.feature_set.n_columns
+        network = AllocationNet(n_assets, n_features, self.hidden)
+        self.model_ = restore_module(network, state.arrays)
+        self.scaler_ = MinMaxScaler(
+            take(state.arrays, "scaler.low", (n_features,)),
+            take(state.arrays, "scaler.span", (n_features,)),
+        )
+        self.fill_ = take(state.arrays, "fill", (n_features,))
+        self.assets_ = pd.Index(state.assets)
+        return self
+
     def _train(self, history: MarketHistory) -> None:
-        """Fit the scaler and the network on ``history``; set the fitted state."""
+        """Fit the scaler and the network on ``history`` — or load the model a finished run
+        fitted then (:meth:`use_fitted_models`) — and keep it as a file by fit date."""
+        date = history.date.date().isoformat()
+        universe = list(map(str, history.assets))
+        saved = getattr(self, "saved_models_", {}).get(date)
+        if saved is not None:
+            restore_from(saved, self, universe, date)
+        else:
+            self._fit_network(history)
+        fit_period = (history.prices.index[0].date().isoformat(), date)
+        self.fits_[date] = forecaster_bytes(self, universe, fit_period)
+
+    def _fit_network(self, history: MarketHistory) -> None:
+        """Fit the scaler and the network on ``history``; set the fitted state.
+
+        Trains on :func:`dynafolio.devices.current`'s device; the fitted network is left on
+        the CPU, where :meth:`weights` runs it.
+        """
         features = features_for_allocation(history.prices, self.feature_set)
         n_dates, n_assets, n_features = features.shape
         tradable = full_windows(features, self.lookback) & history.prices.notna().to_numpy()
@@ -224,22 +273,26 @@ class DrawdownLSTMAllocator(Strategy):
         self.fill_ = self.scaler_.transform(np.nanmean(pooled, axis=0))
         self.assets_ = history.assets.copy()
 
+        device = devices.current()
+        # ``.to`` returns the tensor or module itself when it is already there: on the CPU
+        # this is the CPU-only computation exactly.
         inputs = torch.from_numpy(self._scale(features))
         windows = inputs.unfold(0, self.lookback, 1).transpose(1, 2)  # window ending at d: d-L+1
-        x = windows[rows - self.lookback + 1].contiguous()
-        mask = torch.from_numpy(tradable[rows])
+        x = windows[rows - self.lookback + 1].contiguous().to(device)
+        mask = torch.from_numpy(tradable[rows]).to(device)
         # Real next-period simple returns; NaN (no price at d+1) is held at the last price = 0.
         next_returns = history.returns.to_numpy(dtype=np.float64, na_value=np.nan)[rows + 1]
         y = torch.from_numpy(np.where(tradable[rows], np.nan_to_num(next_returns), 0.0)).float()
+        y = y.to(device)
 
         n_val = n_validation(len(rows), self.val_fraction)
         n_train = len(rows) - n_val
         if n_train < 1:
             raise DataError(f"{self.name}: no training samples left after the validation split")
         step = progress_bar(f"{self.name}: training", self.epochs)
-        with torch.random.fork_rng(devices=[]):
+        with devices.fork_rng(device):
             torch.manual_seed(self.seed)
-            model = AllocationNet(n_assets, n_features, self.hidden)
+            model = AllocationNet(n_assets, n_features, self.hidden).to(device)
             optimiser = torch.optim.Adam(model.parameters(), lr=self.lr)
             stopper, best_state = EarlyStopping(self.patience), None
             self.train_losses_: list[float] = []
@@ -248,6 +301,7 @@ class DrawdownLSTMAllocator(Strategy):
                 model.train()
                 batch_losses = []
                 for batch in self._batches(n_train):
+                    batch = batch.to(device)  # drawn on the CPU: the same order on any device
                     weights = model(x[batch], mask[batch])
                     loss = drawdown_loss(
                         net_portfolio_returns(weights, y[batch], cost=self.cost_in_loss),
@@ -278,6 +332,7 @@ class DrawdownLSTMAllocator(Strategy):
             best_epoch = int(stopper.best_step)
         else:
             best_epoch = len(self.train_losses_) - 1
+        model.to("cpu")
         model.eval()
         self.model_ = model
         self.best_epoch_ = best_epoch

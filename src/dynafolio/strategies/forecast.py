@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from abc import abstractmethod
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Annotated, ClassVar, Self
 
 import numpy as np
@@ -38,10 +39,16 @@ class ForecastStream:
         template: Forecaster,
         schedule: RefitSchedule,
         replay: dict[pd.Timestamp, pd.Series] | None = None,
+        fitted: Mapping[pd.Timestamp, Forecaster] | None = None,
+        on_fit: Callable[[Forecaster, MarketHistory], None] | None = None,
     ) -> None:
         self.template = template
         self.schedule = schedule
         self.replay = replay or {}
+        #: Refit date -> a model fitted then (loaded from a run's forecasters/): used instead
+        #: of fitting. ``on_fit`` is told of every model the stream fits or is given.
+        self.fitted = fitted or {}
+        self.on_fit = on_fit
         self.n_fits = 0
         #: Every forecast made or replayed, by decision date (for forecast evaluation).
         self.made: dict[pd.Timestamp, pd.Series] = {}
@@ -82,7 +89,11 @@ class ForecastStream:
         self.n_fits += 1
 
     def _fit(self) -> None:
-        self.model = fit_shared(self.template, self._fit_history)
+        history = self._fit_history
+        given = self.fitted.get(history.date)
+        self.model = fit_shared(self.template, history) if given is None else given
+        if self.on_fit is not None:
+            self.on_fit(self.model, history)
 
 
 def compute_stream(
@@ -91,15 +102,18 @@ def compute_stream(
     prices: pd.DataFrame,
     rows: list[int],
     first_row: int = 0,
+    fitted: Mapping[pd.Timestamp, Forecaster] | None = None,
+    on_fit: Callable[[Forecaster, MarketHistory], None] | None = None,
 ) -> dict[pd.Timestamp, pd.Series]:
     """The forecasts a :class:`ForecastStream` makes at decision ``rows`` of ``prices``.
 
     Each decision sees ``prices.iloc[first_row : row + 1]`` exactly as
     :func:`~dynafolio.backtest.engine.run_backtest` slices it, so the result can be replayed
-    by a strategy backtested on the same frame.
+    by a strategy backtested on the same frame. ``fitted`` and ``on_fit`` as for
+    :class:`ForecastStream` (saved models used, fitted models handed over).
     """
     returns = prices.pct_change(fill_method=None)
-    stream = ForecastStream(template, schedule)
+    stream = ForecastStream(template, schedule, fitted=fitted, on_fit=on_fit)
     out: dict[pd.Timestamp, pd.Series] = {}
     for position, row in enumerate(rows):
         history = MarketHistory(prices.iloc[first_row : row + 1], returns.iloc[first_row : row + 1])

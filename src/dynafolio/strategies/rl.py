@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, PrivateAttr, model_validator
 
 from dynafolio.backtest.costs import ProportionalCost
 from dynafolio.backtest.engine import rebalance_step
@@ -64,6 +64,11 @@ class PPOAllocatorStrategy(Strategy):
         signal; test-period forecasts are refit on the same schedule.
     agent_path : str, optional
         Load a trained agent instead of training one (its settings must match).
+    agent_bytes : bytes, optional
+        The contents of the agent file, read where the run is planned: the agent is then
+        loaded from them, never from ``agent_path``, which only names it in messages. A run
+        on a Ray cluster fits the strategy on a worker that may not see the planning
+        machine's files (:meth:`PPOSpec.arguments` fills it).
     reward : RewardSettings, optional
         What each training step pays (:mod:`dynafolio.rl.rewards`; default ``log_return``).
     seed : int
@@ -84,6 +89,8 @@ class PPOAllocatorStrategy(Strategy):
     score_refit_every: Annotated[int, Field(ge=1)] = 26
     score_initial_window: Annotated[int, Field(ge=10)] = 104
     agent_path: str | None = None
+    # Not a setting: the file's contents, excluded from the config (PPOSpec) and the repr.
+    agent_bytes: bytes | None = field(default=None, repr=False)
     seed: int = 0
     reward: Annotated[
         RewardSettings,
@@ -103,8 +110,8 @@ class PPOAllocatorStrategy(Strategy):
         scores, start = None, self.score_initial_window
         if self.forecaster is not None:
             scores = self._training_scores(history)
-        if self.agent_path is not None:
-            self.agent_ = TrainedAgent.load(self.agent_path)
+        if self.loads_agent:
+            self.agent_ = self.load_agent()
             self.check_agent(self.agent_, list(history.assets))
         else:
             self.agent_ = train_agent(
@@ -129,6 +136,27 @@ class PPOAllocatorStrategy(Strategy):
             replay = getattr(self, "replay_", {}).get("test")
             self.test_scores_ = ForecastStream(self.forecaster, self.score_schedule, replay)
         return self
+
+    @property
+    def loads_agent(self) -> bool:
+        """Whether :meth:`fit` loads a saved agent (``agent_path`` or ``agent_bytes``)
+        instead of training one."""
+        return self.agent_path is not None or self.agent_bytes is not None
+
+    def load_agent(self) -> TrainedAgent:
+        """The saved agent: from ``agent_bytes`` where given (the file is never opened
+        then), else from ``agent_path``. Errors name ``agent_path`` either way.
+
+        Raises
+        ------
+        DataError
+            If the file or the bytes are not a valid agent file.
+        """
+        if self.agent_bytes is not None:
+            return TrainedAgent.from_bytes(self.agent_bytes, self.agent_path or "agent_bytes")
+        if self.agent_path is None:
+            raise ValueError(f"{self.name} has no saved agent: give agent_path or agent_bytes")
+        return TrainedAgent.load(self.agent_path)
 
     def weights(self, history: MarketHistory) -> pd.Series:
         if not hasattr(self, "agent_"):
@@ -220,7 +248,7 @@ class PPOAllocatorStrategy(Strategy):
     ) -> LearnabilityCheck | None:
         """This allocator's configuration on a known-answer market of its run's shape
         (:mod:`dynafolio.rl.learnability`); None for a loaded agent (nothing trains)."""
-        if self.agent_path is not None:
+        if self.loads_agent:
             return None
         return LearnabilityCheck(
             n_assets=n_assets,
@@ -254,9 +282,10 @@ class PPOAllocatorStrategy(Strategy):
         needed = PortfolioEnv.observation_size(len(assets), self.lookback, with_scores)
         if saved != expected or size != needed:
             raise DataError(
-                f"agent {self.agent_path} was trained with {saved} and {size} inputs; this "
-                f"strategy needs {expected} and {needed} inputs ({len(assets)} assets); use an "
-                "agent trained with the same settings and assets, or remove agent_path"
+                f"agent {self.agent_path or 'agent_bytes'} was trained with {saved} and "
+                f"{size} inputs; this strategy needs {expected} and {needed} inputs "
+                f"({len(assets)} assets); use an agent trained with the same settings and "
+                "assets, or remove agent_path"
             )
 
 
@@ -279,8 +308,20 @@ PPOParams = params_model(PPOSettings, "PPOParams", __name__)
 
 
 @register_strategy
-class PPOSpec(spec_fields(PPOAllocatorStrategy, exclude={"settings", "forecaster", "agent_path"})):
-    """``ppo_topk`` (S1): a PPO Top-K allocator; with a ``forecaster`` the hybrid LSTM+PPO."""
+class PPOSpec(
+    spec_fields(
+        PPOAllocatorStrategy, exclude={"settings", "forecaster", "agent_path", "agent_bytes"}
+    )
+):
+    """``ppo_topk`` (S1): a PPO Top-K allocator; with a ``forecaster`` the hybrid LSTM+PPO.
+
+    With ``agent_path``, the file is read once, when the config is read, and its contents
+    travel with the spec to every process that builds the strategy: a Ray worker on another
+    node fits it without opening the path (which exists only on the machine that planned the
+    run). The bytes are not a setting: no dump, name or config file shows them. They are
+    checked where they are loaded (:meth:`TrainedAgent.from_bytes`), and the run's planning
+    refuses an unreadable or invalid file first, naming ``agent_path``.
+    """
 
     kind: Literal["ppo_topk"]
     ppo: PPOParams = Field(  # type: ignore[valid-type]
@@ -289,6 +330,19 @@ class PPOSpec(spec_fields(PPOAllocatorStrategy, exclude={"settings", "forecaster
     forecaster: ForecasterUnion | None = Field(None, description="hybrid: forecasts in the state")
     agent_path: Path | None = Field(None, description="load a saved agent instead of training")
     strategy_class: ClassVar = PPOAllocatorStrategy
+    _agent_bytes: bytes | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _read_agent(self) -> Self:
+        if self.agent_path is not None:
+            try:
+                self._agent_bytes = TrainedAgent.read_bytes(self.agent_path)
+            except DataError:
+                # Not refused here: planning the run loads the file and refuses it with the
+                # config key (strategies.N.agent_path), and a strategy built without the
+                # bytes loads the path itself, with the same message.
+                self._agent_bytes = None
+        return self
 
     def arguments(self, context: BuildContext) -> dict[str, Any]:
         settings = self.ppo.model_dump()
@@ -297,4 +351,5 @@ class PPOSpec(spec_fields(PPOAllocatorStrategy, exclude={"settings", "forecaster
             **super().arguments(context),
             "settings": PPOSettings(**settings),
             "agent_path": None if self.agent_path is None else str(self.agent_path),
+            "agent_bytes": self._agent_bytes,
         }

@@ -31,6 +31,7 @@ from dynafolio.progress import ProgressFactory
 from dynafolio.results.result import ExperimentResult
 from dynafolio.studies import (
     controls,
+    s1_broad,
     s1_hybrid,
     s1_study,
     s1_walkforward,
@@ -39,7 +40,10 @@ from dynafolio.studies import (
     s4_price_rule,
 )
 
-_ORDER = (s1_hybrid, s1_study, s1_walkforward, s2_signal, s3_drawdown, s4_price_rule, controls)
+_ORDER = (
+    s1_hybrid, s1_study, s1_walkforward, s1_broad, s2_signal, s3_drawdown, s4_price_rule,
+    controls,
+)  # fmt: skip
 #: Study name -> module implementing it (the names ``dynafolio run`` takes).
 STUDIES: dict[str, ModuleType] = {module.NAME: module for module in _ORDER}
 DEFAULT_STUDY = s1_hybrid.NAME
@@ -74,12 +78,14 @@ def run_experiment(
     prepared: PreparedData | None = None,
     progress: ProgressFactory | None = None,
     executor: ExecutorSettings | None = None,
+    resume: Path | None = None,
 ) -> ExperimentResult:
     """Run ``config`` (:func:`dynafolio.experiments.runner.run_experiment`) and add its
     study's tables."""
     return runner.run_experiment(
-        config, prepared=prepared, progress=progress, executor=executor, analyse=analyse
-    )
+        config, prepared=prepared, progress=progress, executor=executor, analyse=analyse,
+        resume=resume,
+    )  # fmt: skip
 
 
 def run_experiments(
@@ -88,11 +94,13 @@ def run_experiments(
     prepared: list[PreparedData | None] | None = None,
     progress: ProgressFactory | None = None,
     executor: ExecutorSettings | None = None,
+    resume: Path | None = None,
 ) -> list[ExperimentResult]:
     """:func:`run_experiment` for several configs run as one task graph."""
     return runner.run_experiments(
-        configs, prepared=prepared, progress=progress, executor=executor, analyse=analyse
-    )
+        configs, prepared=prepared, progress=progress, executor=executor, analyse=analyse,
+        resume=resume,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
