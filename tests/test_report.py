@@ -250,6 +250,25 @@ def test_plot_functions_write_png(result: ExperimentResult, tmp_path) -> None:
         assert path.read_bytes().startswith(PNG_SIGNATURE)
 
 
+def _png_size(path) -> tuple[int, int]:
+    header = path.read_bytes()[16:24]  # the IHDR chunk's width and height, big-endian
+    return int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
+
+
+def test_average_weights_chart_is_capped_on_large_universes(tmp_path) -> None:
+    # A learned Top-K on a large universe holds most assets at some point: one bar per held
+    # asset drew a chart hundreds of inches tall; the largest 30 are drawn, the rest noted.
+    small = make_result(n_assets=5).strategies[2]
+    large = make_result(n_assets=400).strategies[2]
+    assert (large.mean_weights().mean() > 1e-6).sum() == 400
+    capped = weight_plots.plot_average_weights(large, tmp_path / "large.png")
+    same = weight_plots.plot_average_weights(large, tmp_path / "all.png", max_assets=400)
+    five = weight_plots.plot_average_weights(small, tmp_path / "small.png")
+    assert _png_size(capped)[1] < _png_size(same)[1] / 8
+    assert _png_size(capped)[1] < 2_000
+    assert _png_size(five)[1] < _png_size(capped)[1]
+
+
 def test_asset_colours_do_not_depend_on_subset() -> None:
     full = style.asset_colors(ASSETS, asset_order=ASSETS)
     subset = style.asset_colors(["VNQ", "TLT"], asset_order=ASSETS)

@@ -130,7 +130,10 @@ def plot_weights_over_time(
 
 
 def plot_average_weights(
-    runs: StrategyRuns, path: str | Path, asset_order: Sequence[str] | None = None
+    runs: StrategyRuns,
+    path: str | Path,
+    asset_order: Sequence[str] | None = None,
+    max_assets: int = 30,
 ) -> Path:
     """Horizontal bars of the average held weight per asset (non-zero ones, largest on top).
 
@@ -142,13 +145,21 @@ def plot_average_weights(
         Where to write the PNG.
     asset_order : sequence of str, optional
         Universe order fixing colours (see :func:`asset_colors`).
+    max_assets : int, default 30
+        The assets with the largest average weight (in absolute value) get a bar; a note
+        under the chart says how many others were held and their total weight. Without the
+        cap the chart grew by one bar per asset held: a Top-K rule on a 1,000-asset universe
+        holds most assets at some point, which drew a picture hundreds of inches tall.
 
     Returns
     -------
     Path
     """
     mean = runs.mean_weights().astype(float).mean(axis=0)
-    mean = mean[mean.abs() > 1e-6].sort_values(ascending=True, kind="stable")
+    held = mean[mean.abs() > 1e-6]
+    shown = held.reindex(held.abs().sort_values(ascending=False, kind="stable").index)
+    rest = shown.iloc[max_assets:]
+    mean = shown.iloc[:max_assets].sort_values(ascending=True, kind="stable")
     colors = asset_colors(list(mean.index), asset_order)
     fig = Figure(figsize=(6.4, max(1.6, 0.28 * len(mean) + 0.9)))
     ax = fig.subplots()
@@ -168,5 +179,20 @@ def plot_average_weights(
     ax.tick_params(labelsize=8)
     ax.margins(x=0.12)
     ax.grid(True, axis="x", alpha=0.3)
-    ax.set_title(f"{runs.name}: average held weight", loc="left", fontsize=10)
+    title = f"{runs.name}: average held weight"
+    if len(rest):
+        title += f" (the {max_assets} largest of {len(shown)} assets held)"
+        # Points below the axes, whatever the figure's height (it grows with the bars).
+        ax.annotate(
+            f"not shown: {len(rest)} other assets held, {rest.sum():.1%} of the weight on average",
+            (1.0, 0.0),
+            xycoords="axes fraction",
+            xytext=(0, -22),
+            textcoords="offset points",
+            ha="right",
+            va="top",
+            fontsize=7,
+            color="dimgrey",
+        )
+    ax.set_title(title, loc="left", fontsize=10)
     return save_figure(fig, path)

@@ -72,7 +72,17 @@ class PerAssetNetwork(nn.Module):
         return self.embed(self.per_asset_inputs(features)).mean(dim=1)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.forward_actor(features), self.forward_critic(features)
+        # The inputs are data (no gradient flows into them), so both heads can read one copy.
+        inputs = self.per_asset_inputs(features)
+        if torch.is_grad_enabled():
+            # Training: two passes, so each head's gradient flows through its own copy of the
+            # shared layers and the weights' gradients keep their summation order (one shared
+            # pass would sum them first: equal up to rounding, but not bit for bit).
+            return self.score(self.embed(inputs)).squeeze(-1), self.embed(inputs).mean(dim=1)
+        # Rollouts (SB3 steps the policy under no_grad): both heads read one pass, whose
+        # values are exactly those of two — half the work, which grows with n_assets.
+        embedded = self.embed(inputs)
+        return self.score(embedded).squeeze(-1), embedded.mean(dim=1)
 
 
 class PerAssetPolicy(ActorCriticPolicy):

@@ -57,9 +57,13 @@ class BuyAndHoldStrategy(Strategy):
     def fit(self, history: MarketHistory) -> BuyAndHoldStrategy:
         super().fit(history)
         if self.asset not in history.assets:
+            assets = list(history.assets)
+            # The message is printed as a note when a default entry is skipped: on a universe
+            # of hundreds of assets, every name would fill the screen.
+            more = f" and {len(assets) - 20} more" if len(assets) > 20 else ""
             raise DataError(
                 f"buy-and-hold asset {self.asset!r} is not in the data; "
-                f"choose one of {list(history.assets)}"
+                f"choose one of {assets[:20]}{more}"
             )
         return self
 
