@@ -171,11 +171,18 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(context, events, threads: int) -> None:
-    """Set up one worker process: the run's context, one torch thread, progress forwarding."""
+    """Set up one worker process: the run's context, one torch thread and one BLAS thread,
+    progress forwarding."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
+    # numpy's and scipy's BLAS (the optimisers' covariances, skfolio's solvers) start a
+    # thread per core in every worker: with one worker per core they spin against each other
+    # (measured: a 300-asset rolling minimum variance ran on 1.8 CPU seconds per wall
+    # second, so two workers asked for 3.6 cores of 2). The limit holds for the worker's life.
+    threadpool_limits(threads)
     _WORKER["context"] = context
     _WORKER["events"] = events
 

@@ -252,6 +252,9 @@ def _check_fits_data(spec, strategy: Strategy, universe: pd.DataFrame, where: st
         raise ConfigError(
             f"{where}.asset: {asset!r} is not in the data; choose one of {list(universe.columns)}"
         )
+    problem = strategy.universe_problem(n_assets)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
     agent_path = getattr(spec, "agent_path", None)
     if agent_path is not None:
         from dynafolio.rl.agent_file import TrainedAgent

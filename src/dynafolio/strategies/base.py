@@ -67,6 +67,12 @@ class Strategy(ABC):
         refused by the engine.
         """
 
+    def universe_problem(self, n_assets: int) -> str | None:
+        """Why this strategy cannot be run on ``n_assets`` assets, naming the alternative (a
+        run refuses the entry; an experiment's default entry is skipped with this as its note),
+        or None. The default: any number."""
+        return None
+
     def report_notes(self) -> tuple[str, ...]:
         """What a reader of the results should know about this run (fallbacks, skipped assets)."""
         return tuple(getattr(self, "notes_", ()))

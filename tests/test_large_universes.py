@@ -1,0 +1,56 @@
+"""Large universes: what cannot scale is refused with the alternative named; BLAS in workers."""
+
+from __future__ import annotations
+
+import pytest
+
+from dynafolio.errors import ConfigError
+from dynafolio.experiments.config import validate_config
+from dynafolio.experiments.plan import load_prices, plan_strategies
+from dynafolio.studies import compose_config
+
+MARKET = {"n_assets": 120, "n_periods": 300}
+
+
+def _config(strategies):
+    return validate_config(
+        {
+            "name": "large",
+            "data": {"dataset": "noise", "market": MARKET},
+            "split": {"train_fraction": 0.7},
+            "strategies": strategies,
+        },
+        "test",
+    )
+
+
+@pytest.mark.parametrize("kind", ["minimum_variance", "max_sharpe"])
+def test_mean_variance_on_a_window_shorter_than_the_universe_is_refused(kind) -> None:
+    # 120 assets from 104 periods: a singular sample covariance.
+    config = _config([{"kind": kind, "estimation": "rolling", "window": 104}])
+    with pytest.raises(ConfigError) as caught:
+        plan_strategies(config, load_prices(config))
+    message = str(caught.value)
+    assert "strategies.0" in message and "120 assets" in message and "104 periods" in message
+    assert "at least 121" in message and "hrp" in message
+
+
+def test_mean_variance_with_a_window_longer_than_the_universe_runs_and_others_any_window() -> None:
+    config = _config(
+        [
+            {"kind": "equal_weight"},
+            {"kind": "minimum_variance", "estimation": "rolling", "window": 121},
+            {"kind": "hrp", "estimation": "rolling", "window": 104},
+            {"kind": "inverse_volatility", "estimation": "rolling", "window": 104},
+        ]
+    )
+    assert len(plan_strategies(config, load_prices(config))) == 4
+
+
+def test_an_experiments_default_optimisers_are_skipped_with_a_note_on_a_large_universe() -> None:
+    composed = compose_config("s1", dataset="noise", market=MARKET, quick=True)
+    kinds = [(s.kind, s.estimation) for s in composed.context.config.strategies
+             if s.kind in ("minimum_variance", "max_sharpe")]  # fmt: skip
+    assert ("minimum_variance", "rolling") not in kinds and ("max_sharpe", "rolling") not in kinds
+    skipped = [n for n in composed.notes if "skipped" in n and "singular" in n]
+    assert len(skipped) == 2 and all("at least 121" in n for n in skipped)
