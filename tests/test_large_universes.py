@@ -12,11 +12,11 @@ from dynafolio.studies import compose_config
 MARKET = {"n_assets": 120, "n_periods": 300}
 
 
-def _config(strategies):
+def _config(strategies, market=MARKET):
     return validate_config(
         {
             "name": "large",
-            "data": {"dataset": "noise", "market": MARKET},
+            "data": {"dataset": "noise", "market": market},
             "split": {"train_fraction": 0.7},
             "strategies": strategies,
         },
@@ -54,3 +54,18 @@ def test_an_experiments_default_optimisers_are_skipped_with_a_note_on_a_large_un
     assert ("minimum_variance", "rolling") not in kinds and ("max_sharpe", "rolling") not in kinds
     skipped = [n for n in composed.notes if "skipped" in n and "singular" in n]
     assert len(skipped) == 2 and all("at least 121" in n for n in skipped)
+
+
+def test_the_mlp_policy_is_refused_when_its_input_grows_past_the_cap_and_per_asset_is_not() -> None:
+    # 300 assets x (30 returns + a weight) = 9,300 inputs > 8,192.
+    large = {"n_assets": 300, "n_periods": 300}
+    mlp = {"kind": "ppo_topk", "k": 5, "ppo": {"policy": "mlp"}}
+    config = _config([{"kind": "equal_weight"}, mlp], large)
+    with pytest.raises(ConfigError) as caught:
+        plan_strategies(config, load_prices(config))
+    message = str(caught.value)
+    assert "strategies.1" in message and "9,300 inputs" in message and "per_asset" in message
+    small = _config([{"kind": "equal_weight"}, mlp])  # 120 assets: 3,720 inputs
+    per_asset = _config([{"kind": "equal_weight"}, {"kind": "ppo_topk", "k": 5}], large)
+    assert len(plan_strategies(small, load_prices(small))) == 2
+    assert len(plan_strategies(per_asset, load_prices(per_asset))) == 2

@@ -39,6 +39,10 @@ from dynafolio.strategies.registry import BuildContext, register_strategy, spec_
 from dynafolio.strategies.signal import ForecasterUnion
 
 _NO_COST = ProportionalCost(0.0)
+#: The largest observation the MLP policy takes: about 260 assets at a lookback of 30. Its
+#: first layer has inputs × width weights per network (actor and critic), so beyond this the
+#: policy's size, memory and update time grow with N while the per-asset policy's do not.
+MLP_MAX_INPUTS = 8_192
 
 
 @parameters
@@ -100,6 +104,20 @@ class PPOAllocatorStrategy(Strategy):
     @property
     def name(self) -> str:
         return f"{'Hybrid' if self.forecaster is not None else 'PPO-only'} Top-{self.k}"
+
+    def universe_problem(self, n_assets: int) -> str | None:
+        if self.settings.policy != "mlp":
+            return None
+        inputs = PortfolioEnv.observation_size(n_assets, self.lookback, self.forecaster is not None)
+        if inputs <= MLP_MAX_INPUTS:
+            return None
+        return (
+            f"the MLP policy reads the whole observation, {inputs:,} inputs for {n_assets} "
+            f"assets (lookback {self.lookback}): its first layer grows with the universe, and "
+            f"it fails the known-answer checks already at 20 assets. Use `ppo.policy: "
+            f"per_asset` (the default), whose size does not depend on the number of assets, "
+            f"or at most {MLP_MAX_INPUTS:,} inputs (fewer assets or a shorter lookback)"
+        )
 
     def fit(self, history: MarketHistory) -> Self:
         super().fit(history)
