@@ -398,3 +398,12 @@ def test_the_fama_french_risk_free_rate_is_refused_outside_its_dates():
     })  # fmt: skip
     with pytest.raises(DataError, match="factors cover 1960-01-04..2018-12-31, the data 2018"):
         run_experiment(config)
+
+
+def test_french_provenance_ships_beside_the_data_in_the_package() -> None:
+    from importlib.resources import files
+
+    provenance = files("dynafolio.data") / "PROVENANCE-french.md"
+    text = provenance.read_text(encoding="utf-8")
+    assert "French" in text and "industr" in text.lower()
+    assert (files("dynafolio.data") / "ff_industries_daily.csv.gz").is_file()

@@ -109,7 +109,8 @@ _DATASETS: dict[str, DatasetInfo] = {
 _FRENCH_SOURCE = (
     "Kenneth R. French — Data Library (Dartmouth, Tuck School of Business), via the data "
     "folder of the PyPI package ZCAPM 0.4.0; returns turned into total-return index levels "
-    "(100 at each portfolio's first return); see docs/PROVENANCE-french.md"
+    "(100 at each portfolio's first return); see PROVENANCE-french.md beside the data "
+    "files (dynafolio/data/)"
 )
 _FRENCH_LICENSE = (
     "No license of its own: published by the Data Library for research use; cite "
