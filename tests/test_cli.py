@@ -50,6 +50,10 @@ def test_run_on_a_user_csv_writes_a_complete_run_directory(tmp_path, good_csv):
     assert "95% CI" in result.output and "p vs bench" in result.output
     assert "Equal weight" in result.output and "Sharpe" in result.output
     assert "composite skipped" in result.output  # a user file has no asset classes
+    # ... and the report and metrics.json say so too, with the --quick note.
+    notes = json.loads((run_dir / "metrics.json").read_text())["notes"]
+    assert any("composite skipped" in n for n in notes) and any("--quick" in n for n in notes)
+    assert "composite skipped" in (run_dir / "report.html").read_text(encoding="utf-8")
 
 
 def _corrupt(tmp_path, edit):

@@ -164,6 +164,9 @@ def run(
             result = run_experiment(
                 composed.context, progress=factory, executor=workers, resume=resume
             )
+        # What the composition said (--quick, default entries the data could not carry) is
+        # part of the result: the report and metrics.json state it, not only the terminal.
+        result = replace(result, notes=(*composed.notes, *result.notes))
         manifest = build_manifest(cfg, result, prepared.source, prepared.source_sha256)
         written = write_run(result, manifest, out, write_report, tensorboard=tensorboard)
     _print_results(result)
