@@ -19,9 +19,8 @@ import pandas as pd
 
 from dynafolio.data.markets import KnownMarket, best_forecast
 from dynafolio.errors import ConfigError, DataError
-from dynafolio.forecast.base import Forecaster
+from dynafolio.forecast.baselines import RuleForecaster
 from dynafolio.forecast.registry import register_forecaster
-from dynafolio.forecast.state import FittedState
 from dynafolio.history import MarketHistory
 from dynafolio.settings import parameters
 
@@ -29,7 +28,7 @@ __all__ = ["OracleForecaster"]
 
 
 @parameters
-class OracleForecaster(Forecaster):
+class OracleForecaster(RuleForecaster):
     """The best forecast of a known-answer market (see the module docstring).
 
     Parameters
@@ -56,16 +55,7 @@ class OracleForecaster(Forecaster):
                 f"not those of the known-answer market {self.market.label}; it forecasts only "
                 "the market the run generated"
             )
-        self.fitted_ = True
-        return self
-
-    def fitted_state(self) -> FittedState:
-        self._check_fitted()
-        return FittedState()
-
-    def restore(self, state: FittedState) -> Self:
-        self.fitted_ = True
-        return self
+        return super().fit(history)
 
     def predict(self, history: MarketHistory) -> pd.Series:
         self._check_fitted()
