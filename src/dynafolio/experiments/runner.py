@@ -32,12 +32,12 @@ from dynafolio.experiments.learnability import (
 )
 from dynafolio.experiments.plan import PreparedData, load_prices
 from dynafolio.experiments.tasks import (
-    PREVIOUS_BLOCK,
     RunContext,
     Task,
     build_tasks,
     forecaster_file_name,
     learnability_tasks,
+    stream_dependencies,
 )
 from dynafolio.features import periods_per_year
 from dynafolio.parallel import ExecutorSettings, execute
@@ -222,25 +222,20 @@ def _forecaster_files(
     files: dict[str, bytes] = {}
     index = []
     walk_forward = len(context.folds) > 1
-    for task in tasks:
-        if task.kind != "backtest":
-            continue
-        for dep, stream in zip(task.deps, task.dep_names, strict=True):
-            if stream == PREVIOUS_BLOCK:
+    for task, dep, stream in stream_dependencies(tasks):
+        for fit_date, data in results[dep].models.items():
+            if data is None:
                 continue
-            for fit_date, data in results[dep].models.items():
-                if data is None:
-                    continue
-                name = forecaster_file_name(dep, fit_date)
-                files[name] = data
-                index.append({
-                    "strategy": context.plan[task.entry].name,
-                    "seed": task.seed,
-                    "fold": task.fold if walk_forward else None,
-                    "stream": stream,
-                    "fit_date": fit_date,
-                    "file": name,
-                })  # fmt: skip
+            name = forecaster_file_name(dep, fit_date)
+            files[name] = data
+            index.append({
+                "strategy": context.plan[task.entry].name,
+                "seed": task.seed,
+                "fold": task.fold if walk_forward else None,
+                "stream": stream,
+                "fit_date": fit_date,
+                "file": name,
+            })  # fmt: skip
     return files, tuple(index)
 
 

@@ -26,6 +26,7 @@ computed once (a walk-forward forecast at a row depends only on the data up to t
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -388,24 +389,30 @@ def forecaster_file_name(stream_task: str, fit_date: str) -> str:
     return f"{stream_task.removeprefix('stream-')}-{fit_date}.zip"
 
 
+def stream_dependencies(tasks: list[Task]) -> Iterator[tuple[Task, str, str]]:
+    """``(backtest task, stream piece task id, stream name)`` for every forecast-stream piece
+    a backtest replays (not the previous walk-forward block it may wait for)."""
+    for task in tasks:
+        if task.kind != "backtest":
+            continue
+        for dep, stream in zip(task.deps, task.dep_names, strict=True):
+            if stream != PREVIOUS_BLOCK:
+                yield task, dep, stream
+
+
 def forecaster_files(context: RunContext) -> dict[tuple[int, int, int, str, str], str]:
     """``(entry, seed, fold, stream, refit date)`` -> the name of the forecaster file a run of
     ``context`` saves for that refit: built from the run's own tasks (config and data)."""
     tasks = build_tasks(context)
     pieces = {t.id: t for t in tasks if t.kind == "stream"}
     out = {}
-    for task in tasks:
-        if task.kind != "backtest":
-            continue
-        for dep, stream in zip(task.deps, task.dep_names, strict=True):
-            if stream == PREVIOUS_BLOCK:
-                continue
-            piece = pieces[dep]
-            item = context.plan[piece.entry]
-            spec = context.streams(piece.entry, item.build(piece.seed), piece.fold)[piece.stream]
-            first = spec.segments()[piece.piece].rows[0]
-            fit_date = item.universe.index[first].date().isoformat()
-            out[(task.entry, task.seed, task.fold, stream, fit_date)] = forecaster_file_name(
-                dep, fit_date
-            )
+    for task, dep, stream in stream_dependencies(tasks):
+        piece = pieces[dep]
+        item = context.plan[piece.entry]
+        spec = context.streams(piece.entry, item.build(piece.seed), piece.fold)[piece.stream]
+        first = spec.segments()[piece.piece].rows[0]
+        fit_date = item.universe.index[first].date().isoformat()
+        out[(task.entry, task.seed, task.fold, stream, fit_date)] = forecaster_file_name(
+            dep, fit_date
+        )
     return out
