@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dynafolio.errors import DataError
+from dynafolio.errors import ConfigError, DataError
 from dynafolio.forecast.base import Forecaster
 from dynafolio.forecast.linear import ARForecaster
 from dynafolio.forecast.lstm import RecurrentRegressor, UnivariateLSTMForecaster
@@ -143,19 +143,21 @@ def test_a_two_layer_batched_lstm_trains_like_the_nn_lstm_it_copies():
 
 
 @pytest.mark.parametrize(
-    ("sizes", "batch_size"),
+    ("sizes", "batch_size", "epoch_samples"),
     [
         # Two models, one minibatch per epoch (so shuffling cannot differ): different sample
         # counts, and each stops early at its own epoch.
-        ((40, 55), 64),
+        ((40, 55), 64, None),
         # One model, several minibatches with a partial last one: the same permutations.
-        ((45,), 8),
+        ((45,), 8, None),
+        # ... and the same draws of 20 of its 36 training windows each epoch.
+        ((45,), 8, 20),
     ],
 )
-def test_stacked_training_equals_training_each_model_alone(sizes, batch_size):
+def test_stacked_training_equals_training_each_model_alone(sizes, batch_size, epoch_samples):
     settings = TrainSettings(
         lr=0.05, weight_decay=1e-3, batch_size=batch_size, max_epochs=12, patience=2,
-        grad_clip=0.5,
+        grad_clip=0.5, epoch_samples=epoch_samples,
     )  # fmt: skip
     data = np.random.default_rng(1)
     samples = [make_windows(data.normal(size=(n, 1)), 5) for n in sizes]
@@ -170,6 +172,58 @@ def test_stacked_training_equals_training_each_model_alone(sizes, batch_size):
     expected = BatchedLSTM.from_regressors(alone)
     for name, value in expected.named_parameters():
         torch.testing.assert_close(getattr(together, name), value, atol=2e-5, rtol=1e-4)
+
+
+class _CountingModel(torch.nn.Module):
+    """A linear model that records the size of every training minibatch it reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear, self.batches = torch.nn.Linear(5, 1), []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.batches.append(len(x))
+        return self.linear(x[:, :, 0])
+
+
+def test_epoch_samples_caps_each_epoch_and_changes_nothing_when_not_needed():
+    X, y = make_windows(np.random.default_rng(3).normal(size=(106, 1)), 5)  # 100 windows
+    n_train = len(X) - n_validation(len(X), 0.1)
+
+    def fit(epoch_samples):
+        torch.manual_seed(0)
+        model = _CountingModel()
+        settings = TrainSettings(batch_size=16, max_epochs=3, patience=None,
+                                 epoch_samples=epoch_samples)  # fmt: skip
+        log = train_network(model, X, y, settings, rng=np.random.default_rng(4))
+        return model, log
+
+    capped, _ = fit(40)
+    assert capped.batches == [16, 16, 8] * 3  # 40 windows per epoch, of the 90
+    plain, plain_log = fit(None)
+    assert sum(plain.batches) == 3 * n_train
+    for cap in (n_train, 10_000):  # a cap the data does not reach: the same fit, bit for bit
+        same, log = fit(cap)
+        assert same.batches == plain.batches and log.train_loss == plain_log.train_loss
+        assert torch.equal(same.linear.weight, plain.linear.weight)
+    with pytest.raises(ConfigError, match="epoch_samples"):
+        TrainSettings(epoch_samples=0)
+
+
+def test_the_shared_lstm_draws_at_most_epoch_samples_windows_per_epoch():
+    history = history_of(ar_prices(n_rows=120, n_assets=6))
+    windows = 6 * (119 - 5)
+    settings = {"lookback": 5, "hidden": 8, "epochs": 2, "patience": None}
+    small = UnivariateLSTMForecaster(**settings, epoch_samples=64)
+    default = UnivariateLSTMForecaster(**settings)
+    capped, full = small.fit(history), default.fit(history)
+    n_train = windows - n_validation(windows, 0.1)
+    assert capped.log_.n_train.tolist() == full.log_.n_train.tolist() == [n_train]
+    # The default cap is above these windows: the fit is that of no cap at all.
+    uncapped = UnivariateLSTMForecaster(**settings, epoch_samples=None)
+    assert full.predict(history).equals(uncapped.fit(history).predict(history))
+    assert not capped.predict(history).equals(full.predict(history))
 
 
 # --- the forecaster contract -------------------------------------------------------------

@@ -112,6 +112,14 @@ class UnivariateLSTMForecaster(Forecaster):
     lr, weight_decay, batch_size, epochs, patience, val_fraction, grad_clip, seed
         Training parameters (module docstring), applied to each asset's model separately
         (per-asset early stopping); ``weight_decay`` is Adam's L2 penalty.
+    epoch_samples : int or None, default 16384
+        At most this many training windows per epoch, a fresh random draw each epoch
+        (:class:`~dynafolio.forecast.training.TrainSettings`); None trains on every window
+        every epoch. With ``shared``, the windows of all assets are pooled, so an epoch grows
+        with the universe: 34 assets and a few hundred weeks give fewer than 16,384
+        windows (every window every epoch, as without the cap), while 1,000 assets give
+        over 200,000 and an epoch would cost 13 times as much for a model of 17,000
+        weights. Each model of the per-asset variants has its own few hundred windows.
     min_windows : int, default 20
         Fewest windows an asset needs to get a model.
     batched : bool, default True
@@ -138,6 +146,7 @@ class UnivariateLSTMForecaster(Forecaster):
     patience: int | None = 5
     val_fraction: float = 0.1
     grad_clip: float | None = None
+    epoch_samples: int | None = 16_384
     min_windows: int = 20
     batched: bool = True
     shared: bool = True
@@ -147,7 +156,7 @@ class UnivariateLSTMForecaster(Forecaster):
         check_settings(self, ("lookback", "hidden", "min_windows"), self.dropout)
         settings = TrainSettings(
             self.lr, self.weight_decay, self.batch_size, self.epochs, self.patience,
-            self.val_fraction, self.grad_clip,
+            self.val_fraction, self.grad_clip, self.epoch_samples,
         )  # fmt: skip
         returns = prices_to_returns(history.prices, "log")
         scaler = ZScoreScaler.fit(returns.to_numpy())

@@ -24,7 +24,7 @@ from torch.autograd.function import once_differentiable
 
 from dynafolio import devices
 from dynafolio.early_stopping import EarlyStopping, n_validation
-from dynafolio.forecast.training import Progress, TrainSettings, no_progress
+from dynafolio.forecast.training import Progress, TrainSettings, epoch_draw, no_progress
 
 __all__ = ["BatchedLSTM", "StackedTrainingLog", "train_stacked"]
 
@@ -284,7 +284,8 @@ def train_stacked(
 
     Each model ``m`` owns the first ``n_samples[m]`` rows of ``X[m]`` (chronological); its
     last :func:`n_validation` rows are its validation tail. Every epoch each model shuffles
-    its own training rows into minibatches of ``batch_size``; step ``s`` feeds every model its
+    its own training rows (at most ``settings.epoch_samples`` of them, a fresh draw each
+    epoch) into minibatches of ``batch_size``; step ``s`` feeds every model its
     ``s``-th minibatch (a model with fewer minibatches sits the remaining steps out). The
     loss is the sum over models of each model's mean squared error, so each model's gradient
     is exactly its own loss's gradient (parameters are disjoint). Early stopping and best-
@@ -329,12 +330,14 @@ def train_stacked(
     for epoch in range(settings.max_epochs):
         model.train()
         stopped = stopper.stopped
-        n_steps = int(np.ceil(n_train[~stopped] / batch_size).max(initial=0))
+        cap = settings.epoch_samples
+        n_drawn = n_train if cap is None else np.minimum(n_train, cap)
+        n_steps = int(np.ceil(n_drawn[~stopped] / batch_size).max(initial=0))
         order = np.zeros((n_models, n_steps * batch_size), dtype=np.int64)
         mask = np.zeros((n_models, n_steps * batch_size), dtype=np.float32)
         for m in np.flatnonzero(~stopped):
-            order[m, : n_train[m]] = rng.permutation(n_train[m])
-            mask[m, : n_train[m]] = 1.0
+            order[m, : n_drawn[m]] = epoch_draw(rng, n_train[m], settings.epoch_samples)
+            mask[m, : n_drawn[m]] = 1.0
         order_t, mask_t = torch.from_numpy(order).to(device), torch.from_numpy(mask).to(device)
         totals = torch.zeros(n_models, device=device)
         for step in range(n_steps):
@@ -355,7 +358,7 @@ def train_stacked(
                 _clip_per_model(params, settings.grad_clip)
             optimizer.step(counts > 0)
             totals[chosen] += losses.detach() * counts[chosen]
-        train_log.append(np.where(stopped, np.nan, totals.cpu().numpy() / np.maximum(n_train, 1)))
+        train_log.append(np.where(stopped, np.nan, totals.cpu().numpy() / np.maximum(n_drawn, 1)))
         progress(1)
         if settings.val_fraction == 0:
             val_log.append(np.full(n_models, np.nan))

@@ -31,6 +31,7 @@ from dynafolio.errors import ConfigError
 __all__ = [
     "TrainSettings",
     "TrainingLog",
+    "epoch_draw",
     "n_validation",
     "seeded",
     "no_progress",
@@ -49,7 +50,12 @@ class TrainSettings:
     without a lower validation loss (None trains all ``max_epochs``; the best-validation
     weights are restored either way); ``val_fraction``: share of the samples, from the
     chronological tail, used for validation (0: none, the final weights are kept);
-    ``grad_clip``: clip each model's gradient norm to this value (None: no clipping).
+    ``grad_clip``: clip each model's gradient norm to this value (None: no clipping);
+    ``epoch_samples``: at most this many training samples per epoch, a fresh random draw
+    without replacement every epoch (None, or at least the training samples: all of them,
+    in the same order as without the setting). It bounds an epoch's cost when the samples
+    grow with the data, e.g. a model pooled over every asset of a large universe (a fixed
+    number of batches per epoch, as global forecasting models usually train).
     """
 
     lr: float = 1e-3
@@ -59,6 +65,7 @@ class TrainSettings:
     patience: int | None = 10
     val_fraction: float = 0.1
     grad_clip: float | None = None
+    epoch_samples: int | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -69,6 +76,7 @@ class TrainSettings:
             "patience": self.patience is None or self.patience >= 1,
             "val_fraction": 0 <= self.val_fraction < 1,
             "grad_clip": self.grad_clip is None or self.grad_clip > 0,
+            "epoch_samples": self.epoch_samples is None or self.epoch_samples >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -76,7 +84,7 @@ class TrainSettings:
             raise ConfigError(
                 f"invalid training settings: {values}; need lr > 0, weight_decay >= 0, "
                 "batch_size >= 1, max_epochs >= 1, patience >= 1 or None, "
-                "0 <= val_fraction < 1, grad_clip > 0 or None"
+                "0 <= val_fraction < 1, grad_clip > 0 or None, epoch_samples >= 1 or None"
             )
 
 
@@ -107,6 +115,12 @@ def seeded(seed: int) -> Iterator[None]:
 
 def no_progress(n: int) -> None:
     return None
+
+
+def epoch_draw(rng: np.random.Generator, n_train: int, epoch_samples: int | None) -> np.ndarray:
+    """One epoch's training rows: a permutation of ``range(n_train)`` cut to ``epoch_samples``
+    (the same draw, and the same random stream, as without the cut when it is not needed)."""
+    return rng.permutation(n_train)[:epoch_samples]
 
 
 def train_network(
@@ -160,9 +174,9 @@ def train_network(
     best_state = None
     for epoch in range(settings.max_epochs):
         model.train()
-        order = torch.from_numpy(rng.permutation(n_train)).to(device)
+        order = torch.from_numpy(epoch_draw(rng, n_train, settings.epoch_samples)).to(device)
         total = 0.0
-        for start in range(0, n_train, settings.batch_size):
+        for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
             optimizer.zero_grad(set_to_none=True)
             loss = F.mse_loss(model(X_train[batch]), y_train[batch])
@@ -171,7 +185,7 @@ def train_network(
                 nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             optimizer.step()
             total += loss.item() * len(batch)
-        train_losses.append(total / n_train)
+        train_losses.append(total / len(order))
         progress(1)
         if n_val == 0:
             continue

@@ -75,14 +75,51 @@ class PerAssetNetwork(nn.Module):
         # The inputs are data (no gradient flows into them), so both heads can read one copy.
         inputs = self.per_asset_inputs(features)
         if torch.is_grad_enabled():
-            # Training: two passes, so each head's gradient flows through its own copy of the
+            # Training: two graphs, so each head's gradient flows through its own copy of the
             # shared layers and the weights' gradients keep their summation order (one shared
-            # pass would sum them first: equal up to rounding, but not bit for bit).
-            return self.score(self.embed(inputs)).squeeze(-1), self.embed(inputs).mean(dim=1)
+            # graph would sum them first: equal up to rounding, but not bit for bit). The
+            # critic's copy reuses the actor's tanh outputs (the same values) instead of
+            # computing them again: on the CPU tanh costs several times a layer's matmul.
+            actor, activations = self._embed(inputs)
+            logits = self.score(actor).squeeze(-1)
+            critic, _ = self._embed(inputs, activations)
+            return logits, critic.mean(dim=1)
         # Rollouts (SB3 steps the policy under no_grad): both heads read one pass, whose
         # values are exactly those of two — half the work, which grows with n_assets.
         embedded = self.embed(inputs)
         return self.score(embedded).squeeze(-1), embedded.mean(dim=1)
+
+    def _embed(
+        self, x: torch.Tensor, activations: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``self.embed(x)`` as a graph of its own, and each tanh layer's output; given the
+        ``activations`` of an earlier call on the same ``x``, its tanh layers return those
+        (:class:`_KnownTanh`) instead of computing them."""
+        outputs = []
+        for layer in self.embed:
+            if isinstance(layer, nn.Tanh) and activations is not None:
+                x = _KnownTanh.apply(x, activations[len(outputs)])
+            else:
+                x = layer(x)
+            if isinstance(layer, nn.Tanh):
+                outputs.append(x.detach())
+        return x, outputs
+
+
+class _KnownTanh(torch.autograd.Function):
+    """``tanh(z)`` whose value is already known: forward returns a copy of it, backward is
+    torch's own tanh backward on it (``tanh_backward``, what ``torch.tanh``'s graph node
+    runs), so gradients are bit for bit those of ``torch.tanh(z)``."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(value)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (value,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, value), None
 
 
 class PerAssetPolicy(ActorCriticPolicy):
