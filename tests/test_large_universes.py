@@ -47,6 +47,24 @@ def test_mean_variance_with_a_window_longer_than_the_universe_runs_and_others_an
     assert len(plan_strategies(config, load_prices(config))) == 4
 
 
+@pytest.mark.parametrize("estimation", ["static", "expanding"])
+def test_mean_variance_on_a_training_period_shorter_than_the_universe_is_refused(estimation):
+    # 300 weeks x 0.7: 210 training prices, 209 returns, for 250 assets; a window of 150
+    # would be refused as well, and one longer than the training period reads only that.
+    market = {"n_assets": 250, "n_periods": 300}
+    for window in (None, 260):
+        entry = {"kind": "minimum_variance", "estimation": estimation, "window": window}
+        config = _config([{"kind": "equal_weight"}, entry], market)
+        with pytest.raises(ConfigError) as caught:
+            plan_strategies(config, load_prices(config))
+        message = str(caught.value)
+        assert "strategies.1" in message and "250 assets" in message
+        assert "209 returns of its training period" in message and "at least 251" in message
+    entry = {"kind": "max_sharpe", "estimation": estimation, "window": None}
+    longer = _config([{"kind": "equal_weight"}, entry], {**market, "n_assets": 200})
+    assert len(plan_strategies(longer, load_prices(longer))) == 2
+
+
 def test_an_experiments_default_optimisers_are_skipped_with_a_note_on_a_large_universe() -> None:
     composed = compose_config("s1", dataset="noise", market=MARKET, quick=True)
     kinds = [(s.kind, s.estimation) for s in composed.context.config.strategies

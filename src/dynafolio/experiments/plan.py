@@ -200,7 +200,7 @@ def plan_entry(
         context=dataclasses.replace(context, constraints=constraints),
     )
     built = [item.build(seed) for seed in item.seeds]
-    _check_fits_data(spec, built[0], universe, where)
+    _check_fits_data(spec, built[0], universe, where, _train_periods(config, prepared))
     return dataclasses.replace(item, name=spec.name or built[0].name)
 
 
@@ -238,7 +238,19 @@ def _build_context(config: ExperimentConfig, prepared: PreparedData) -> BuildCon
     )
 
 
-def _check_fits_data(spec, strategy: Strategy, universe: pd.DataFrame, where: str) -> None:
+def _train_periods(config: ExperimentConfig, prepared: PreparedData) -> int | None:
+    """Returns in the shortest training period of the run's folds (None when the split
+    does not fit the data: the run refuses it where it reads the folds)."""
+    try:
+        folds = config.split.folds(prepared.prices.index)
+    except DataError:
+        return None
+    return min(len(fold.train_dates) for fold in folds) - 1
+
+
+def _check_fits_data(
+    spec, strategy: Strategy, universe: pd.DataFrame, where: str, train_periods: int | None
+) -> None:
     n_assets = universe.shape[1]
     k = getattr(spec, "k", None)
     if k is not None and k > n_assets:
@@ -252,7 +264,7 @@ def _check_fits_data(spec, strategy: Strategy, universe: pd.DataFrame, where: st
         raise ConfigError(
             f"{where}.asset: {asset!r} is not in the data; choose one of {list(universe.columns)}"
         )
-    problem = strategy.universe_problem(n_assets)
+    problem = strategy.universe_problem(n_assets, train_periods)
     if problem is not None:
         raise ConfigError(f"{where}: {problem}")
     agent_path = getattr(spec, "agent_path", None)

@@ -67,10 +67,11 @@ class Strategy(ABC):
         refused by the engine.
         """
 
-    def universe_problem(self, n_assets: int) -> str | None:
+    def universe_problem(self, n_assets: int, train_periods: int | None = None) -> str | None:
         """Why this strategy cannot be run on ``n_assets`` assets, naming the alternative (a
         run refuses the entry; an experiment's default entry is skipped with this as its note),
-        or None. The default: any number."""
+        or None. ``train_periods``: the returns in the run's shortest training period, where
+        known. The default: any number."""
         return None
 
     def report_notes(self) -> tuple[str, ...]:

@@ -116,18 +116,32 @@ class InverseVolatilityStrategy(EstimatedStrategy):
         return fit_skfolio(InverseVolatility(), returns)
 
 
-def covariance_problem(strategy: EstimatedStrategy, n_assets: int) -> str | None:
+def covariance_problem(
+    strategy: EstimatedStrategy, n_assets: int, train_periods: int | None
+) -> str | None:
     """The mean-variance optimisers invert a sample covariance: from fewer periods than assets
     it is singular (rank below N), so the weights fit estimation noise, and the solve grows
     about as N² on large universes (``benchmarks/scaling.py``: 0.3 s per estimate at 300
-    assets, 3 s at 1,000, at every rebalance). Refused when the window is known to be that short."""
-    if strategy.window is None or strategy.window > n_assets:
+    assets, 3 s at 1,000, at every rebalance). Refused when the periods an estimate reads are
+    known to be that few: a ``window``, or for a static or expanding estimate without one,
+    the training period (``train_periods`` returns; an expanding estimate's first)."""
+    if strategy.estimation != "rolling" and train_periods is not None:
+        periods = min(strategy.window or train_periods, train_periods)
+    else:
+        periods = strategy.window
+    if periods is None or periods > n_assets:
         return None
+    if periods == strategy.window:
+        source = f"a window of {periods} periods"
+        fix = f"Give `window` at least {n_assets + 1} periods"
+    else:
+        source = f"the {periods} returns of its training period ({strategy.estimation} estimate)"
+        fix = f"Give it at least {n_assets + 1} training periods (more data, larger train_fraction)"
     return (
-        f"{strategy.label} estimates the covariance of {n_assets} assets from a window of "
-        f"{strategy.window} periods; with no more periods than assets the sample covariance is "
-        f"singular and the optimiser fits noise. Give `window` at least {n_assets + 1} "
-        "periods, or use hrp, herc or inverse_volatility, which invert no covariance"
+        f"{strategy.label} estimates the covariance of {n_assets} assets from {source}; "
+        "with no more periods than assets the sample covariance is singular and the "
+        f"optimiser fits noise. {fix}, or use hrp, herc or inverse_volatility, which invert "
+        "no covariance"
     )
 
 
@@ -136,8 +150,8 @@ class MinimumVarianceStrategy(EstimatedStrategy):
 
     label = "Minimum variance"
 
-    def universe_problem(self, n_assets: int) -> str | None:
-        return covariance_problem(self, n_assets)
+    def universe_problem(self, n_assets: int, train_periods: int | None = None) -> str | None:
+        return covariance_problem(self, n_assets, train_periods)
 
     def _estimate(self, returns: pd.DataFrame) -> pd.Series:
         return fit_skfolio(MeanRisk(risk_measure=RiskMeasure.VARIANCE), returns)
@@ -162,8 +176,8 @@ class MaxSharpeStrategy(EstimatedStrategy):
 
     risk_free_rate: float = 0.0
 
-    def universe_problem(self, n_assets: int) -> str | None:
-        return covariance_problem(self, n_assets)
+    def universe_problem(self, n_assets: int, train_periods: int | None = None) -> str | None:
+        return covariance_problem(self, n_assets, train_periods)
 
     def fit(self, history: MarketHistory) -> MaxSharpeStrategy:
         self.n_fallbacks_ = 0

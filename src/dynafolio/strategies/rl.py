@@ -105,7 +105,7 @@ class PPOAllocatorStrategy(Strategy):
     def name(self) -> str:
         return f"{'Hybrid' if self.forecaster is not None else 'PPO-only'} Top-{self.k}"
 
-    def universe_problem(self, n_assets: int) -> str | None:
+    def universe_problem(self, n_assets: int, train_periods: int | None = None) -> str | None:
         if self.settings.policy != "mlp":
             return None
         inputs = PortfolioEnv.observation_size(n_assets, self.lookback, self.forecaster is not None)
