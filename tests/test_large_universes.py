@@ -72,6 +72,9 @@ def test_an_experiments_default_optimisers_are_skipped_with_a_note_on_a_large_un
     assert ("minimum_variance", "rolling") not in kinds and ("max_sharpe", "rolling") not in kinds
     skipped = [n for n in composed.notes if "skipped" in n and "singular" in n]
     assert len(skipped) == 2 and all("at least 121" in n for n in skipped)
+    # The buy-and-hold entry names 20 of the 120 assets it could hold, not all of them.
+    (spy,) = [n for n in composed.notes if "'SPY' is not in the data" in n]
+    assert "and 100 more" in spy and "A0021" not in spy and len(spy) < 400
 
 
 def test_the_mlp_policy_is_refused_when_its_input_grows_past_the_cap_and_per_asset_is_not() -> None:

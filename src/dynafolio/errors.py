@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class DynafolioError(Exception):
     """Base class of every error dynafolio raises on purpose."""
@@ -17,3 +19,11 @@ class ConfigError(DynafolioError, ValueError):
 
 class OptimizationError(DynafolioError, RuntimeError):
     """A portfolio optimiser failed or produced weights that break the portfolio's constraints."""
+
+
+def some_names(names: Iterable[object], limit: int = 20) -> str:
+    """``names`` for a message: the first ``limit`` as a list, then how many more (a universe
+    of hundreds of assets would otherwise fill the screen)."""
+    listed = [str(name) for name in names]
+    more = f" and {len(listed) - limit} more" if len(listed) > limit else ""
+    return f"{listed[:limit]}{more}"

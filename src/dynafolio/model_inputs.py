@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from dynafolio.errors import ConfigError, DataError
+from dynafolio.errors import ConfigError, DataError, some_names
 from dynafolio.features import rolling_volatility, rsi
 
 FeatureName = Literal[
@@ -223,7 +223,7 @@ class FeatureSet:
             if self.market not in prices.columns:
                 raise DataError(
                     f"feature 'regime' needs the market asset {self.market!r}, which is not "
-                    f"among {list(prices.columns)}; set market_asset or drop the feature"
+                    f"among {some_names(prices.columns)}; set market_asset or drop the feature"
                 )
             market = log_prices[self.market]
             return [

@@ -18,7 +18,7 @@ import pandas as pd
 from dynafolio.backtest import PortfolioConstraints
 from dynafolio.data import dataset_info, load_dataset, read_prices
 from dynafolio.data.markets import KnownMarket, generate_market
-from dynafolio.errors import ConfigError, DataError
+from dynafolio.errors import ConfigError, DataError, some_names
 from dynafolio.experiments.config import ExperimentConfig, StrategySpec
 from dynafolio.features import periods_per_year, prepare_prices
 from dynafolio.strategies.base import Strategy
@@ -262,7 +262,8 @@ def _check_fits_data(
     asset = getattr(spec, "asset", None)
     if asset is not None and asset not in universe.columns:
         raise ConfigError(
-            f"{where}.asset: {asset!r} is not in the data; choose one of {list(universe.columns)}"
+            f"{where}.asset: {asset!r} is not in the data; "
+            f"choose one of {some_names(universe.columns)}"
         )
     problem = strategy.universe_problem(n_assets, train_periods)
     if problem is not None:
@@ -293,6 +294,6 @@ def _universe(assets, prices: pd.DataFrame, where: str) -> pd.DataFrame:
     missing = [a for a in assets if a not in prices.columns]
     if missing:
         raise ConfigError(
-            f"{where}.universe: {missing} not in the data; available: {list(prices.columns)}"
+            f"{where}.universe: {missing} not in the data; available: {some_names(prices.columns)}"
         )
     return prices.loc[:, list(assets)]

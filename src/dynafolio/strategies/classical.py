@@ -20,7 +20,7 @@ from skfolio.optimization import (
     ObjectiveFunction,
 )
 
-from dynafolio.errors import ConfigError, DataError, OptimizationError
+from dynafolio.errors import ConfigError, DataError, OptimizationError, some_names
 from dynafolio.history import MarketHistory
 from dynafolio.settings import parameters
 from dynafolio.strategies.base import EstimatedStrategy, Strategy, fit_skfolio
@@ -57,13 +57,9 @@ class BuyAndHoldStrategy(Strategy):
     def fit(self, history: MarketHistory) -> BuyAndHoldStrategy:
         super().fit(history)
         if self.asset not in history.assets:
-            assets = list(history.assets)
-            # The message is printed as a note when a default entry is skipped: on a universe
-            # of hundreds of assets, every name would fill the screen.
-            more = f" and {len(assets) - 20} more" if len(assets) > 20 else ""
             raise DataError(
                 f"buy-and-hold asset {self.asset!r} is not in the data; "
-                f"choose one of {assets[:20]}{more}"
+                f"choose one of {some_names(history.assets)}"
             )
         return self
 
