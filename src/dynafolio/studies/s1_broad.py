@@ -52,7 +52,7 @@ STEP = 104
 WINDOW = 520
 #: Weeks per block and of history with --quick (5 folds of ten years).
 QUICK_STEP = 520
-TOP_K = (5, 10, 30)
+TOP_K = s1_hybrid.TOP_K
 _ESTIMATED = ("inverse_volatility", "minimum_variance", "max_sharpe", "hrp", "herc")
 
 #: The crises of the test period, as peak-to-trough windows of the US market.
@@ -93,15 +93,7 @@ def default_config() -> dict[str, Any]:
         "backtest": {"risk_free": "ff_factors"},
         "strategies": strategies,
         "index_asset": "",  # no market index among the industries: no rolling alpha/beta
-        "plot_groups": {
-            f"K = {k}": (
-                f"LSTM-only Top-{k}",
-                f"PPO-only Top-{k}",
-                f"Hybrid LSTM+PPO Top-{k}",
-                f"Random Top-{k}",
-            )
-            for k in TOP_K
-        },
+        "plot_groups": s1_hybrid.default_config()["plot_groups"],  # the same families and K
         "stress_windows": STRESS_WINDOWS,
         "notes": [
             "47 value-weighted US industry portfolios (Kenneth R. French data library), as "
