@@ -327,16 +327,17 @@ def train_stacked(
     val_index = val_index.to(device)
     val_mask = torch.from_numpy((val_offsets < n_val[:, None]).astype(np.float32)).to(device)
     train_log, val_log = [], []
+    # Training rows each model draws per epoch (all of them unless epoch_samples caps them).
+    cap = settings.epoch_samples
+    n_drawn = n_train if cap is None else np.minimum(n_train, cap)
     for epoch in range(settings.max_epochs):
         model.train()
         stopped = stopper.stopped
-        cap = settings.epoch_samples
-        n_drawn = n_train if cap is None else np.minimum(n_train, cap)
         n_steps = int(np.ceil(n_drawn[~stopped] / batch_size).max(initial=0))
         order = np.zeros((n_models, n_steps * batch_size), dtype=np.int64)
         mask = np.zeros((n_models, n_steps * batch_size), dtype=np.float32)
         for m in np.flatnonzero(~stopped):
-            order[m, : n_drawn[m]] = epoch_draw(rng, n_train[m], settings.epoch_samples)
+            order[m, : n_drawn[m]] = epoch_draw(rng, n_train[m], cap)
             mask[m, : n_drawn[m]] = 1.0
         order_t, mask_t = torch.from_numpy(order).to(device), torch.from_numpy(mask).to(device)
         totals = torch.zeros(n_models, device=device)

@@ -93,7 +93,7 @@ def default_config() -> dict[str, Any]:
         "backtest": {"risk_free": "ff_factors"},
         "strategies": strategies,
         "index_asset": "",  # no market index among the industries: no rolling alpha/beta
-        "plot_groups": s1_hybrid.default_config()["plot_groups"],  # the same families and K
+        "plot_groups": s1_hybrid.plot_groups(),
         "stress_windows": STRESS_WINDOWS,
         "notes": [
             "47 value-weighted US industry portfolios (Kenneth R. French data library), as "

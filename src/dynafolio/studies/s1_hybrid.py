@@ -56,6 +56,11 @@ def family(k: int) -> list[dict[str, Any]]:
     ]
 
 
+def plot_groups() -> dict[str, tuple[str, ...]]:
+    """One chart group per K: the four members of :func:`family`, by name."""
+    return {f"K = {k}": tuple(entry["name"] for entry in family(k)) for k in TOP_K}
+
+
 def default_config() -> dict[str, Any]:
     """The source's settings on the embedded ``multiasset`` data, as a plain dict."""
     strategies: list[dict[str, Any]] = [
@@ -79,15 +84,7 @@ def default_config() -> dict[str, Any]:
         },
         "split": {"train_fraction": 0.7},
         "strategies": strategies,
-        "plot_groups": {
-            f"K = {k}": (
-                f"LSTM-only Top-{k}",
-                f"PPO-only Top-{k}",
-                f"Hybrid LSTM+PPO Top-{k}",
-                f"Random Top-{k}",
-            )
-            for k in TOP_K
-        },
+        "plot_groups": plot_groups(),
         "stress_windows": {
             "covid-crash": ["2020-02-15", "2020-04-30"],
             "2022-crypto-winter": ["2022-01-01", "2022-12-31"],
