@@ -12,9 +12,9 @@ def test_per_asset_forward_without_gradients_equals_the_two_pass_forward() -> No
     # Rollouts run the policy under no_grad with one shared pass; its logits and critic
     # latent must be bit for bit those of the training forward (two passes).
     torch.manual_seed(0)
-    for with_scores in (False, True):
-        network = PerAssetNetwork(n_assets=37, lookback=6, with_scores=with_scores, hidden=(16, 8))
-        features = torch.randn(11, (6 + 1 + int(with_scores)) * 37)
+    for extra in (0, 1, 6):  # returns only, a score, a score and five inputs
+        network = PerAssetNetwork(n_assets=37, lookback=6, extra_columns=extra, hidden=(16, 8))
+        features = torch.randn(11, (6 + 1 + extra) * 37)
         actor, critic = network(features)  # gradients on: two passes
         with torch.no_grad():
             fast_actor, fast_critic = network(features)
@@ -28,7 +28,7 @@ def test_training_forward_gradients_equal_two_independent_passes() -> None:
     # The critic's copy of the shared layers reuses the actor's tanh outputs; every weight's
     # gradient must still be bit for bit that of two plain passes (what PPO trained on).
     torch.manual_seed(1)
-    network = PerAssetNetwork(n_assets=29, lookback=5, with_scores=True, hidden=(16, 8))
+    network = PerAssetNetwork(n_assets=29, lookback=5, extra_columns=1, hidden=(16, 8))
     features = torch.randn(13, (5 + 2) * 29)
     weights = torch.randn(13, 29), torch.randn(13, 8)
 
@@ -45,3 +45,18 @@ def test_training_forward_gradients_equal_two_independent_passes() -> None:
     assert len(plain) == len(reused) == 6
     for a, b in zip(plain, reused, strict=True):
         assert torch.equal(a, b)
+
+
+def test_each_asset_reads_its_own_extra_columns() -> None:
+    # The observation's tail holds each asset's score and inputs asset-major; the network's
+    # per-asset rows must be [its window oldest first, its weight, its extra columns].
+    n, lookback, extra = 4, 3, 3
+    window = torch.arange(lookback * n, dtype=torch.float32).reshape(lookback, n)  # time-major
+    weights = 100 + torch.arange(n, dtype=torch.float32)
+    extras = 1000 + torch.arange(n * extra, dtype=torch.float32).reshape(n, extra)
+    observation = torch.cat([window.reshape(-1), weights, extras.reshape(-1)])[None]
+    network = PerAssetNetwork(n_assets=n, lookback=lookback, extra_columns=extra, hidden=(8,))
+    rows = network.per_asset_inputs(observation)[0]
+    for asset in range(n):
+        expected = torch.cat([window[:, asset], weights[asset : asset + 1], extras[asset]])
+        assert torch.equal(rows[asset], expected)

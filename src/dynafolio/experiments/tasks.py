@@ -258,8 +258,8 @@ def build_tasks(context: RunContext) -> list[Task]:
 
 def learnability_check(context: RunContext, entry: int) -> LearnabilityCheck | None:
     """The known-answer check (:mod:`dynafolio.rl.learnability`) of plan ``entry``'s learner:
-    the run's shape (assets, periods, the first fold's training periods), the entry's
-    configuration and the run's first seed. None for an entry that trains no PPO agent."""
+    the run's shape (assets, periods, the first fold's training periods, its first date), the
+    entry's configuration and the run's first seed. None for an entry that trains no PPO agent."""
     item = context.plan[entry]
     make = getattr(item.build(context.config.seed), "learnability_check", None)
     if make is None:
@@ -270,6 +270,7 @@ def learnability_check(context: RunContext, entry: int) -> LearnabilityCheck | N
         train_periods=context.folds[0].test.start,
         periods_per_year=periods_per_year(item.universe.index),
         seed=context.config.seed,
+        first_date=str(item.universe.index[0].date()),
     )
 
 

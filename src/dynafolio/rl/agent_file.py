@@ -357,14 +357,16 @@ def _check_header(text: bytearray, path: Path | str, fix: str) -> tuple[_AgentHe
     except ValidationError as error:
         raise _validation_error(error, f"{what}: its header is invalid", fix) from None
     env = header.env_settings
-    observation_size = PortfolioEnv.observation_size(header.n_assets, env.lookback, env.with_scores)
+    observation_size = PortfolioEnv.observation_size(
+        header.n_assets, env.lookback, env.extra_columns
+    )
     size = n_parameters(
         header.ppo.policy,
         header.observation_size,
         header.n_assets,
         header.net_arch,
         env.lookback,
-        env.with_scores,
+        env.extra_columns,
     )
     problem = None
     if tuple(header.ppo.net_arch) != header.net_arch:
@@ -375,8 +377,8 @@ def _check_header(text: bytearray, path: Path | str, fix: str) -> tuple[_AgentHe
     elif header.observation_size != observation_size:
         problem = (
             f"observation_size is {header.observation_size}, but {header.n_assets} assets with "
-            f"env_settings.lookback {env.lookback} and with_scores {env.with_scores} give "
-            f"{observation_size} inputs"
+            f"env_settings.lookback {env.lookback}, with_scores {env.with_scores} and features "
+            f"{list(env.features)} give {observation_size} inputs"
         )
     elif len(header.obs_mean) != header.observation_size or len(header.obs_var) != len(
         header.obs_mean
@@ -425,7 +427,7 @@ def _load_policy(
         header.net_arch,
         header.ppo.policy,
         env.lookback,
-        env.with_scores,
+        env.extra_columns,
         ortho_init=False,
     )
     state = policy.state_dict()  # detached tensors sharing the parameters' memory

@@ -57,6 +57,10 @@ class PortfolioEnv(gym.Env):
         Penalty per held asset: ``net −= lambda_sparse · #{w > 0} / n_assets``.
     scores : ndarray, shape (n_periods, n_assets), optional
         Forecast scores known at the close of each date (hybrid state); NaN → 0.
+    inputs : ndarray, shape (n_periods, n_assets, n_columns), optional
+        Model inputs known at the close of each date (:mod:`dynafolio.model_inputs`, e.g. the
+        Fama–French factors), after the scores in each asset's part of the state; NaN → 0,
+        clipped to ±:data:`~dynafolio.rl.task.INPUT_CLIP`.
     start, end : int, optional
         Decision rows are ``max(start, lookback−1) .. end−2``; ``end`` (exclusive, default
         ``n_periods``) bounds every row read, so pass the training period's end.
@@ -103,6 +107,7 @@ class PortfolioEnv(gym.Env):
         seed: int | None = None,
         carried_returns: np.ndarray | None = None,
         reward: RewardSettings | dict | None = None,
+        inputs: np.ndarray | None = None,
     ) -> None:
         self.task = PortfolioTask(
             returns,
@@ -117,6 +122,7 @@ class PortfolioEnv(gym.Env):
             episode_length=episode_length,
             carried_returns=carried_returns,
             reward=reward,
+            inputs=inputs,
         )
         self.random_start = bool(random_start)
         self.initial_seed = seed
@@ -129,9 +135,10 @@ class PortfolioEnv(gym.Env):
         self._drifted = np.zeros(self.task.n_assets)
 
     @staticmethod
-    def observation_size(n_assets: int, lookback: int, with_scores: bool) -> int:
-        """Length of the observation vector: ``lookback·N + N`` (+ ``N`` with scores)."""
-        return (lookback + 1 + int(with_scores)) * n_assets
+    def observation_size(n_assets: int, lookback: int, extra_columns: int) -> int:
+        """Length of the observation vector: ``lookback·N + N`` and ``N`` per extra column
+        (a score, each model input column: :attr:`EnvSettings.extra_columns`)."""
+        return (lookback + 1 + int(extra_columns)) * n_assets
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

@@ -12,6 +12,12 @@ the oracle's Sharpe ratio it reaches on the market's test rows:
 * a learner that reads only returns (PPO-only) gets a strong ``momentum`` market (φ = 0.5),
   where the oracle is the Top-K rule on the last return.
 
+A learner whose state reads model inputs (``features``, e.g. the Fama–French factors) reads
+the same inputs on the known-answer market — dated like its run, so data-based inputs such as
+the factors are the real ones of those dates, and price-based ones are computed on the
+market's prices — a block of the same shape that carries no edge: the check then also asks
+whether the learner still finds the edge beside inputs it must learn to ignore.
+
 Both the agent and the oracle trade through the same Top-K projection and pay the same costs.
 The configuration *passes* when it reaches :data:`PASS_SHARE` of the oracle's Sharpe ratio.
 """
@@ -19,12 +25,14 @@ The configuration *passes* when it reaches :data:`PASS_SHARE` of the oracle's Sh
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from dynafolio.data.markets import KnownMarket, MarketSettings, best_forecast, generate_market
+from dynafolio.model_inputs import FeatureSet
 from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.rewards import RewardSettings
 from dynafolio.rl.settings import PPOSettings
@@ -52,7 +60,9 @@ class LearnabilityCheck:
 
     ``n_periods`` rows of which the first ``train_periods`` train (episodes start at row
     ``start``, as in the real run: after the hybrid's forecaster warm-up) and the rest test.
-    The other fields are the agent's: see :func:`~dynafolio.rl.training.train_agent`.
+    ``first_date`` (ISO) and ``periods_per_year`` date the market like the run. The other
+    fields are the agent's: see :func:`~dynafolio.rl.training.train_agent`; ``features`` are
+    its state's model inputs (the regime input follows the market's first asset).
     """
 
     n_assets: int
@@ -69,11 +79,21 @@ class LearnabilityCheck:
     reward: RewardSettings
     periods_per_year: int = 52
     seed: int = 0
+    features: tuple[str, ...] = ()
+    first_date: str | None = None
 
     @property
     def market(self) -> KnownMarket:
+        dated = {}
+        if self.first_date is not None:
+            frequency = {52: "W", 12: "M"}.get(self.periods_per_year, "D")
+            dated = {"start": dt.date.fromisoformat(self.first_date), "frequency": frequency}
         settings = MarketSettings(
-            n_assets=self.n_assets, n_periods=self.n_periods, phi=MOMENTUM_PHI, seed=self.seed
+            n_assets=self.n_assets,
+            n_periods=self.n_periods,
+            phi=MOMENTUM_PHI,
+            seed=self.seed,
+            **dated,
         )
         return KnownMarket(kind="foresight" if self.with_scores else "momentum", settings=settings)
 
@@ -132,6 +152,7 @@ def check_learnability(check: LearnabilityCheck) -> LearnabilityResult:
     Deterministic given ``check`` (its ``seed`` seeds the market and the agent).
     """
     returns, scores, _ = _market_inputs(check)
+    inputs = _model_inputs(check)
     agent = train_agent(
         returns[: check.train_periods],
         k=check.k,
@@ -145,6 +166,8 @@ def check_learnability(check: LearnabilityCheck) -> LearnabilityResult:
         seed=check.seed,
         label=f"learnability check on {check.market.kind}",
         reward=check.reward,
+        inputs=None if inputs is None else inputs[: check.train_periods],
+        features=check.features,
     )
     return score_policy(check, agent.act, agent.num_timesteps)
 
@@ -163,6 +186,14 @@ def _market_inputs(check: LearnabilityCheck) -> tuple[np.ndarray, np.ndarray | N
     return returns, scores, forecasts
 
 
+def _model_inputs(check: LearnabilityCheck) -> np.ndarray | None:
+    """The check's model inputs on its market, ``(n_periods, n_assets, n_columns)``, or None."""
+    if not check.features:
+        return None
+    prices = generate_market(check.market)
+    return FeatureSet(check.features, market=str(prices.columns[0])).build(prices)
+
+
 def score_policy(
     check: LearnabilityCheck, act: Callable[[np.ndarray], np.ndarray], timesteps: int = 0
 ) -> LearnabilityResult:
@@ -176,6 +207,7 @@ def score_policy(
         tau=check.tau,
         transaction_cost=check.transaction_cost,
         scores=scores,
+        inputs=_model_inputs(check),
         start=check.train_periods - 1,
         random_start=False,
     )

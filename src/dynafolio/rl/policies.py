@@ -2,8 +2,9 @@
 
 ``per_asset`` is the EIIE idea of Jiang, Xu & Liang (2017, "A deep reinforcement learning
 framework for the financial portfolio management problem"): one small network scores each
-asset from *its own* inputs — its last ``lookback`` returns, its current (drifted) weight and,
-for the hybrid, its forecast — and the scores are the logits. The same weights score every
+asset from *its own* inputs — its last ``lookback`` returns, its current (drifted) weight,
+for the hybrid its forecast, and any model inputs of the state (``features``) — and the
+scores are the logits. The same weights score every
 asset, so the policy is permutation-equivariant (reordering the assets reorders the logits)
 and its size does not grow with the number of assets; the critic averages the assets'
 embeddings. Built as an SB3 :class:`~stable_baselines3.common.policies.ActorCriticPolicy`
@@ -36,17 +37,18 @@ __all__ = [
 class PerAssetNetwork(nn.Module):
     """Scores assets with one shared MLP; the ``mlp_extractor`` of :class:`PerAssetPolicy`.
 
-    Input: the environment's flat observation ``(batch, (lookback + 1 [+ 1]) · n_assets)``
-    (returns window time-major, weights, scores). Actor latent: one score per asset,
-    ``(batch, n_assets)``; critic latent: the mean embedding, ``(batch, hidden[-1])``.
+    Input: the environment's flat observation ``(batch, (lookback + 1 + extra) · n_assets)``
+    (returns window time-major, weights, then ``extra_columns`` per asset, asset-major: its
+    score, its model inputs). Actor latent: one score per asset, ``(batch, n_assets)``;
+    critic latent: the mean embedding, ``(batch, hidden[-1])``.
     """
 
     def __init__(
-        self, n_assets: int, lookback: int, with_scores: bool, hidden: tuple[int, ...]
+        self, n_assets: int, lookback: int, extra_columns: int, hidden: tuple[int, ...]
     ) -> None:
         super().__init__()
-        self.n_assets, self.lookback, self.with_scores = n_assets, lookback, with_scores
-        sizes = [lookback + 1 + int(with_scores), *hidden]
+        self.n_assets, self.lookback, self.extra_columns = n_assets, lookback, int(extra_columns)
+        sizes = [lookback + 1 + self.extra_columns, *hidden]
         layers: list[nn.Module] = []
         for a, b in zip(sizes[:-1], sizes[1:], strict=True):
             layers += [nn.Linear(a, b), nn.Tanh()]
@@ -56,13 +58,14 @@ class PerAssetNetwork(nn.Module):
         self.latent_dim_vf = sizes[-1]
 
     def per_asset_inputs(self, features: torch.Tensor) -> torch.Tensor:
-        """``(batch, n_assets, lookback + 1 [+ 1])``: each asset's own inputs."""
-        n, lookback = self.n_assets, self.lookback
+        """``(batch, n_assets, lookback + 1 + extra_columns)``: each asset's own inputs."""
+        n, lookback, extra = self.n_assets, self.lookback, self.extra_columns
         batch = features.shape[0]
         window = features[:, : lookback * n].reshape(batch, lookback, n).transpose(1, 2)
         parts = [window, features[:, lookback * n : (lookback + 1) * n].unsqueeze(-1)]
-        if self.with_scores:
-            parts.append(features[:, (lookback + 1) * n : (lookback + 2) * n].unsqueeze(-1))
+        if extra:
+            tail = features[:, (lookback + 1) * n : (lookback + 1 + extra) * n]
+            parts.append(tail.reshape(batch, n, extra))
         return torch.cat(parts, dim=-1)
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
@@ -127,8 +130,8 @@ class PerAssetPolicy(ActorCriticPolicy):
 
     The scores are the Gaussian's mean actions directly (no dense layer mixing assets) and
     the log standard deviation is one shared scalar, so nothing depends on the asset order.
-    Extra keyword arguments: ``n_assets``, ``lookback``, ``with_scores``; ``net_arch`` gives
-    the hidden sizes of the shared network.
+    Extra keyword arguments: ``n_assets``, ``lookback``, ``extra_columns`` (per asset, after
+    the window and the weight); ``net_arch`` gives the hidden sizes of the shared network.
     """
 
     def __init__(
@@ -136,14 +139,14 @@ class PerAssetPolicy(ActorCriticPolicy):
         *args: Any,
         n_assets: int,
         lookback: int,
-        with_scores: bool,
+        extra_columns: int,
         net_arch: list[int] | tuple[int, ...] = (32, 32),
         **kwargs: Any,
     ) -> None:
         self._per_asset = {
             "n_assets": n_assets,
             "lookback": lookback,
-            "with_scores": with_scores,
+            "extra_columns": extra_columns,
             "hidden": tuple(net_arch),
         }
         super().__init__(*args, net_arch=[], **kwargs)
@@ -181,7 +184,7 @@ def n_parameters(
     n_assets: int,
     net_arch: Sequence[int],
     lookback: int,
-    with_scores: bool,
+    extra_columns: int,
 ) -> int:
     """Number of parameters (weights, biases, log standard deviations) in the network that
     :func:`build_policy` builds, counted from its construction alone,
@@ -190,7 +193,8 @@ def n_parameters(
     ``mlp`` (SB3's :class:`ActorCriticPolicy`): separate actor and critic MLPs from the
     ``observation_size`` inputs through ``net_arch``, an action layer to ``n_assets`` means,
     a value layer, and one log standard deviation per asset. ``per_asset``
-    (:class:`PerAssetPolicy`): one MLP from an asset's ``lookback + 1 [+ 1]`` inputs through
+    (:class:`PerAssetPolicy`): one MLP from an asset's ``lookback + 1 + extra_columns`` inputs
+    (its window, its weight, its score and model inputs, if any) through
     ``net_arch``, a one-output score layer, a value layer on the mean embedding, and one
     shared log standard deviation. This count does not depend on ``n_assets``.
 
@@ -201,7 +205,7 @@ def n_parameters(
         heads = _dense([sizes[-1], n_assets]) + _dense([sizes[-1], 1])
         return 2 * _dense(sizes) + heads + n_assets
     if policy == "per_asset":
-        sizes = [lookback + 1 + int(with_scores), *net_arch]
+        sizes = [lookback + 1 + int(extra_columns), *net_arch]
         return _dense(sizes) + 2 * _dense([sizes[-1], 1]) + 1
     raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
 
@@ -217,7 +221,7 @@ def build_policy(
     net_arch: tuple[int, ...],
     policy: str = "mlp",
     lookback: int = 1,
-    with_scores: bool = False,
+    extra_columns: int = 0,
     ortho_init: bool = True,
 ) -> ActorCriticPolicy:
     """The SB3 actor-critic a PPO agent of the Top-K environment uses.
@@ -235,17 +239,17 @@ def build_policy(
         action_space,
         lr_schedule=lambda _: 0.0,
         ortho_init=ortho_init,
-        **policy_kwargs(policy, net_arch, n_assets, lookback, with_scores),
+        **policy_kwargs(policy, net_arch, n_assets, lookback, extra_columns),
     )
     network.set_training_mode(False)
     return network
 
 
 def policy_kwargs(
-    policy: str, net_arch: tuple[int, ...], n_assets: int, lookback: int, with_scores: bool
+    policy: str, net_arch: tuple[int, ...], n_assets: int, lookback: int, extra_columns: int
 ) -> dict:
     """SB3's ``policy_kwargs`` of ``policy`` (Tanh layers of ``net_arch``)."""
     kwargs: dict = {"net_arch": list(net_arch), "activation_fn": torch.nn.Tanh}
     if policy == "per_asset":
-        kwargs.update(n_assets=n_assets, lookback=lookback, with_scores=with_scores)
+        kwargs.update(n_assets=n_assets, lookback=lookback, extra_columns=int(extra_columns))
     return kwargs

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from dynafolio.model_inputs import FeatureName, FeatureSet
 from dynafolio.rl.rewards import RewardSettings
 from dynafolio.settings import Settings
 
@@ -81,7 +82,8 @@ class EnvSettings(Settings):
     """The Top-K environment's settings, declared once: the environments
     (:class:`~dynafolio.rl.env.PortfolioEnv`, the batched VecEnv), the trainer and the agent
     file's header all read this one object. ``with_scores``: the observation holds a score per
-    asset (the hybrid's forecasts)."""
+    asset (the hybrid's forecasts); ``features``: it holds these model inputs
+    (:mod:`dynafolio.model_inputs`) per asset, after the scores."""
 
     lookback: int = Field(ge=1, le=MAX_LOOKBACK)
     k: int = Field(ge=1, le=MAX_ASSETS)
@@ -89,8 +91,16 @@ class EnvSettings(Settings):
     transaction_cost: float = Field(ge=0.0, allow_inf_nan=False)
     lambda_sparse: float = Field(ge=0.0, allow_inf_nan=False)
     with_scores: bool
+    features: tuple[FeatureName, ...] = ()
     reward: RewardSettings = Field(default_factory=RewardSettings)
 
+    @property
+    def extra_columns(self) -> int:
+        """Inputs per asset after its returns window and weight: its score, its features."""
+        features = FeatureSet(self.features).n_columns if self.features else 0
+        return int(self.with_scores) + features
+
     def env_kwargs(self) -> dict:
-        """The keyword arguments of the environments' constructors."""
-        return self.model_dump(exclude={"with_scores"})
+        """The keyword arguments of the environments' constructors (the scores and the
+        features are data, passed beside them)."""
+        return self.model_dump(exclude={"with_scores", "features"})

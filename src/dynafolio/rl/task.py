@@ -28,6 +28,8 @@ ACTION_BOUND = 10.0
 RETURN_CLIP = 1.0
 #: Scores in the observation are clipped to ±10 so the observation Box stays finite.
 SCORE_CLIP = 10.0
+#: Model inputs (features) in the observation are clipped to ±10 likewise.
+INPUT_CLIP = 10.0
 #: Reward when ``1 + net <= 0`` (the portfolio is wiped out): far below any log return a
 #: surviving portfolio can earn in one period. The episode terminates.
 RUIN_REWARD = -20.0
@@ -52,8 +54,8 @@ class StepOutcome:
 class PortfolioTask:
     """Validated data and the batched rules of the portfolio MDP (shared by both envs).
 
-    Only rows ``< end`` of ``returns`` and ``scores`` are kept, so nothing at or after ``end``
-    can be read. Parameters are those of :class:`PortfolioEnv`.
+    Only rows ``< end`` of ``returns``, ``scores`` and ``inputs`` are kept, so nothing at or
+    after ``end`` can be read. Parameters are those of :class:`PortfolioEnv`.
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class PortfolioTask:
         carried_returns: np.ndarray | None = None,
         reward: RewardSettings | dict | None = None,
         n_envs: int = 1,
+        inputs: np.ndarray | None = None,
     ) -> None:
         returns = np.asarray(returns, dtype=float)
         if returns.ndim != 2 or returns.shape[1] == 0:
@@ -149,6 +152,13 @@ class PortfolioTask:
             np.float32
         )
         self.scores = None if scores is None else self._clean_scores(scores, n_periods, end)
+        self.inputs = None if inputs is None else self._clean_inputs(inputs, n_periods, end)
+        # Each asset's columns after its window and weight, asset-major (its score, then its
+        # inputs): the per-asset policy reads the block as (n_assets, extra_columns).
+        extras = [] if self.scores is None else [self.scores[:, :, None]]
+        extras += [] if self.inputs is None else [self.inputs]
+        self.extra_columns = sum(block.shape[2] for block in extras)
+        self.extras = np.concatenate(extras, axis=2) if extras else None
         self.reward = make_reward(reward, n_envs)
         self._offsets = np.arange(1 - self.lookback, 1)
 
@@ -165,15 +175,35 @@ class PortfolioTask:
             raise DataError(f"scores contain an infinite value at row {row}, column {col}")
         return np.clip(np.nan_to_num(kept, nan=0.0), -SCORE_CLIP, SCORE_CLIP).astype(np.float32)
 
+    def _clean_inputs(self, inputs: np.ndarray, n_periods: int, end: int) -> np.ndarray:
+        inputs = np.asarray(inputs, dtype=float)
+        if inputs.ndim != 3 or inputs.shape[:2] != (n_periods, self.n_assets):
+            raise DataError(
+                f"inputs have shape {inputs.shape}; expected ({n_periods}, {self.n_assets}, "
+                "n_columns): the model inputs of every date and asset"
+            )
+        kept = inputs[:end]
+        if np.isinf(kept).any():
+            row, col, column = np.argwhere(np.isinf(kept))[0]
+            raise DataError(
+                f"inputs contain an infinite value at row {row}, asset column {col}, input "
+                f"column {column}"
+            )
+        # NaN (an input's warm-up, a gap) reads as 0, as a missing score does.
+        return np.clip(np.nan_to_num(kept, nan=0.0), -INPUT_CLIP, INPUT_CLIP).astype(np.float32)
+
     # ----------------------------------------------------------------------------- spaces
     def observation_space(self) -> spaces.Box:
-        """Bounds: returns ±:data:`RETURN_CLIP`, weights [0, 1], scores ±:data:`SCORE_CLIP`."""
+        """Bounds: returns ±:data:`RETURN_CLIP`, weights [0, 1], scores ±:data:`SCORE_CLIP`,
+        inputs ±:data:`INPUT_CLIP`."""
         n, window = self.n_assets, self.lookback * self.n_assets
         low = [np.full(window, -RETURN_CLIP), np.zeros(n)]
         high = [np.full(window, RETURN_CLIP), np.ones(n)]
-        if self.scores is not None:
-            low.append(np.full(n, -SCORE_CLIP))
-            high.append(np.full(n, SCORE_CLIP))
+        if self.extras is not None:
+            bound = [SCORE_CLIP] * int(self.scores is not None)
+            bound += [INPUT_CLIP] * (self.extra_columns - len(bound))
+            low.append(-np.tile(bound, n))
+            high.append(np.tile(bound, n))
         return spaces.Box(
             np.concatenate(low).astype(np.float32),
             np.concatenate(high).astype(np.float32),
@@ -220,14 +250,15 @@ class PortfolioTask:
         -------
         ndarray of float32, shape (batch, observation_size)
             ``[returns rows t−lookback+1..t flattened time-major (oldest first, all assets per
-            row); drifted weights; scores[t] if given]``.
+            row); drifted weights; per asset (asset-major): scores[t] and inputs[t], if
+            given]``.
         """
         rows = np.asarray(rows)
         window = self.window[rows[:, None] + self._offsets].reshape(len(rows), -1)
         # Weights stay in [0, 1] mathematically; the clip only removes float rounding at 1.
         parts = [window, np.clip(drifted, 0.0, 1.0).astype(np.float32)]
-        if self.scores is not None:
-            parts.append(self.scores[rows])
+        if self.extras is not None:
+            parts.append(self.extras[rows].reshape(len(rows), -1))
         return np.concatenate(parts, axis=1)
 
     def trade(

@@ -46,6 +46,8 @@ def train_agent(
     carried_returns: np.ndarray | None = None,
     dates: Sequence | None = None,
     reward: RewardSettings | None = None,
+    inputs: np.ndarray | None = None,
+    features: Sequence[str] = (),
 ) -> TrainedAgent:
     """Train PPO on the rows of ``returns`` (the training period only), early-stopped on its tail.
 
@@ -62,6 +64,10 @@ def train_agent(
         ``returns`` with NaN earning 0.
     dates : sequence, optional
         The date of each row, to record the training and validation periods on the agent.
+    inputs : ndarray, shape (n_periods, n_assets, n_columns), optional
+        The model inputs ``features`` (:meth:`dynafolio.model_inputs.FeatureSet.build`) of
+        every row, read by the state beside each asset's returns; ``features`` names them
+        for the agent's header (a loaded agent is checked against them).
 
     The last ``val_fraction`` of the rows is held out: episodes are drawn before it, and every
     ``eval_every`` timesteps the deterministic policy is run through it; the policy with the
@@ -88,12 +94,21 @@ def train_agent(
         transaction_cost=transaction_cost,
         lambda_sparse=lambda_sparse,
         with_scores=scores is not None,
+        features=tuple(features),
         reward=reward or RewardSettings(),
     )
+    given = 0 if inputs is None else np.shape(inputs)[-1]
+    if env_settings.extra_columns - int(scores is not None) != given:
+        raise ValueError(
+            f"{label}: features {list(features)} have "
+            f"{env_settings.extra_columns - int(scores is not None)} columns per asset, but "
+            f"inputs have {given}; build the inputs with FeatureSet(features)"
+        )
     vec = BatchedPortfolioVecEnv(
         returns[:val_start],
         n_envs=settings.n_envs,
         scores=None if scores is None else scores[:val_start],
+        inputs=None if inputs is None else inputs[:val_start],
         carried_returns=None if carried_returns is None else carried_returns[:val_start],
         start=first_decision,
         episode_length=settings.episode_length,
@@ -113,6 +128,7 @@ def train_agent(
     validation = PortfolioEnv(
         returns,
         scores=scores,
+        inputs=inputs,
         carried_returns=carried_returns,
         start=val_start - 1,
         random_start=False,
@@ -127,7 +143,7 @@ def train_agent(
             settings.net_arch,
             returns.shape[1],
             lookback,
-            scores is not None,
+            env_settings.extra_columns,
         ),
         seed=seed,
         device=devices.current(),

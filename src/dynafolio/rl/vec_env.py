@@ -61,6 +61,7 @@ class BatchedPortfolioVecEnv(VecEnv):
         seed: int | None = None,
         carried_returns: np.ndarray | None = None,
         reward: Any = None,
+        inputs: np.ndarray | None = None,
     ) -> None:
         if not isinstance(n_envs, int | np.integer) or n_envs < 1:
             raise ValueError(f"n_envs must be an integer >= 1, got {n_envs!r}")
@@ -78,6 +79,7 @@ class BatchedPortfolioVecEnv(VecEnv):
             carried_returns=carried_returns,
             reward=reward,
             n_envs=int(n_envs),
+            inputs=inputs,
         )
         self.random_start = bool(random_start)
         self.render_mode = None  # read by VecEnv.__init__ through get_attr

@@ -4,8 +4,8 @@ Both train a Stable-Baselines3 PPO agent on the training period with the Top-K e
 (:mod:`dynafolio.rl.env`) and act deterministically at test time. The observation at a
 decision date is rebuilt from the history up to that date exactly as the environment builds
 it: the last ``lookback`` returns, the previous target drifted through the returns since
-(with the engine's :func:`~dynafolio.backtest.engine.rebalance_step`) and, for the hybrid,
-the standardised forecasts.
+(with the engine's :func:`~dynafolio.backtest.engine.rebalance_step`), for the hybrid the
+standardised forecasts, and any model inputs the state reads (``features``).
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from dynafolio.backtest.engine import rebalance_step
 from dynafolio.errors import DataError
 from dynafolio.forecast.base import Forecaster
 from dynafolio.history import MarketHistory
+from dynafolio.model_inputs import FeatureName, FeatureSet
 from dynafolio.rl.agent_file import TrainedAgent
 from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.learnability import LearnabilityCheck
 from dynafolio.rl.projection import top_k_weights
 from dynafolio.rl.rewards import RewardSettings
 from dynafolio.rl.settings import PPOSettings
-from dynafolio.rl.task import RETURN_CLIP, SCORE_CLIP
+from dynafolio.rl.task import INPUT_CLIP, RETURN_CLIP, SCORE_CLIP
 from dynafolio.rl.training import train_agent
 from dynafolio.settings import parameters, params_model
 from dynafolio.splits import RefitSchedule
@@ -75,6 +76,14 @@ class PPOAllocatorStrategy(Strategy):
         machine's files (:meth:`PPOSpec.arguments` fills it).
     reward : RewardSettings, optional
         What each training step pays (:mod:`dynafolio.rl.rewards`; default ``log_return``).
+    features : tuple of str, optional
+        Model inputs (:mod:`dynafolio.model_inputs`) the state reads beside each asset's
+        returns, e.g. ``("ff_factors",)`` (the Fama–French factors, the same for every asset;
+        on data inside 1960–2018). Each decision's are computed from the prices up to it,
+        as the environment's are in training; they enter as they are (the returns do too),
+        NaN as 0 and clipped to ±:data:`~dynafolio.rl.task.INPUT_CLIP`. None by default.
+    market_asset : str
+        The asset whose trend is the ``regime`` input.
     seed : int
     """
 
@@ -95,6 +104,8 @@ class PPOAllocatorStrategy(Strategy):
     agent_path: str | None = None
     # Not a setting: the file's contents, excluded from the config (PPOSpec) and the repr.
     agent_bytes: bytes | None = field(default=None, repr=False)
+    features: tuple[FeatureName, ...] = ()
+    market_asset: str = "SPY"
     seed: int = 0
     reward: Annotated[
         RewardSettings,
@@ -108,7 +119,7 @@ class PPOAllocatorStrategy(Strategy):
     def universe_problem(self, n_assets: int, train_periods: int | None = None) -> str | None:
         if self.settings.policy != "mlp":
             return None
-        inputs = PortfolioEnv.observation_size(n_assets, self.lookback, self.forecaster is not None)
+        inputs = PortfolioEnv.observation_size(n_assets, self.lookback, self.extra_columns)
         if inputs <= MLP_MAX_INPUTS:
             return None
         return (
@@ -147,6 +158,8 @@ class PPOAllocatorStrategy(Strategy):
                 carried_returns=history.carried_returns.to_numpy(dtype=float),
                 dates=history.returns.index,
                 reward=self.reward,
+                inputs=self._inputs(history) if self.features else None,
+                features=self.features,
             )
         # The holdings the portfolio starts from: cash, or a previous block's (hold_from).
         self.previous_, self.previous_date_ = getattr(self, "carried_", (None, None))
@@ -188,8 +201,15 @@ class PPOAllocatorStrategy(Strategy):
             np.nan_to_num(returns.iloc[-self.lookback :].to_numpy(float)), -RETURN_CLIP, RETURN_CLIP
         )
         parts = [window.reshape(-1), np.clip(self._drifted(history), 0.0, 1.0)]
+        # Each asset's extra columns, asset-major, as the environment lays them out.
+        extras = []
         if self.forecaster is not None:
-            parts.append(self._scores_now(history))
+            extras.append(self._scores_now(history)[:, None])
+        if self.features:
+            now = np.nan_to_num(self._inputs(history)[-1], nan=0.0)
+            extras.append(np.clip(now, -INPUT_CLIP, INPUT_CLIP))
+        if extras:
+            parts.append(np.concatenate(extras, axis=1).reshape(-1))
         logits = self.agent_.act(np.concatenate(parts)[None].astype(np.float32))[0]
         tradable = returns.iloc[-1].notna().to_numpy()
         target = pd.Series(top_k_weights(logits, self.k, self.tau, tradable), index=history.assets)
@@ -218,6 +238,17 @@ class PPOAllocatorStrategy(Strategy):
         for row in since.to_numpy(dtype=float):
             weights = rebalance_step(weights, weights, row[None], _NO_COST).weights_end
         return weights[0]
+
+    @property
+    def extra_columns(self) -> int:
+        """State columns per asset after its returns and weight: the forecast, the inputs."""
+        inputs = FeatureSet(self.features).n_columns if self.features else 0
+        return int(self.forecaster is not None) + inputs
+
+    def _inputs(self, history: MarketHistory) -> np.ndarray:
+        """The state's model inputs at every row of ``history``, ``(n_rows, n_assets, n)``."""
+        features = FeatureSet(tuple(self.features), market=self.market_asset)
+        return features.build(history.prices)
 
     @property
     def score_schedule(self) -> RefitSchedule:
@@ -262,10 +293,17 @@ class PPOAllocatorStrategy(Strategy):
         return {"test": self.test_scores_.frame()}
 
     def learnability_check(
-        self, n_assets: int, n_periods: int, train_periods: int, periods_per_year: int, seed: int
+        self,
+        n_assets: int,
+        n_periods: int,
+        train_periods: int,
+        periods_per_year: int,
+        seed: int,
+        first_date: str | None = None,
     ) -> LearnabilityCheck | None:
-        """This allocator's configuration on a known-answer market of its run's shape
-        (:mod:`dynafolio.rl.learnability`); None for a loaded agent (nothing trains)."""
+        """This allocator's configuration on a known-answer market of its run's shape, dated
+        from the run's ``first_date`` (:mod:`dynafolio.rl.learnability`); None for a loaded
+        agent (nothing trains)."""
         if self.loads_agent:
             return None
         return LearnabilityCheck(
@@ -283,6 +321,8 @@ class PPOAllocatorStrategy(Strategy):
             reward=self.reward or RewardSettings(),
             periods_per_year=periods_per_year,
             seed=seed,
+            features=tuple(self.features),
+            first_date=first_date,
         )
 
     def check_agent(self, agent: TrainedAgent, assets: list) -> None:
@@ -293,11 +333,15 @@ class PPOAllocatorStrategy(Strategy):
         DataError
             Naming the agent file, what it was trained with and what this strategy needs.
         """
-        with_scores = self.forecaster is not None
-        expected = {"lookback": self.lookback, "k": self.k, "with_scores": with_scores}
+        expected = {
+            "lookback": self.lookback,
+            "k": self.k,
+            "with_scores": self.forecaster is not None,
+            "features": tuple(self.features),
+        }
         saved = {key: getattr(agent.env_settings, key) for key in expected}
         size = agent.obs_mean.size
-        needed = PortfolioEnv.observation_size(len(assets), self.lookback, with_scores)
+        needed = PortfolioEnv.observation_size(len(assets), self.lookback, self.extra_columns)
         if saved != expected or size != needed:
             raise DataError(
                 f"agent {self.agent_path or 'agent_bytes'} was trained with {saved} and "
