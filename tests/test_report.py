@@ -200,6 +200,14 @@ def test_write_report_is_self_contained(result: ExperimentResult, tmp_path) -> N
     assert (tmp_path / "plots" / "equity.png").is_file()
 
 
+def test_a_run_on_the_users_file_names_the_file_not_the_default_dataset(result, tmp_path):
+    # data.path replaces the embedded dataset, whose default name stays in the config.
+    config = {**MANIFEST["config"], "data": {"dataset": "multiasset", "path": "/home/me/p.csv"}}
+    html = write_report(result, tmp_path, {**MANIFEST, "config": config}).read_text("utf-8")
+    assert "file p.csv" in html
+    assert "multiasset" not in html and "/home/me" not in html
+
+
 def test_report_without_stress_and_with_empty_manifest(tmp_path) -> None:
     path = write_report(make_result(with_stress=False), tmp_path, {})
     html = path.read_text(encoding="utf-8")

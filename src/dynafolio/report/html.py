@@ -85,6 +85,15 @@ def _versions(value: Any) -> str:
     return str(value) if value else MISSING
 
 
+def _dataset(config: Mapping) -> str:
+    """The embedded dataset's name, or the user's file (``data.path``, which replaces it) by
+    its name: the folder stays out of a report that may be shared."""
+    path = _get(config, "data", "path")
+    if path:
+        return f"file {Path(str(path)).name}"
+    return str(_get(config, "data", "dataset", default=MISSING))
+
+
 def _setup(result: ExperimentResult, manifest: Mapping) -> list[tuple[str, str]]:
     config = _get(manifest, "config", default={})
     n_assets = len(result.prices.columns) if result.prices is not None else 0
@@ -99,7 +108,7 @@ def _setup(result: ExperimentResult, manifest: Mapping) -> list[tuple[str, str]]
     sha_text = f"{sha[:12]}…" if isinstance(sha, str) and len(sha) > 12 else (sha or MISSING)
     return [
         ("Experiment", result.experiment),
-        ("Dataset", str(_get(config, "data", "dataset", default=MISSING))),
+        ("Dataset", _dataset(config)),
         ("Frequency", str(_get(config, "data", "frequency", default=MISSING))),
         ("Assets", str(n_assets)),
         ("Train", _date_range(result.train_dates) + _walk_forward_text(result)),
