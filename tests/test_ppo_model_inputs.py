@@ -220,3 +220,59 @@ def test_a_configured_run_on_french_data_trains_with_the_factors_in_the_state():
     assert check.timesteps > 0
     with pytest.raises(ValueError, match="ff_facts"):
         validate_config({**base, "strategies": [{"kind": "ppo_topk", "features": ["ff_facts"]}]})
+    with pytest.raises(ValueError, match=r"features \['rsi', 'rsi'\]: a feature is listed twice"):
+        validate_config({**base, "strategies": [{"kind": "ppo_topk", "features": ["rsi", "rsi"]}]})
+
+
+def test_a_hostile_header_listing_features_is_refused_at_its_first_bad_entry(agent_with_inputs):
+    """A header's features are capped and stop at their first bad entry (one error, not one
+    per entry), and a feature listed twice names the field."""
+    import io
+    import json
+    import zipfile
+
+    _, path, _ = agent_with_inputs
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    (header_name,) = [name for name in files if name.endswith(".json")]
+    header = json.loads(files[header_name])
+
+    def edited(features) -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, data in files.items():
+                if name == header_name:
+                    changed = {**header, "env_settings": {**header["env_settings"]}}
+                    changed["env_settings"]["features"] = features
+                    data = json.dumps(changed).encode()
+                archive.writestr(name, data)
+        return buffer.getvalue()
+
+    import tracemalloc
+
+    wide = edited([0] * 50_000)
+    tracemalloc.start()
+    with pytest.raises(DataError, match="env_settings.features"):
+        TrainedAgent.from_bytes(wide, "wide.zip")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 40e6, f"{peak / 1e6:.0f} MB to refuse it"  # one error per entry: 62 MB
+    with pytest.raises(DataError, match="env_settings.features.*listed twice"):
+        TrainedAgent.from_bytes(edited(["rsi", "rsi"]), "twice.zip")
+
+
+def test_the_known_answer_market_is_dated_at_the_runs_frequency():
+    base = dict(
+        n_assets=4, n_periods=40, train_periods=30, start=5, k=2, tau=0.0, lookback=4,
+        transaction_cost=0.0, lambda_sparse=0.0, with_scores=False, settings=TINY,
+        reward=RewardSettings(), features=("ff_factors",), first_date="1990-03-30",
+    )  # fmt: skip
+    for periods, pandas_frequency in [(4, "QE"), (12, "ME"), (52, "W-FRI"), (252, "B")]:
+        check = LearnabilityCheck(**{**base, "periods_per_year": periods})
+        index = pd.date_range("1990-03-30", periods=40, freq=pandas_frequency)
+        expected = french_factors_per_period(index).to_numpy()
+        np.testing.assert_array_equal(check_inputs(check)[:, 0], expected)
+    with pytest.raises(ValueError, match="needs first_date"):
+        LearnabilityCheck(**{**base, "first_date": None})
+    with pytest.raises(ValueError, match="this run has 26"):
+        LearnabilityCheck(**{**base, "periods_per_year": 26})

@@ -45,7 +45,7 @@ MarketKind = Literal["noise", "momentum", "foresight", "static_edge"]
 #: The known-answer markets, selectable like datasets (``data.dataset``).
 MARKET_KINDS: tuple[str, ...] = ("noise", "momentum", "foresight", "static_edge")
 
-_FREQUENCIES = {"W": "W-FRI", "D": "B", "M": "ME"}
+_FREQUENCIES = {"W": "W-FRI", "D": "B", "M": "ME", "Q": "QE"}
 #: Rows generated and dropped before the first price so an AR(1) starts from its stationary
 #: distribution whatever φ.
 _BURN_IN = 200
@@ -67,8 +67,8 @@ class MarketSettings(Settings):
     n_edge: int = Field(5, ge=1, description="static_edge: assets with the edge (drawn by seed)")
     seed: int = Field(0, ge=0, description="seed of the generator")
     start: dt.date = Field(dt.date(2018, 1, 5), description="date of the first price")
-    frequency: Literal["W", "D", "M"] = Field(
-        "W", description="W: Fridays, D: business days, M: month ends"
+    frequency: Literal["W", "D", "M", "Q"] = Field(
+        "W", description="W: Fridays, D: business days, M: month ends, Q: quarter ends"
     )
 
 

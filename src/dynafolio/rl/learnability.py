@@ -82,11 +82,25 @@ class LearnabilityCheck:
     features: tuple[str, ...] = ()
     first_date: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.features and self.first_date is None:
+            # Inputs such as the Fama–French factors exist only on real dates.
+            raise ValueError(
+                f"a check whose state reads features {list(self.features)} needs first_date, "
+                "the run's first date, to date its market like the run"
+            )
+        if self.features and self.periods_per_year not in (4, 12, 52, 252, 365):
+            raise ValueError(
+                f"a check with features dates its market at 4, 12, 52 or 252 periods a year "
+                f"(quarters, months, weeks, business days); this run has "
+                f"{self.periods_per_year}: resample the data (data.frequency)"
+            )
+
     @property
     def market(self) -> KnownMarket:
         dated = {}
         if self.first_date is not None:
-            frequency = {52: "W", 12: "M"}.get(self.periods_per_year, "D")
+            frequency = {52: "W", 12: "M", 4: "Q"}.get(self.periods_per_year, "D")
             dated = {"start": dt.date.fromisoformat(self.first_date), "frequency": frequency}
         settings = MarketSettings(
             n_assets=self.n_assets,

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from dynafolio.model_inputs import FeatureName, FeatureSet
+from dynafolio.model_inputs import FEATURE_NAMES, FeatureName, FeatureSet
 from dynafolio.rl.rewards import RewardSettings
 from dynafolio.settings import Settings
 
@@ -91,8 +91,16 @@ class EnvSettings(Settings):
     transaction_cost: float = Field(ge=0.0, allow_inf_nan=False)
     lambda_sparse: float = Field(ge=0.0, allow_inf_nan=False)
     with_scores: bool
-    features: tuple[FeatureName, ...] = ()
+    # fail_fast and capped: a saved agent's header reports one bad entry, not one per entry.
+    features: tuple[FeatureName, ...] = Field((), max_length=len(FEATURE_NAMES), fail_fast=True)
     reward: RewardSettings = Field(default_factory=RewardSettings)
+
+    @field_validator("features")
+    @classmethod
+    def _each_once(cls, features: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(features)) != len(features):
+            raise ValueError(f"features {list(features)}: a feature is listed twice")
+        return features
 
     @property
     def extra_columns(self) -> int:

@@ -395,6 +395,12 @@ class PPOSpec(
     _agent_bytes: bytes | None = PrivateAttr(None)
 
     @model_validator(mode="after")
+    def _features_once(self) -> Self:
+        if len(set(self.features)) != len(self.features):
+            raise ValueError(f"features {list(self.features)}: a feature is listed twice")
+        return self
+
+    @model_validator(mode="after")
     def _read_agent(self) -> Self:
         if self.agent_path is not None:
             try:
