@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dynafolio.rl.settings import PPOSettings
+
 #: Smallest settings that train: the per-asset LSTM (S1) and PPO, for tests of the wiring.
 TINY_LSTM = {"lookback": 6, "hidden": 4, "epochs": 2, "min_windows": 5}
 TINY_PPO = {
@@ -21,6 +23,30 @@ TINY_PPO = {
     "episode_length": 10,
     "net_arch": [8],
 }
+
+
+#: PPO settings that train in about a second, for tests of the agent's wiring.
+TINY_AGENT = PPOSettings(
+    n_steps=32,
+    batch_size=32,
+    n_epochs=2,
+    total_timesteps=256,
+    n_envs=4,
+    episode_length=10,
+    eval_every=128,
+    patience=2,
+    net_arch=(16,),
+)
+#: PPO settings under which a small per-asset agent learns a planted edge in seconds.
+SMALL_AGENT = PPOSettings(
+    total_timesteps=2048,
+    n_steps=64,
+    batch_size=64,
+    n_envs=4,
+    episode_length=20,
+    eval_every=1024,
+    net_arch=(16,),
+)
 
 
 def make_prices(

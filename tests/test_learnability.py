@@ -10,22 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import SMALL_AGENT
 from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.learnability import LearnabilityCheck, check_learnability, score_policy
 from dynafolio.rl.policies import build_policy
 from dynafolio.rl.rewards import RewardSettings
 from dynafolio.rl.settings import PPOSettings
 from dynafolio.rl.training import random_baseline
-
-SMALL = PPOSettings(
-    total_timesteps=2048,
-    n_steps=64,
-    batch_size=64,
-    n_envs=4,
-    episode_length=20,
-    eval_every=1024,
-    net_arch=(16,),
-)
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +41,7 @@ def _check(with_scores: bool, policy: str = "per_asset", **settings) -> Learnabi
         transaction_cost=0.001,
         lambda_sparse=0.0,
         with_scores=with_scores,
-        settings=PPOSettings(**{**SMALL.__dict__, "policy": policy, **settings}),
+        settings=PPOSettings(**{**SMALL_AGENT.__dict__, "policy": policy, **settings}),
         reward=RewardSettings(),
     )
 

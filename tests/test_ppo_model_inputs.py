@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_prices
+from conftest import SMALL_AGENT, TINY_AGENT, TINY_PPO, make_prices
 from dynafolio.backtest import ProportionalCost, run_backtest
 from dynafolio.data.datasets import french_factors_per_period
 from dynafolio.errors import DataError
@@ -19,22 +19,10 @@ from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.learnability import LearnabilityCheck, check_learnability
 from dynafolio.rl.learnability import _model_inputs as check_inputs
 from dynafolio.rl.rewards import RewardSettings
-from dynafolio.rl.settings import PPOSettings
 from dynafolio.rl.task import INPUT_CLIP
 from dynafolio.rl.training import train_agent
 from dynafolio.strategies.rl import PPOAllocatorStrategy
 
-TINY = PPOSettings(
-    n_steps=32,
-    batch_size=32,
-    n_epochs=2,
-    total_timesteps=256,
-    n_envs=4,
-    episode_length=10,
-    eval_every=128,
-    patience=2,
-    net_arch=(16,),
-)
 FEATURES = ("rsi", "volatility")
 
 
@@ -86,7 +74,7 @@ def agent_with_inputs(tmp_path_factory) -> tuple[TrainedAgent, str, pd.DataFrame
     prices = make_prices(n_periods=140, n_assets=5, seed=2, late=20)
     inputs = FeatureSet(FEATURES).build(prices)
     trained = train_agent(
-        _returns(prices)[:100], k=2, lookback=8, settings=TINY, seed=0,
+        _returns(prices)[:100], k=2, lookback=8, settings=TINY_AGENT, seed=0,
         inputs=inputs[:100], features=FEATURES,
     )  # fmt: skip
     path = tmp_path_factory.mktemp("agent") / "agent.zip"
@@ -158,7 +146,7 @@ def test_state_inputs_read_no_later_prices(leaky):
         cls = _LeakyInputs if leaky else PPOAllocatorStrategy
         cls.panel = data
         strategy = cls(
-            k=2, lookback=8, settings=TINY, features=FEATURES, score_initial_window=40, seed=1
+            k=2, lookback=8, settings=TINY_AGENT, features=FEATURES, score_initial_window=40, seed=1
         )
         return run_backtest(strategy, data, data.index[100]).weights
 
@@ -173,8 +161,7 @@ def test_the_known_answer_check_reads_the_real_factors_of_the_runs_dates_and_sti
     check = LearnabilityCheck(
         n_assets=8, n_periods=200, train_periods=140, start=10, k=2, tau=0.0, lookback=4,
         transaction_cost=0.001, lambda_sparse=0.0, with_scores=True,
-        settings=PPOSettings(total_timesteps=2048, n_steps=64, batch_size=64, n_envs=4,
-                             episode_length=20, eval_every=1024, net_arch=(16,)),
+        settings=SMALL_AGENT,
         reward=RewardSettings(), features=("ff_factors",), first_date="1987-01-02",
     )  # fmt: skip
     dates = check.market.settings
@@ -194,8 +181,6 @@ def test_a_configured_run_on_french_data_trains_with_the_factors_in_the_state():
     from dynafolio.experiments.config import validate_config
     from dynafolio.studies import run_experiment
 
-    ppo = {"n_steps": 32, "batch_size": 32, "n_epochs": 1, "total_timesteps": 128,
-           "n_envs": 4, "episode_length": 10, "eval_every": 128, "net_arch": [8]}  # fmt: skip
     base = {
         "name": "ff-ppo",
         "data": {"dataset": "ff_industries", "assets": ["Food", "Beer", "Smoke", "Toys"],
@@ -207,7 +192,7 @@ def test_a_configured_run_on_french_data_trains_with_the_factors_in_the_state():
         **base,
         "strategies": [{"kind": "equal_weight"},
                        {"kind": "ppo_topk", "k": 2, "lookback": 8, "score_initial_window": 20,
-                        "features": ["ff_factors"], "ppo": ppo}],
+                        "features": ["ff_factors"], "ppo": TINY_PPO}],
     })  # fmt: skip
     result = run_experiment(config)
     weights = result.strategies[1].runs[0].weights
@@ -264,7 +249,7 @@ def test_a_hostile_header_listing_features_is_refused_at_its_first_bad_entry(age
 def test_the_known_answer_market_is_dated_at_the_runs_frequency():
     base = dict(
         n_assets=4, n_periods=40, train_periods=30, start=5, k=2, tau=0.0, lookback=4,
-        transaction_cost=0.0, lambda_sparse=0.0, with_scores=False, settings=TINY,
+        transaction_cost=0.0, lambda_sparse=0.0, with_scores=False, settings=TINY_AGENT,
         reward=RewardSettings(), features=("ff_factors",), first_date="1990-03-30",
     )  # fmt: skip
     for periods, pandas_frequency in [(4, "QE"), (12, "ME"), (52, "W-FRI"), (252, "B")]:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_prices
+from conftest import TINY_AGENT, make_prices
 from dynafolio.backtest import ProportionalCost, run_backtest
 from dynafolio.errors import DataError
 from dynafolio.forecast.base import Forecaster
@@ -18,18 +18,6 @@ from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.settings import PPOSettings
 from dynafolio.rl.training import train_agent
 from dynafolio.strategies.rl import PPOAllocatorStrategy
-
-TINY = PPOSettings(
-    n_steps=32,
-    batch_size=32,
-    n_epochs=2,
-    total_timesteps=256,
-    n_envs=4,
-    episode_length=10,
-    eval_every=128,
-    patience=2,
-    net_arch=(16,),
-)
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +41,7 @@ def _returns(prices: pd.DataFrame) -> np.ndarray:
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory) -> tuple[TrainedAgent, str]:
     prices = make_prices(n_periods=120, n_assets=5, seed=0, late=20)
-    trained = train_agent(_returns(prices)[:90], k=2, lookback=8, settings=TINY, seed=0)
+    trained = train_agent(_returns(prices)[:90], k=2, lookback=8, settings=TINY_AGENT, seed=0)
     path = tmp_path_factory.mktemp("agent") / "agent.zip"
     trained.save(path)
     return trained, str(path)
@@ -147,7 +135,7 @@ def test_weights_up_to_t_ignore_later_prices_and_repeat_with_the_seed(hybrid):
         strategy = PPOAllocatorStrategy(
             k=2,
             lookback=8,
-            settings=TINY,
+            settings=TINY_AGENT,
             forecaster=forecaster,
             score_initial_window=40,
             score_refit_every=10,
@@ -185,7 +173,7 @@ def test_run_directory_keeps_trained_agents_that_reload(tmp_path):
 
     path = tmp_path / "p.csv"
     _prices(seed=5).to_csv(path, index_label="date")
-    ppo = {k: v for k, v in vars(TINY).items() if k != "net_arch"} | {"net_arch": [16]}
+    ppo = {k: v for k, v in vars(TINY_AGENT).items() if k != "net_arch"} | {"net_arch": [16]}
     config = validate_config(
         {
             "name": "t",
@@ -276,11 +264,11 @@ def test_ppo_only_and_hybrid_train_and_validate_on_the_same_dates_with_diagnosti
             "n_seeds": 1,
             "strategies": [
                 {"kind": "equal_weight"},
-                {**common, "name": "PPO-only", "ppo": TINY.__dict__ | {"net_arch": [8]}},
+                {**common, "name": "PPO-only", "ppo": TINY_AGENT.__dict__ | {"net_arch": [8]}},
                 {
                     **common,
                     "name": "Hybrid",
-                    "ppo": TINY.__dict__ | {"net_arch": [8]},
+                    "ppo": TINY_AGENT.__dict__ | {"net_arch": [8]},
                     "score_refit_every": 20,
                     "forecaster": {
                         "model": "univariate_lstm",
@@ -307,7 +295,7 @@ def test_the_per_asset_policy_is_permutation_equivariant_and_reloads(tmp_path):
     import torch
 
     returns = _returns(_prices())[:90]
-    settings = PPOSettings(**{**TINY.__dict__, "policy": "per_asset", "net_arch": (8,)})
+    settings = PPOSettings(**{**TINY_AGENT.__dict__, "policy": "per_asset", "net_arch": (8,)})
     agent = train_agent(returns, k=2, lookback=8, settings=settings, seed=0)
     n_params = sum(p.numel() for p in agent.policy.parameters())
     obs = np.random.default_rng(1).normal(size=(3, agent.obs_mean.size)) * 0.05

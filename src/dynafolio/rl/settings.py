@@ -13,12 +13,19 @@ from dynafolio.model_inputs import FEATURE_NAMES, FeatureName, FeatureSet
 from dynafolio.rl.rewards import RewardSettings
 from dynafolio.settings import Settings
 
-__all__ = ["MAX_ASSETS", "MAX_LOOKBACK", "EnvSettings", "PPOSettings"]
+__all__ = ["MAX_ASSETS", "MAX_LOOKBACK", "EnvSettings", "PPOSettings", "input_columns"]
 
 #: Caps on what a saved agent may declare about its environment (far above any agent
 #: dynafolio trains; see :mod:`dynafolio.rl.agent_file`).
 MAX_ASSETS = 10_000
 MAX_LOOKBACK = 5_000
+
+
+def input_columns(features: tuple[str, ...]) -> int:
+    """Columns per asset of the state's model inputs ``features`` (0 for none); raises
+    :class:`~dynafolio.errors.ConfigError` (a ``ValueError``) for an unknown name or one
+    listed twice, as :class:`~dynafolio.model_inputs.FeatureSet` does."""
+    return FeatureSet(tuple(features)).n_columns if features else 0
 
 
 @dataclass(frozen=True)
@@ -98,15 +105,13 @@ class EnvSettings(Settings):
     @field_validator("features")
     @classmethod
     def _each_once(cls, features: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(features)) != len(features):
-            raise ValueError(f"features {list(features)}: a feature is listed twice")
+        input_columns(features)  # refuses a feature listed twice
         return features
 
     @property
     def extra_columns(self) -> int:
         """Inputs per asset after its returns window and weight: its score, its features."""
-        features = FeatureSet(self.features).n_columns if self.features else 0
-        return int(self.with_scores) + features
+        return int(self.with_scores) + input_columns(self.features)
 
     def env_kwargs(self) -> dict:
         """The keyword arguments of the environments' constructors (the scores and the

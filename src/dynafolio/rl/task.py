@@ -51,6 +51,13 @@ class StepOutcome:
     ruined: np.ndarray
 
 
+def clean_inputs(inputs: np.ndarray) -> np.ndarray:
+    """Model inputs as the state reads them: NaN (an input's warm-up, a gap) as 0, as a
+    missing score, and clipped to ±:data:`INPUT_CLIP`. The environment and the strategy's
+    decisions both go through here."""
+    return np.clip(np.nan_to_num(inputs, nan=0.0), -INPUT_CLIP, INPUT_CLIP)
+
+
 class PortfolioTask:
     """Validated data and the batched rules of the portfolio MDP (shared by both envs).
 
@@ -189,8 +196,7 @@ class PortfolioTask:
                 f"inputs contain an infinite value at row {row}, asset column {col}, input "
                 f"column {column}"
             )
-        # NaN (an input's warm-up, a gap) reads as 0, as a missing score does.
-        return np.clip(np.nan_to_num(kept, nan=0.0), -INPUT_CLIP, INPUT_CLIP).astype(np.float32)
+        return clean_inputs(kept).astype(np.float32)
 
     # ----------------------------------------------------------------------------- spaces
     def observation_space(self) -> spaces.Box:

@@ -24,7 +24,7 @@ from dynafolio.rl.agent_file import TrainedAgent
 from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.policies import POLICIES, policy_kwargs
 from dynafolio.rl.rewards import RewardSettings
-from dynafolio.rl.settings import EnvSettings, PPOSettings
+from dynafolio.rl.settings import EnvSettings, PPOSettings, input_columns
 from dynafolio.rl.vec_env import BatchedPortfolioVecEnv
 
 __all__ = ["ValidationEarlyStopping", "observation_stats", "random_baseline", "train_agent"]
@@ -97,12 +97,11 @@ def train_agent(
         features=tuple(features),
         reward=reward or RewardSettings(),
     )
-    given = 0 if inputs is None else np.shape(inputs)[-1]
-    if env_settings.extra_columns - int(scores is not None) != given:
+    given, wanted = 0 if inputs is None else np.shape(inputs)[-1], input_columns(features)
+    if given != wanted:
         raise ValueError(
-            f"{label}: features {list(features)} have "
-            f"{env_settings.extra_columns - int(scores is not None)} columns per asset, but "
-            f"inputs have {given}; build the inputs with FeatureSet(features)"
+            f"{label}: features {list(features)} have {wanted} columns per asset, but inputs "
+            f"have {given}; build the inputs with FeatureSet(features)"
         )
     vec = BatchedPortfolioVecEnv(
         returns[:val_start],

@@ -29,8 +29,8 @@ from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.learnability import LearnabilityCheck
 from dynafolio.rl.projection import top_k_weights
 from dynafolio.rl.rewards import RewardSettings
-from dynafolio.rl.settings import PPOSettings
-from dynafolio.rl.task import INPUT_CLIP, RETURN_CLIP, SCORE_CLIP
+from dynafolio.rl.settings import PPOSettings, input_columns
+from dynafolio.rl.task import RETURN_CLIP, SCORE_CLIP, clean_inputs
 from dynafolio.rl.training import train_agent
 from dynafolio.settings import parameters, params_model
 from dynafolio.splits import RefitSchedule
@@ -206,8 +206,7 @@ class PPOAllocatorStrategy(Strategy):
         if self.forecaster is not None:
             extras.append(self._scores_now(history)[:, None])
         if self.features:
-            now = np.nan_to_num(self._inputs(history)[-1], nan=0.0)
-            extras.append(np.clip(now, -INPUT_CLIP, INPUT_CLIP))
+            extras.append(clean_inputs(self._inputs(history)[-1]))
         if extras:
             parts.append(np.concatenate(extras, axis=1).reshape(-1))
         logits = self.agent_.act(np.concatenate(parts)[None].astype(np.float32))[0]
@@ -242,8 +241,7 @@ class PPOAllocatorStrategy(Strategy):
     @property
     def extra_columns(self) -> int:
         """State columns per asset after its returns and weight: the forecast, the inputs."""
-        inputs = FeatureSet(self.features).n_columns if self.features else 0
-        return int(self.forecaster is not None) + inputs
+        return int(self.forecaster is not None) + input_columns(self.features)
 
     def _inputs(self, history: MarketHistory) -> np.ndarray:
         """The state's model inputs at every row of ``history``, ``(n_rows, n_assets, n)``."""
@@ -396,8 +394,7 @@ class PPOSpec(
 
     @model_validator(mode="after")
     def _features_once(self) -> Self:
-        if len(set(self.features)) != len(self.features):
-            raise ValueError(f"features {list(self.features)}: a feature is listed twice")
+        input_columns(self.features)  # refuses a feature listed twice
         return self
 
     @model_validator(mode="after")
