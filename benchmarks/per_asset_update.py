@@ -1,12 +1,13 @@
-"""One PPO update of the per-asset policy: the training forward that reuses the actor's tanh
-outputs for the critic's graph, against two plain passes.
+"""One PPO update of the per-asset policy: the training forward whose critic graph reuses the
+actor's layer outputs, against two plain passes.
 
 What is compared
 ----------------
 :class:`dynafolio.rl.policies.PerAssetNetwork`'s training forward builds one graph per head
 (so the weights' gradients keep the summation order of two independent passes); since the
-critic's copy of the shared layers reads the same inputs, its tanh layers return the actor's
-outputs instead of computing them again (``_KnownTanh``). The baseline is the plain forward,
+critic's copy of the shared layers reads the same inputs, it returns the actor's layer outputs
+instead of computing them again and runs autograd's own backward operations on them
+(``_SecondPass``). The baseline is the plain forward,
 ``score(embed(x))`` and ``embed(x).mean(1)``, defined below. Both give bit-identical gradients
 (``tests/test_policies.py``); this script checks that the two models' weights are equal after
 every update before it reports anything.
@@ -86,7 +87,7 @@ def main() -> None:
     plain, reused = (statistics.median(times[n]) for n in ("plain", "reused"))
     print(f"per-asset PPO update, N = {args.n_assets}, {args.repeats} alternating repeats")
     print(f"  plain two passes : {plain:7.2f} CPU s  {[round(t, 2) for t in times['plain']]}")
-    print(f"  reused tanh      : {reused:7.2f} CPU s  {[round(t, 2) for t in times['reused']]}")
+    print(f"  reused outputs   : {reused:7.2f} CPU s  {[round(t, 2) for t in times['reused']]}")
     print(f"  ratio reused / plain: {reused / plain:.2f} (weights equal bit for bit)")
 
 

@@ -81,48 +81,57 @@ class PerAssetNetwork(nn.Module):
             # Training: two graphs, so each head's gradient flows through its own copy of the
             # shared layers and the weights' gradients keep their summation order (one shared
             # graph would sum them first: equal up to rounding, but not bit for bit). The
-            # critic's copy reuses the actor's tanh outputs (the same values) instead of
-            # computing them again: on the CPU tanh costs several times a layer's matmul.
-            actor, activations = self._embed(inputs)
-            logits = self.score(actor).squeeze(-1)
-            critic, _ = self._embed(inputs, activations)
+            # critic's copy is :class:`_SecondPass`, which reuses the actor's layer outputs
+            # instead of computing them again (a matmul and a tanh per layer, which grow with
+            # n_assets) and whose backward runs autograd's own operations.
+            layers = [layer for layer in self.embed if isinstance(layer, nn.Linear)]
+            activations = []
+            x = inputs
+            for layer in layers:
+                x = torch.tanh(layer(x))
+                activations.append(x.detach())
+            logits = self.score(x).squeeze(-1)
+            parameters = [p for layer in layers for p in (layer.weight, layer.bias)]
+            critic = _SecondPass.apply(inputs, len(layers), *activations, *parameters)
             return logits, critic.mean(dim=1)
         # Rollouts (SB3 steps the policy under no_grad): both heads read one pass, whose
         # values are exactly those of two — half the work, which grows with n_assets.
         embedded = self.embed(inputs)
         return self.score(embedded).squeeze(-1), embedded.mean(dim=1)
 
-    def _embed(
-        self, x: torch.Tensor, activations: list[torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``self.embed(x)`` as a graph of its own, and each tanh layer's output; given the
-        ``activations`` of an earlier call on the same ``x``, its tanh layers return those
-        (:class:`_KnownTanh`) instead of computing them."""
-        outputs = []
-        for layer in self.embed:
-            if isinstance(layer, nn.Tanh) and activations is not None:
-                x = _KnownTanh.apply(x, activations[len(outputs)])
-            else:
-                x = layer(x)
-            if isinstance(layer, nn.Tanh):
-                outputs.append(x.detach())
-        return x, outputs
 
+class _SecondPass(torch.autograd.Function):
+    """The shared layers (``Linear`` then ``tanh``, each) applied a second time to the same
+    ``inputs``, whose outputs are already known (the first pass's ``activations``). Forward
+    returns the last of them; backward is, operation for operation, what autograd runs for
+    ``torch.tanh(linear(x))`` on a 3-d input (``tanh_backward``; the reshape to 2-d;
+    ``addmm``'s weight gradient ``grad.t().mm(x)``, its input gradient ``grad.mm(weight)``
+    and the bias's ``sum_to_size``), so gradients are bit for bit those of a second pass.
 
-class _KnownTanh(torch.autograd.Function):
-    """``tanh(z)`` whose value is already known: forward returns a copy of it, backward is
-    torch's own tanh backward on it (``tanh_backward``, what ``torch.tanh``'s graph node
-    runs), so gradients are bit for bit those of ``torch.tanh(z)``."""
+    Hand-written because no autograd API lets a second graph share a first one's forward
+    values; ``tests/test_policies.py`` checks the gradients against two plain passes."""
 
     @staticmethod
-    def forward(ctx: Any, z: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(value)
-        return value.clone()
+    def forward(ctx: Any, inputs: torch.Tensor, n_layers: int, *tensors: torch.Tensor):
+        activations, parameters = tensors[:n_layers], tensors[n_layers:]
+        ctx.save_for_backward(inputs, *activations, *parameters[0::2])
+        ctx.n_layers = n_layers
+        return activations[-1].view_as(activations[-1])
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (value,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, value), None
+    def backward(ctx: Any, grad: torch.Tensor):
+        inputs, *saved = ctx.saved_tensors
+        activations, weights = saved[: ctx.n_layers], saved[ctx.n_layers :]
+        gradients: list[torch.Tensor] = []
+        for i in reversed(range(ctx.n_layers)):
+            layer_input = inputs if i == 0 else activations[i - 1]
+            pre = torch.ops.aten.tanh_backward(grad, activations[i])
+            pre = pre.reshape(-1, pre.shape[-1])
+            weight_grad = pre.t().mm(layer_input.reshape(-1, layer_input.shape[-1]))
+            gradients[:0] = [weight_grad, pre.sum_to_size(pre.shape[-1])]
+            if i:
+                grad = pre.mm(weights[i]).view(layer_input.shape)
+        return None, None, *([None] * ctx.n_layers), *gradients
 
 
 class PerAssetPolicy(ActorCriticPolicy):
