@@ -19,6 +19,7 @@ from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.learnability import LearnabilityCheck, check_learnability
 from dynafolio.rl.learnability import _model_inputs as check_inputs
 from dynafolio.rl.rewards import RewardSettings
+from dynafolio.rl.settings import EnvSettings
 from dynafolio.rl.task import INPUT_CLIP
 from dynafolio.rl.training import train_agent
 from dynafolio.strategies.rl import PPOAllocatorStrategy
@@ -118,6 +119,42 @@ def test_a_saved_agent_must_read_the_same_inputs(agent_with_inputs):
         strategy = PPOAllocatorStrategy(k=2, lookback=8, agent_path=path, features=features)
         with pytest.raises(DataError, match="was trained with .*'features': \\('rsi', 'vol"):
             run_backtest(strategy, prices, prices.index[100])
+
+
+def test_an_agent_reading_the_regime_records_its_market_asset(tmp_path):
+    # The regime input is the trend of one asset (market_asset): an agent trained on one
+    # market's trend is refused by a strategy that reads another's, as for other inputs.
+    prices = make_prices(n_periods=140, n_assets=4, seed=3)
+    features = ("regime",)
+    inputs = FeatureSet(features, market="A1").build(prices)
+    trained = train_agent(
+        _returns(prices)[:100], k=2, lookback=8, settings=TINY_AGENT, seed=0,
+        inputs=inputs[:100], features=features, market_asset="A1",
+    )  # fmt: skip
+    path = trained.save(tmp_path / "agent.zip")
+    assert TrainedAgent.load(path).env_settings.market_asset == "A1"
+    same = PPOAllocatorStrategy(k=2, lookback=8, agent_path=str(path), features=features,
+                                market_asset="A1")  # fmt: skip
+    assert len(run_backtest(same, prices, prices.index[100]).weights) == 40
+    other = PPOAllocatorStrategy(k=2, lookback=8, agent_path=str(path), features=features,
+                                 market_asset="A2")  # fmt: skip
+    with pytest.raises(DataError, match="'market_asset': 'A1'.*'market_asset': 'A2'"):
+        run_backtest(other, prices, prices.index[100])
+    # Without the regime input the market asset is not part of the state, and not recorded.
+    assert train_agent(
+        _returns(prices)[:100], k=2, lookback=8, settings=TINY_AGENT, seed=0,
+        inputs=FeatureSet(("rsi",)).build(prices)[:100], features=("rsi",), market_asset="A1",
+    ).env_settings.market_asset is None  # fmt: skip
+
+
+def test_env_settings_record_a_market_asset_exactly_with_the_regime_input():
+    base = {"lookback": 8, "k": 2, "tau": 0.0, "transaction_cost": 0.0, "lambda_sparse": 0.0,
+            "with_scores": False}  # fmt: skip
+    assert EnvSettings(**base, features=("regime",), market_asset="SPY").market_asset == "SPY"
+    with pytest.raises(ValueError, match="give it exactly when features include 'regime'"):
+        EnvSettings(**base, features=("regime",))
+    with pytest.raises(ValueError, match="give it exactly when features include 'regime'"):
+        EnvSettings(**base, features=("rsi",), market_asset="SPY")
 
 
 class _LeakyInputs(PPOAllocatorStrategy):

@@ -182,6 +182,7 @@ def check_learnability(check: LearnabilityCheck) -> LearnabilityResult:
         reward=check.reward,
         inputs=None if inputs is None else inputs[: check.train_periods],
         features=check.features,
+        market_asset=_regime_market(check),
     )
     return score_policy(check, agent.act, agent.num_timesteps)
 
@@ -205,7 +206,12 @@ def _model_inputs(check: LearnabilityCheck) -> np.ndarray | None:
     if not check.features:
         return None
     prices = generate_market(check.market)
-    return FeatureSet(check.features, market=str(prices.columns[0])).build(prices)
+    return FeatureSet(check.features, market=_regime_market(check)).build(prices)
+
+
+def _regime_market(check: LearnabilityCheck) -> str:
+    """The asset whose trend the ``regime`` input reads on the check's market: its first."""
+    return str(generate_market(check.market).columns[0])
 
 
 def score_policy(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from dynafolio.model_inputs import FEATURE_NAMES, FeatureName, FeatureSet
 from dynafolio.rl.rewards import RewardSettings
@@ -19,6 +19,8 @@ __all__ = ["MAX_ASSETS", "MAX_LOOKBACK", "EnvSettings", "PPOSettings", "input_co
 #: dynafolio trains; see :mod:`dynafolio.rl.agent_file`).
 MAX_ASSETS = 10_000
 MAX_LOOKBACK = 5_000
+#: Longest asset name a saved agent may record (its ``market_asset``).
+MAX_NAME = 200
 
 
 def input_columns(features: tuple[str, ...]) -> int:
@@ -90,7 +92,8 @@ class EnvSettings(Settings):
     (:class:`~dynafolio.rl.env.PortfolioEnv`, the batched VecEnv), the trainer and the agent
     file's header all read this one object. ``with_scores``: the observation holds a score per
     asset (the hybrid's forecasts); ``features``: it holds these model inputs
-    (:mod:`dynafolio.model_inputs`) per asset, after the scores."""
+    (:mod:`dynafolio.model_inputs`) per asset, after the scores; ``market_asset``: the asset
+    whose trend the ``regime`` input reads (recorded with ``regime`` only, else None)."""
 
     lookback: int = Field(ge=1, le=MAX_LOOKBACK)
     k: int = Field(ge=1, le=MAX_ASSETS)
@@ -100,6 +103,7 @@ class EnvSettings(Settings):
     with_scores: bool
     # fail_fast and capped: a saved agent's header reports one bad entry, not one per entry.
     features: tuple[FeatureName, ...] = Field((), max_length=len(FEATURE_NAMES), fail_fast=True)
+    market_asset: str | None = Field(None, min_length=1, max_length=MAX_NAME)
     reward: RewardSettings = Field(default_factory=RewardSettings)
 
     @field_validator("features")
@@ -107,6 +111,16 @@ class EnvSettings(Settings):
     def _each_once(cls, features: tuple[str, ...]) -> tuple[str, ...]:
         input_columns(features)  # refuses a feature listed twice
         return features
+
+    @model_validator(mode="after")
+    def _market_with_regime(self) -> EnvSettings:
+        if ("regime" in self.features) != (self.market_asset is not None):
+            raise ValueError(
+                "market_asset names the asset whose trend the regime input reads: give it "
+                f"exactly when features include 'regime' (features {list(self.features)}, "
+                f"market_asset {self.market_asset!r})"
+            )
+        return self
 
     @property
     def extra_columns(self) -> int:
@@ -116,4 +130,4 @@ class EnvSettings(Settings):
     def env_kwargs(self) -> dict:
         """The keyword arguments of the environments' constructors (the scores and the
         features are data, passed beside them)."""
-        return self.model_dump(exclude={"with_scores", "features"})
+        return self.model_dump(exclude={"with_scores", "features", "market_asset"})

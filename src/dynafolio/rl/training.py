@@ -48,6 +48,7 @@ def train_agent(
     reward: RewardSettings | None = None,
     inputs: np.ndarray | None = None,
     features: Sequence[str] = (),
+    market_asset: str | None = None,
 ) -> TrainedAgent:
     """Train PPO on the rows of ``returns`` (the training period only), early-stopped on its tail.
 
@@ -68,6 +69,9 @@ def train_agent(
         The model inputs ``features`` (:meth:`dynafolio.model_inputs.FeatureSet.build`) of
         every row, read by the state beside each asset's returns; ``features`` names them
         for the agent's header (a loaded agent is checked against them).
+    market_asset : str, optional
+        The asset whose trend the ``regime`` input reads; recorded in the header (and
+        needed) when ``features`` include ``regime``, ignored otherwise.
 
     The last ``val_fraction`` of the rows is held out: episodes are drawn before it, and every
     ``eval_every`` timesteps the deterministic policy is run through it; the policy with the
@@ -95,6 +99,7 @@ def train_agent(
         lambda_sparse=lambda_sparse,
         with_scores=scores is not None,
         features=tuple(features),
+        market_asset=market_asset if "regime" in features else None,
         reward=reward or RewardSettings(),
     )
     given, wanted = 0 if inputs is None else np.shape(inputs)[-1], input_columns(features)

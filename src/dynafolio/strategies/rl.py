@@ -83,7 +83,8 @@ class PPOAllocatorStrategy(Strategy):
         as the environment's are in training; they enter as they are (the returns do too),
         NaN as 0 and clipped to ±:data:`~dynafolio.rl.task.INPUT_CLIP`. None by default.
     market_asset : str
-        The asset whose trend is the ``regime`` input.
+        The asset whose trend is the ``regime`` input; a saved agent that reads ``regime``
+        records it, and one trained on another market asset is refused.
     seed : int
     """
 
@@ -160,6 +161,7 @@ class PPOAllocatorStrategy(Strategy):
                 reward=self.reward,
                 inputs=self._inputs(history) if self.features else None,
                 features=self.features,
+                market_asset=self.market_asset,
             )
         # The holdings the portfolio starts from: cash, or a previous block's (hold_from).
         self.previous_, self.previous_date_ = getattr(self, "carried_", (None, None))
@@ -336,6 +338,7 @@ class PPOAllocatorStrategy(Strategy):
             "k": self.k,
             "with_scores": self.forecaster is not None,
             "features": tuple(self.features),
+            "market_asset": self.market_asset if "regime" in self.features else None,
         }
         saved = {key: getattr(agent.env_settings, key) for key in expected}
         size = agent.obs_mean.size
