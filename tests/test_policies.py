@@ -1,8 +1,10 @@
 """The per-asset policy network: one pass for both heads when no gradient is taken, and a
-training forward whose gradients are bit for bit those of two independent passes."""
+training forward (the critic's graph reusing the actor's layer outputs) whose gradients are
+bit for bit those of two independent passes."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dynafolio.rl.policies import PerAssetNetwork
@@ -24,13 +26,15 @@ def test_per_asset_forward_without_gradients_equals_the_two_pass_forward() -> No
         assert fast_actor.shape == (11, 37) and fast_critic.shape == (11, 8)
 
 
-def test_training_forward_gradients_equal_two_independent_passes() -> None:
-    # The critic's copy of the shared layers reuses the actor's tanh outputs; every weight's
-    # gradient must still be bit for bit that of two plain passes (what PPO trained on).
+@pytest.mark.parametrize("hidden", [(16, 8), (8,), (64, 64), (12, 10, 6)])
+def test_training_forward_gradients_equal_two_independent_passes(hidden) -> None:
+    # The critic's copy of the shared layers reuses the actor's layer outputs and runs its own
+    # backward (_SecondPass); every weight's gradient must still be bit for bit that of two
+    # plain passes (what PPO trained on), whatever the number and widths of the layers.
     torch.manual_seed(1)
-    network = PerAssetNetwork(n_assets=29, lookback=5, extra_columns=1, hidden=(16, 8))
+    network = PerAssetNetwork(n_assets=29, lookback=5, extra_columns=1, hidden=hidden)
     features = torch.randn(13, (5 + 2) * 29)
-    weights = torch.randn(13, 29), torch.randn(13, 8)
+    weights = torch.randn(13, 29), torch.randn(13, hidden[-1])
 
     def gradients(actor: torch.Tensor, critic: torch.Tensor) -> list[torch.Tensor]:
         network.zero_grad(set_to_none=True)
@@ -42,7 +46,7 @@ def test_training_forward_gradients_equal_two_independent_passes() -> None:
         network.score(network.embed(inputs)).squeeze(-1), network.embed(inputs).mean(dim=1)
     )
     reused = gradients(*network(features))
-    assert len(plain) == len(reused) == 6
+    assert len(plain) == len(reused) == 2 * len(hidden) + 2
     for a, b in zip(plain, reused, strict=True):
         assert torch.equal(a, b)
 
