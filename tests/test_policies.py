@@ -64,3 +64,31 @@ def test_each_asset_reads_its_own_extra_columns() -> None:
     for asset in range(n):
         expected = torch.cat([window[:, asset], weights[asset : asset + 1], extras[asset]])
         assert torch.equal(rows[asset], expected)
+
+
+def test_the_training_forward_gives_inputs_their_gradient_and_refuses_a_double_backward():
+    # The inputs are data in PPO, but a caller asking for their gradient (e.g. a saliency
+    # map) gets both heads' share, bit for bit; second derivatives are refused, not wrong.
+    torch.manual_seed(2)
+    network = PerAssetNetwork(n_assets=7, lookback=4, extra_columns=2, hidden=(8, 6))
+    features = torch.randn(5, (4 + 1 + 2) * 7, requires_grad=True)
+
+    def input_gradient(actor: torch.Tensor, critic: torch.Tensor) -> torch.Tensor:
+        (gradient,) = torch.autograd.grad(actor.sum() + critic.pow(2).sum(), features)
+        return gradient
+
+    inputs = network.per_asset_inputs(features)
+    plain = input_gradient(
+        network.score(network.embed(inputs)).squeeze(-1), network.embed(inputs).mean(dim=1)
+    )
+    assert torch.equal(plain, input_gradient(*network(features)))
+    _, critic = network(features)
+    with pytest.raises(RuntimeError, match="first-order only"):
+        torch.autograd.grad(critic.pow(2).sum(), features, create_graph=True)
+
+
+def test_a_network_without_hidden_layers_trains():
+    network = PerAssetNetwork(n_assets=3, lookback=2, extra_columns=0, hidden=())
+    actor, critic = network(torch.randn(4, (2 + 1) * 3))
+    (actor.sum() + critic.sum()).backward()
+    assert critic.shape == (4, 3) and network.score.weight.grad is not None

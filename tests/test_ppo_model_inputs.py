@@ -133,18 +133,39 @@ def test_an_agent_reading_the_regime_records_its_market_asset(tmp_path):
     )  # fmt: skip
     path = trained.save(tmp_path / "agent.zip")
     assert TrainedAgent.load(path).env_settings.market_asset == "A1"
+    # A file saved before the market asset was recorded cannot be checked: refused, saying so.
+    with pytest.raises(DataError, match="saved before agent files recorded the regime's market"):
+        TrainedAgent.from_bytes(_without_market_asset(path), "old.zip")
     same = PPOAllocatorStrategy(k=2, lookback=8, agent_path=str(path), features=features,
                                 market_asset="A1")  # fmt: skip
     assert len(run_backtest(same, prices, prices.index[100]).weights) == 40
     other = PPOAllocatorStrategy(k=2, lookback=8, agent_path=str(path), features=features,
                                  market_asset="A2")  # fmt: skip
-    with pytest.raises(DataError, match="'market_asset': 'A1'.*'market_asset': 'A2'"):
+    with pytest.raises(DataError, match=r"with market_asset 'A1' \(this strategy: 'A2'\)"):
         run_backtest(other, prices, prices.index[100])
     # Without the regime input the market asset is not part of the state, and not recorded.
     assert train_agent(
         _returns(prices)[:100], k=2, lookback=8, settings=TINY_AGENT, seed=0,
         inputs=FeatureSet(("rsi",)).build(prices)[:100], features=("rsi",), market_asset="A1",
     ).env_settings.market_asset is None  # fmt: skip
+
+
+def _without_market_asset(path) -> bytes:
+    """The agent file at ``path`` as saved before headers recorded ``market_asset``."""
+    import io
+    import json
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(buffer, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name.endswith(".json"):
+                header = json.loads(data)
+                del header["env_settings"]["market_asset"]
+                data = json.dumps(header).encode()
+            target.writestr(name, data)
+    return buffer.getvalue()
 
 
 def test_env_settings_record_a_market_asset_exactly_with_the_regime_input():

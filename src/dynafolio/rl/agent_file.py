@@ -351,6 +351,16 @@ def _check_header(text: bytearray, path: Path | str, fix: str) -> tuple[_AgentHe
                 f"{what}: its header is invalid: ppo.policy: {short_repr(ppo['policy'])} is not "
                 f"a dynafolio policy (the policies are {', '.join(POLICIES)}); {fix}"
             )
+    env = raw.get("env_settings")
+    if isinstance(env, dict) and "market_asset" not in env:
+        features = env.get("features")
+        if isinstance(features, list) and "regime" in features:
+            raise DataError(
+                f"{path} is an agent whose state reads the regime input, saved before agent "
+                "files recorded the regime's market asset, so it cannot be checked against "
+                "the strategy's market_asset; retrain the agent (dynafolio run saves it under "
+                "agents/)"
+            )
     try:
         # Strict JSON validation: "20" is not an integer and true is not a number.
         header = _AgentHeader.model_validate_json(json.dumps(raw), strict=True)

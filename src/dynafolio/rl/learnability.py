@@ -211,7 +211,7 @@ def _model_inputs(check: LearnabilityCheck) -> np.ndarray | None:
 
 def _regime_market(check: LearnabilityCheck) -> str:
     """The asset whose trend the ``regime`` input reads on the check's market: its first."""
-    return str(generate_market(check.market).columns[0])
+    return check.market.asset_names[0]
 
 
 def score_policy(

@@ -75,8 +75,12 @@ class PerAssetNetwork(nn.Module):
         return self.embed(self.per_asset_inputs(features)).mean(dim=1)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # The inputs are data (no gradient flows into them), so both heads can read one copy.
-        inputs = self.per_asset_inputs(features)
+        inputs = self.per_asset_inputs(features)  # both heads read this one copy
+        layers = [layer for layer in self.embed if isinstance(layer, nn.Linear)]
+        if torch.is_grad_enabled() and (not layers or _autocast(inputs)):
+            # No shared layers (nothing to reuse), or autocast (which casts the weights the
+            # reuse would read): two plain passes.
+            return self.score(self.embed(inputs)).squeeze(-1), self.embed(inputs).mean(dim=1)
         if torch.is_grad_enabled():
             # Training: two graphs, so each head's gradient flows through its own copy of the
             # shared layers and the weights' gradients keep their summation order (one shared
@@ -84,7 +88,6 @@ class PerAssetNetwork(nn.Module):
             # critic's copy is :class:`_SecondPass`, which reuses the actor's layer outputs
             # instead of computing them again (a matmul and a tanh per layer, which grow with
             # n_assets) and whose backward runs autograd's own operations.
-            layers = [layer for layer in self.embed if isinstance(layer, nn.Linear)]
             activations = []
             x = inputs
             for layer in layers:
@@ -100,6 +103,10 @@ class PerAssetNetwork(nn.Module):
         return self.score(embedded).squeeze(-1), embedded.mean(dim=1)
 
 
+def _autocast(x: torch.Tensor) -> bool:
+    return torch.is_autocast_enabled(x.device.type)
+
+
 class _SecondPass(torch.autograd.Function):
     """The shared layers (``Linear`` then ``tanh``, each) applied a second time to the same
     ``inputs``, whose outputs are already known (the first pass's ``activations``). Forward
@@ -109,7 +116,9 @@ class _SecondPass(torch.autograd.Function):
     and the bias's ``sum_to_size``), so gradients are bit for bit those of a second pass.
 
     Hand-written because no autograd API lets a second graph share a first one's forward
-    values; ``tests/test_policies.py`` checks the gradients against two plain passes."""
+    values; ``tests/test_policies.py`` checks the gradients against two plain passes. It
+    assumes contiguous weights (as ``nn.Linear`` makes and loads them: autograd takes another
+    branch for column-major ones) and is first-order only: a double backward is refused."""
 
     @staticmethod
     def forward(ctx: Any, inputs: torch.Tensor, n_layers: int, *tensors: torch.Tensor):
@@ -120,6 +129,9 @@ class _SecondPass(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor):
+        if torch.is_grad_enabled():
+            # Its operations read detached activations: second derivatives would be wrong.
+            raise RuntimeError("PerAssetNetwork's training forward is first-order only")
         inputs, *saved = ctx.saved_tensors
         activations, weights = saved[: ctx.n_layers], saved[ctx.n_layers :]
         gradients: list[torch.Tensor] = []
@@ -129,9 +141,10 @@ class _SecondPass(torch.autograd.Function):
             pre = pre.reshape(-1, pre.shape[-1])
             weight_grad = pre.t().mm(layer_input.reshape(-1, layer_input.shape[-1]))
             gradients[:0] = [weight_grad, pre.sum_to_size(pre.shape[-1])]
-            if i:
+            if i or ctx.needs_input_grad[0]:  # the inputs are data, unless a caller asks
                 grad = pre.mm(weights[i]).view(layer_input.shape)
-        return None, None, *([None] * ctx.n_layers), *gradients
+        input_grad = grad if ctx.needs_input_grad[0] else None
+        return input_grad, None, *([None] * ctx.n_layers), *gradients
 
 
 class PerAssetPolicy(ActorCriticPolicy):

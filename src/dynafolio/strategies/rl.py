@@ -29,7 +29,7 @@ from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.learnability import LearnabilityCheck
 from dynafolio.rl.projection import top_k_weights
 from dynafolio.rl.rewards import RewardSettings
-from dynafolio.rl.settings import PPOSettings, input_columns
+from dynafolio.rl.settings import MAX_NAME, PPOSettings, input_columns
 from dynafolio.rl.task import RETURN_CLIP, SCORE_CLIP, clean_inputs
 from dynafolio.rl.training import train_agent
 from dynafolio.settings import parameters, params_model
@@ -106,7 +106,7 @@ class PPOAllocatorStrategy(Strategy):
     # Not a setting: the file's contents, excluded from the config (PPOSpec) and the repr.
     agent_bytes: bytes | None = field(default=None, repr=False)
     features: tuple[FeatureName, ...] = ()
-    market_asset: str = "SPY"
+    market_asset: Annotated[str, Field(min_length=1, max_length=MAX_NAME)] = "SPY"
     seed: int = 0
     reward: Annotated[
         RewardSettings,
@@ -344,11 +344,16 @@ class PPOAllocatorStrategy(Strategy):
         size = agent.obs_mean.size
         needed = PortfolioEnv.observation_size(len(assets), self.lookback, self.extra_columns)
         if saved != expected or size != needed:
+            differ = [f"{key} {saved[key]!r} (this strategy: {expected[key]!r})"
+                      for key in expected if saved[key] != expected[key]]  # fmt: skip
+            if size != needed:
+                differ.append(f"{size} inputs (this strategy: {needed} for {len(assets)} assets)")
             raise DataError(
-                f"agent {self.agent_path or 'agent_bytes'} was trained with {saved} and "
-                f"{size} inputs; this strategy needs {expected} and {needed} inputs "
-                f"({len(assets)} assets); use an agent trained with the same settings and "
-                "assets, or remove agent_path"
+                f"agent {self.agent_path or 'agent_bytes'} was trained with "
+                f"{'; '.join(differ)}. It was trained with {saved} and {size} inputs; this "
+                f"strategy needs {expected} and {needed} inputs ({len(assets)} assets). Set "
+                "the strategy's settings to the agent's, use an agent trained with the same "
+                "settings and assets, or remove agent_path"
             )
 
 
