@@ -13,7 +13,14 @@ from dynafolio.model_inputs import FEATURE_NAMES, FeatureName, FeatureSet
 from dynafolio.rl.rewards import RewardSettings
 from dynafolio.settings import Settings
 
-__all__ = ["MAX_ASSETS", "MAX_LOOKBACK", "EnvSettings", "PPOSettings", "input_columns"]
+__all__ = [
+    "MAX_ASSETS",
+    "MAX_LOOKBACK",
+    "EnvSettings",
+    "PPOSettings",
+    "input_columns",
+    "recorded_market",
+]
 
 #: Caps on what a saved agent may declare about its environment (far above any agent
 #: dynafolio trains; see :mod:`dynafolio.rl.agent_file`).
@@ -28,6 +35,12 @@ def input_columns(features: tuple[str, ...]) -> int:
     :class:`~dynafolio.errors.ConfigError` (a ``ValueError``) for an unknown name or one
     listed twice, as :class:`~dynafolio.model_inputs.FeatureSet` does."""
     return FeatureSet(tuple(features)).n_columns if features else 0
+
+
+def recorded_market(features: tuple[str, ...], market_asset: str | None) -> str | None:
+    """The market asset a state with ``features`` records (:attr:`EnvSettings.market_asset`):
+    the asset whose trend the ``regime`` input reads, None without that input."""
+    return market_asset if "regime" in features else None
 
 
 @dataclass(frozen=True)

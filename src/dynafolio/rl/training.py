@@ -24,7 +24,7 @@ from dynafolio.rl.agent_file import TrainedAgent
 from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.policies import POLICIES, policy_kwargs
 from dynafolio.rl.rewards import RewardSettings
-from dynafolio.rl.settings import EnvSettings, PPOSettings, input_columns
+from dynafolio.rl.settings import EnvSettings, PPOSettings, input_columns, recorded_market
 from dynafolio.rl.vec_env import BatchedPortfolioVecEnv
 
 __all__ = ["ValidationEarlyStopping", "observation_stats", "random_baseline", "train_agent"]
@@ -99,7 +99,7 @@ def train_agent(
         lambda_sparse=lambda_sparse,
         with_scores=scores is not None,
         features=tuple(features),
-        market_asset=market_asset if "regime" in features else None,
+        market_asset=recorded_market(tuple(features), market_asset),
         reward=reward or RewardSettings(),
     )
     given, wanted = 0 if inputs is None else np.shape(inputs)[-1], input_columns(features)

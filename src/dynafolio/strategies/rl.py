@@ -29,7 +29,7 @@ from dynafolio.rl.env import PortfolioEnv
 from dynafolio.rl.learnability import LearnabilityCheck
 from dynafolio.rl.projection import top_k_weights
 from dynafolio.rl.rewards import RewardSettings
-from dynafolio.rl.settings import MAX_NAME, PPOSettings, input_columns
+from dynafolio.rl.settings import MAX_NAME, PPOSettings, input_columns, recorded_market
 from dynafolio.rl.task import RETURN_CLIP, SCORE_CLIP, clean_inputs
 from dynafolio.rl.training import train_agent
 from dynafolio.settings import parameters, params_model
@@ -338,7 +338,7 @@ class PPOAllocatorStrategy(Strategy):
             "k": self.k,
             "with_scores": self.forecaster is not None,
             "features": tuple(self.features),
-            "market_asset": self.market_asset if "regime" in self.features else None,
+            "market_asset": recorded_market(tuple(self.features), self.market_asset),
         }
         saved = {key: getattr(agent.env_settings, key) for key in expected}
         size = agent.obs_mean.size
